@@ -1,0 +1,54 @@
+"""deapnos: Neural Optimizer Search with DEAP and PyTorch.
+
+Public API::
+
+    import deapnos
+    genome = deapnos.Genome.parse("none ~ div(v_hat, sqrt(s_hat))")
+    opt = deapnos.optimizer("opt10", model.parameters(), lr=1e-3, total_steps=10_000)
+    deapnos.zoo.names(); deapnos.zoo.get("adam")
+"""
+from __future__ import annotations
+
+from .space import Genome, GenomeParseError, SearchSpace, SpaceError
+
+__version__ = "0.1.0"
+
+
+def optimizer(name_or_genome, params, lr: float = 1e-3, total_steps: int | None = None, warmup_steps: int = 0,
+              base_schedule: str = "warmup_cosine", **kwargs):
+    """An :class:`~deapnos.optim.EvolvedOptimizer` for a zoo name, a genome, genome text or a genome file."""
+    from .optim.optimizer import EvolvedOptimizer
+    genome = resolve_genome(name_or_genome)
+    return EvolvedOptimizer(params, genome, lr=lr, total_steps=total_steps, warmup_steps=warmup_steps,
+                            base_schedule=base_schedule, **kwargs)
+
+
+def resolve_genome(name_or_genome) -> Genome:
+    """A genome from a Genome, a zoo name, a path to a genome file, or genome text."""
+    import os
+    if isinstance(name_or_genome, Genome):
+        return name_or_genome
+    if not isinstance(name_or_genome, (str, os.PathLike)):
+        raise TypeError(f"expected a Genome, zoo name, genome file or genome text, got "
+                        f"{type(name_or_genome).__name__}")
+    text = os.fspath(name_or_genome)
+    from . import zoo
+    if text in zoo.names():
+        return zoo.get(text)
+    if os.path.exists(text):
+        return Genome.load(text)
+    if "~" in text:
+        return Genome.parse(text)
+    raise ValueError(f"{text!r} is not a zoo optimizer, a genome file or genome text; zoo names: "
+                     f"{', '.join(zoo.names())}")
+
+
+def __getattr__(name):
+    # lazy submodules keep `import deapnos` light on SCOOP workers
+    if name in ("zoo", "optim", "space"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'deapnos' has no attribute {name!r}")
+
+
+__all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo"]

@@ -1,0 +1,271 @@
+"""Update tree -> evaluation plan, without ``eval``.
+
+A :class:`Plan` is a straight list of instructions over flat tensors.  Compilation:
+
+* classifies every node as ``const`` (a number), ``step`` (depends only on t: decays, constants and
+  pure ops of them, precomputed as a float32 table over t = 0..T-1) or ``full`` (per element);
+* folds ``const`` and ``step`` subtrees into tables, so a decay costs one scalar multiply per step;
+* removes identities and shares equal deterministic subtrees (common subexpressions);
+* assigns each ``full`` value a workspace buffer, reusing buffers whose value is dead and writing
+  element-wise ops in place over a dying input;
+* records which state slots the operands read: only those are allocated and updated.
+
+:class:`PlanRunner` holds the state of one flat bucket of parameters and runs the plan each step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from deap import gp
+
+from ..space.genome import tree_text
+from ..space.psets import DECAY_ON_BRANCH, Decay, Tensor
+from ..space.operands import OperandContext
+from .schedules import check_horizon, tree_table
+
+CONST, STEP, FULL = "const", "step", "full"
+
+
+@dataclass
+class Instr:
+    """One step of a plan: ``out`` buffer <- ``fn`` of argument values.
+
+    ``kind``: ``operand`` (fn is an OperandSpec.compute), ``op`` (an OpSpec kernel), ``scale``
+    (multiply by a step table: a decay on a full branch) or ``fill`` (materialise a scalar value).
+    ``args`` are value ids; ``label`` is the subtree's text, for error messages and export.
+    """
+    kind: str
+    fn: Callable | None
+    args: tuple[int, ...]
+    out: int                   # value id produced
+    buf: int                   # workspace buffer index
+    needs: tuple[str, ...] = ()
+    accepts_out: bool = True
+    label: str = ""
+    name: str = ""
+    state_key: str | None = None   # per-node state dict key for stateful ops
+
+
+@dataclass
+class Plan:
+    """A compiled genome for a given horizon ``total_steps``."""
+    total_steps: int
+    instrs: list[Instr]
+    values: dict[int, tuple[str, Any]]  # value id -> (CONST, float) | (STEP, float32 table) | (FULL, None)
+    root: int
+    n_buffers: int
+    states: tuple[str, ...]          # EMA-like state slots to allocate and update, in order
+    state_specs: tuple
+    reads_params: bool
+    stateful_keys: tuple[str, ...]   # keys of per-node op state
+    needs_generator: bool
+    text: str
+
+    def state_names(self) -> list[str]:
+        return list(self.states) + list(self.stateful_keys)
+
+
+class _Builder:
+    def __init__(self, space, T):
+        self.space, self.T = space, T
+        self.values: dict[int, tuple[str, Any]] = {}
+        self.instrs: list[Instr] = []
+        self.memo: dict[str, int] = {}
+        self.next_id = 0
+        self.states: list[str] = []
+        self.reads_params = False
+        self.stateful = 0
+        self.needs_generator = False
+
+    def new_value(self, kind, payload=None) -> int:
+        vid = self.next_id
+        self.next_id += 1
+        self.values[vid] = (kind, payload)
+        return vid
+
+    def build(self, tree: gp.PrimitiveTree, i: int) -> tuple[int, int]:
+        """Compile the subtree at ``i``; returns (value id, index past the subtree)."""
+        node = tree[i]
+        end = tree.searchSubtree(i).stop
+        key = tree_text(gp.PrimitiveTree(tree[i:end]))
+        if key in self.memo:
+            return self.memo[key], end
+        vid = self._build(tree, i, node, key)
+        if self._shareable(tree, i, end):
+            self.memo[key] = vid
+        return vid, end
+
+    def _shareable(self, tree, i, end):
+        for node in tree[i:end]:
+            if node.arity and node.ret is Tensor and node.name != DECAY_ON_BRANCH:
+                spec = self.space.op_spec(Tensor, node.name)
+                if "state" in spec.needs or "generator" in spec.needs:
+                    return False
+        return True
+
+    def _build(self, tree, i, node, key):
+        space = self.space
+        if node.arity == 0:
+            spec = space.operands[node.name]
+            if spec.constant is not None:
+                return self.new_value(CONST, float(spec.constant))
+            for slot in spec.states:
+                if slot not in self.states:
+                    self.states.append(slot)
+            self.reads_params |= spec.reads_params
+            vid = self.new_value(FULL)
+            self.instrs.append(Instr("operand", spec.compute, (), vid, -1, label=key, name=node.name))
+            return vid
+        if node.name == DECAY_ON_BRANCH:
+            decay_table = tree_table(tree, space, self.T, i + 1).to(torch.float32)
+            x, _ = self.build(tree, tree.searchSubtree(i + 1).stop)
+            kind, payload = self.values[x]
+            if kind != FULL:
+                return self.new_value(STEP, decay_table * _as_table(kind, payload))
+            vid = self.new_value(FULL)
+            dvid = self.new_value(STEP, decay_table)
+            self.instrs.append(Instr("scale", None, (x, dvid), vid, -1, label=key, name="decay"))
+            return vid
+        spec = space.op_spec(Tensor, node.name)
+        args, j = [], i + 1
+        for _ in range(node.arity):
+            a, j = self.build(tree, j)
+            args.append(a)
+        if node.name == "id" and spec.fn.__name__ == "k_identity":
+            return args[0]
+        kinds = [self.values[a][0] for a in args]
+        if spec.pure and all(k != FULL for k in kinds):
+            folded = spec.fn(*[_as_table(*self.values[a]) for a in args])
+            if all(k == CONST for k in kinds):
+                return self.new_value(CONST, float(folded))
+            return self.new_value(STEP, torch.broadcast_to(folded, (self.T,)).to(torch.float32).clone())
+        if not spec.pure:
+            # ops with state, randomness or tensor boundaries run on full tensors only
+            args = [self._materialise(a) for a in args]
+        state_key = None
+        if "state" in spec.needs:
+            self.stateful += 1
+            state_key = f"{node.name}#{self.stateful}"
+        self.needs_generator |= "generator" in spec.needs
+        vid = self.new_value(FULL)
+        self.instrs.append(Instr("op", spec.fn, tuple(args), vid, -1, needs=spec.needs,
+                                 accepts_out=spec.accepts_out, label=key, name=node.name,
+                                 state_key=state_key))
+        return vid
+
+    def _materialise(self, vid):
+        kind, _ = self.values[vid]
+        if kind == FULL:
+            return vid
+        out = self.new_value(FULL)
+        self.instrs.append(Instr("fill", None, (vid,), out, -1, label="fill", name="fill"))
+        return out
+
+
+def _as_table(kind, payload):
+    return torch.tensor(payload, dtype=torch.float32) if kind == CONST else payload
+
+
+def _assign_buffers(instrs: list[Instr], root: int, values) -> int:
+    """Give each instruction a workspace buffer: reuse dead buffers, write in place over a dying
+    input where the op allows it.  Returns the number of buffers."""
+    last_use: dict[int, int] = {}
+    for k, ins in enumerate(instrs):
+        for a in ins.args:
+            last_use[a] = k
+    last_use[root] = len(instrs)
+    buf_of: dict[int, int] = {}
+    free: list[int] = []
+    n = 0
+    for k, ins in enumerate(instrs):
+        dying = [a for a in ins.args if a in buf_of and last_use.get(a) == k and values[a][0] == FULL]
+        inplace_ok = ins.kind in ("op", "scale") and ins.accepts_out and "state" not in ins.needs
+        if inplace_ok and dying:
+            ins.buf = buf_of[dying[0]]
+            dying = dying[1:]
+        elif free:
+            ins.buf = free.pop()
+        else:
+            ins.buf = n
+            n += 1
+        buf_of[ins.out] = ins.buf
+        for a in set(dying):
+            if buf_of[a] != ins.buf:
+                free.append(buf_of[a])
+    return n
+
+
+def compile_genome(genome, total_steps: int, compat: bool = False) -> Plan:
+    """Compile ``genome.update`` for a run of ``total_steps`` steps."""
+    check_horizon(total_steps)
+    space = genome.space
+    b = _Builder(space, total_steps)
+    root, _ = b.build(genome.update, 0)
+    if b.values[root][0] != FULL:
+        root = b._materialise(root)
+    n = _assign_buffers(b.instrs, root, b.values)
+    stateful = tuple(ins.state_key for ins in b.instrs if ins.state_key)
+    return Plan(total_steps, b.instrs, b.values, root, n, tuple(b.states),
+                tuple(space.states[s] for s in b.states), b.reads_params, stateful, b.needs_generator,
+                genome.to_text())
+
+
+class PlanRunner:
+    """Runs a plan over one flat bucket of ``numel`` elements split into tensors of ``sizes``.
+
+    State lives in flat tensors: ``state[slot]`` for EMA slots and ``op_state[key]`` (dicts of
+    tensors) for stateful ops.  ``direction(g, t, params_fn)`` returns the flat update U.
+    """
+
+    def __init__(self, plan: Plan, numel: int, sizes: list[int], device, dtype, generator=None):
+        self.plan = plan
+        self.sizes = list(sizes)
+        self.numel = numel
+        self.device, self.dtype = device, dtype
+        self.generator = generator
+        self.state = {name: torch.zeros(numel, device=device, dtype=dtype) for name in plan.states}
+        self.op_state: dict[str, dict] = {key: {} for key in plan.stateful_keys}
+        self.buffers = [torch.empty(numel, device=device, dtype=dtype) for _ in range(plan.n_buffers)]
+        self.tables = {vid: (p.to(device) if kind == STEP else torch.tensor(p, dtype=dtype, device=device))
+                       for vid, (kind, p) in plan.values.items() if kind != FULL}
+
+    def direction(self, g: torch.Tensor, t: int, params_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The flat update direction U at 0-based step ``t`` (already clamped to the horizon)."""
+        plan = self.plan
+        ctx = OperandContext(g, t, self.state, params_fn)
+        for spec in plan.state_specs:
+            spec.update(self.state[spec.name], ctx)
+        vals: dict[int, torch.Tensor] = {}
+        for ins in plan.instrs:
+            buf = self.buffers[ins.buf]
+            if ins.kind == "operand":
+                v = ins.fn(ctx, out=buf)
+            elif ins.kind == "scale":
+                v = torch.mul(vals[ins.args[0]], self._value(vals, ins.args[1], t), out=buf)
+            elif ins.kind == "fill":
+                v = buf.fill_(self._value(vals, ins.args[0], t))
+            else:
+                args = [self._value(vals, a, t) for a in ins.args]
+                kw = {}
+                for need in ins.needs:
+                    if need == "state":
+                        kw["state"] = self.op_state[ins.state_key]
+                    elif need == "t":
+                        kw["t"] = t
+                    elif need == "generator":
+                        kw["generator"] = self.generator
+                    elif need == "sizes":
+                        kw["sizes"] = self.sizes
+                v = ins.fn(*args, **kw, out=buf) if ins.accepts_out else ins.fn(*args, **kw)
+                if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
+                    v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))
+            vals[ins.out] = v
+        return vals[plan.root]
+
+    def _value(self, vals, vid, t):
+        if vid in vals:
+            return vals[vid]
+        table = self.tables[vid]
+        return table if table.dim() == 0 else table[t]

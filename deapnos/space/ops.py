@@ -1,0 +1,496 @@
+"""Element-wise operations of the search space, with protected semantics.
+
+Three families (paper-spec §1.3-1.4, §2.1-2.2):
+
+* tensor ops: unary and binary ops on gradient statistics (type ``Tensor``);
+* decay functions a1..a14 (and a14p, the variant of ``EvolvedLRSchedules``): per-step scalars of
+  the step ``t`` and horizon ``T``, computed in float64 on the whole grid at once;
+* decay ops: unary and binary ops on decay values (types ``Decay`` and ``Schedule``).
+
+Every kernel is a plain function of torch tensors that accepts ``out=`` so that the optimizer can
+run it into a preallocated flat buffer.  Kernels import only torch: ``deapnos export`` copies their
+source into standalone optimizer modules.
+
+Protection (the fixes of paper-spec §8.2, applied by default):
+* division and reciprocal use a sign-aware epsilon ``b + eps*sign(b)`` with sign(0) = +1, so they
+  never divide by zero and never flip the sign of the denominator;
+* ``pow`` computes ``(|a| + eps)^b``, so ``0^b`` with ``b < 0`` is finite;
+* ``ln`` and ``sqrt`` take the absolute value first, so neither gives NaN for negative inputs;
+* ``exp`` and ``softplus`` are left unprotected, as in the original: an overflow is reported as a
+  diverged candidate by the optimizer's finiteness check, not hidden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+EPS = 1e-7
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor kernels: unary
+# ---------------------------------------------------------------------------------------------
+
+def k_neg(x, out=None):
+    return torch.neg(x, out=out)
+
+
+def k_ln(x, out=None):
+    return torch.log(torch.add(torch.abs(x), 1e-7, out=out), out=out)
+
+
+def k_sqrt(x, out=None):
+    return torch.sqrt(torch.abs(x, out=out), out=out)
+
+
+def k_exp(x, out=None):
+    return torch.exp(x, out=out)
+
+
+def k_abs(x, out=None):
+    return torch.abs(x, out=out)
+
+
+def k_sigmoid(x, out=None):
+    return torch.sigmoid(x, out=out)
+
+
+def k_dsoft(x, out=None):
+    # 1 / (1 + |x|)
+    return torch.reciprocal(torch.add(torch.abs(x), 1.0, out=out), out=out)
+
+
+def k_softplus(x, out=None):
+    # ln(|1 + e^x| + 1e-7), unprotected against overflow of e^x as in the original
+    y = torch.add(torch.exp(x, out=out), 1.0, out=out)
+    return torch.log(torch.add(torch.abs(y, out=out), 1e-7, out=out), out=out)
+
+
+def k_erf(x, out=None):
+    return torch.erf(x, out=out)
+
+
+def k_erfc(x, out=None):
+    return torch.erfc(x, out=out)
+
+
+def k_asinh(x, out=None):
+    return torch.asinh(x, out=out)
+
+
+def k_tanh(x, out=None):
+    return torch.tanh(x, out=out)
+
+
+def k_atan(x, out=None):
+    return torch.atan(x, out=out)
+
+
+def k_inv(x, out=None):
+    # 1 / (x + eps*sign(x)), sign(0) = +1: never infinite, never sign-flipped
+    shift = torch.where(x < 0, -1e-7, 1e-7)
+    return torch.reciprocal(torch.add(x, shift, out=out), out=out)
+
+
+def k_i1e(x, out=None):
+    return torch.special.i1e(x, out=out)
+
+
+def k_relu(x, out=None):
+    return torch.clamp_min(x, 0.0, out=out)
+
+
+def k_negrelu(x, out=None):
+    return torch.clamp_max(x, 0.0, out=out)
+
+
+def k_softsign(x, out=None):
+    denom = torch.add(torch.abs(x), 1.0)
+    return torch.div(x, denom, out=out)
+
+
+def k_dtanh(x, out=None):
+    # 1 - tanh(x)^2
+    y = torch.tanh(x, out=out)
+    return torch.sub(1.0, torch.mul(y, y, out=out), out=out) if out is not None else 1.0 - y * y
+
+
+def k_dsig(x, out=None):
+    # sigmoid(x) * (1 - sigmoid(x))
+    s = torch.sigmoid(x)
+    return torch.mul(s, torch.sub(1.0, s), out=out)
+
+
+def k_square(x, out=None):
+    return torch.mul(x, x, out=out)
+
+
+def k_identity(x, out=None):
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor kernels: binary
+# ---------------------------------------------------------------------------------------------
+
+def k_add(a, b, out=None):
+    return torch.add(a, b, out=out)
+
+
+def k_sub(a, b, out=None):
+    return torch.sub(a, b, out=out)
+
+
+def k_mul(a, b, out=None):
+    return torch.mul(a, b, out=out)
+
+
+def k_max(a, b, out=None):
+    return torch.maximum(a, b, out=out)
+
+
+def k_min(a, b, out=None):
+    return torch.minimum(a, b, out=out)
+
+
+def k_div(a, b, out=None):
+    # a / (b + eps*sign(b)), sign(0) = +1
+    shift = torch.where(b < 0, -1e-7, 1e-7)
+    return torch.div(a, torch.add(b, shift), out=out)
+
+
+def k_div_nonneg(a, b, out=None):
+    # the same as k_div when b >= 0 is known statically (sqrt, abs, exp, ...): one pass fewer
+    return torch.div(a, torch.add(b, 1e-7), out=out)
+
+
+def k_divsqrt(a, b, out=None):
+    # a / sqrt(1 + b^2)
+    d = torch.sqrt(torch.add(torch.mul(b, b), 1.0))
+    return torch.div(a, d, out=out)
+
+
+def k_clip(a, b, out=None):
+    # clip a to [-|b|, |b|]
+    bound = torch.abs(b)
+    return torch.maximum(torch.minimum(a, bound), torch.neg(bound), out=out)
+
+
+def k_mix95(a, b, out=None):
+    # 0.95*a + 0.05*b
+    return torch.add(torch.mul(a, 0.95), b, alpha=0.05, out=out)
+
+
+def k_pow(a, b, out=None):
+    # (|a| + eps)^b: 0^b with b < 0 stays finite
+    return torch.pow(torch.add(torch.abs(a), 1e-7), b, out=out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor kernels that need context: state, step, random generator or tensor boundaries
+# ---------------------------------------------------------------------------------------------
+
+def k_dropout(x, rate, generator, out=None):
+    keep = torch.empty_like(x).bernoulli_(1.0 - rate, generator=generator)
+    return torch.mul(torch.mul(x, keep, out=out), 1.0 / (1.0 - rate), out=out)
+
+
+def k_dropout50(x, generator, out=None):
+    return k_dropout(x, 0.5, generator, out=out)
+
+
+def k_dropout30(x, generator, out=None):
+    return k_dropout(x, 0.3, generator, out=out)
+
+
+def k_dropout10(x, generator, out=None):
+    return k_dropout(x, 0.1, generator, out=out)
+
+
+def k_norm(x, sizes, out=None):
+    # clip by L2 norm 1 over each parameter tensor: x * min(1, 1/||x||)
+    norms = torch.stack(torch._foreach_norm(list(torch.split(x.reshape(-1), sizes))))
+    scale = torch.clamp_max(torch.reciprocal(norms), 1.0)
+    scale = torch.repeat_interleave(scale, torch.tensor(sizes, device=x.device)).to(x.dtype)
+    return torch.mul(x, scale, out=out)
+
+
+def k_ema(x, state, t, out=None):
+    # fixed expMovAvg: n <- 0.95 n + 0.05 x, bias corrected with the real step count t+1
+    n = state.get("n")
+    if n is None:
+        n = state["n"] = torch.zeros_like(x)
+    n.mul_(0.95).add_(x, alpha=0.05)
+    return torch.div(n, 1.0 - 0.95 ** (t + 1), out=out)
+
+
+def k_delta(x, state, t, out=None):
+    # fixed deltaChange: the first difference x_t - x_{t-1}, with x_{-1} = 0
+    prev = state.get("prev")
+    if prev is None:
+        prev = state["prev"] = torch.zeros_like(x)
+    result = torch.sub(x, prev, out=out)
+    prev.copy_(x)
+    return result
+
+
+def k_runmax(x, state, t, out=None):
+    # MaxValue: n <- max(x, n) with n_0 = 0, i.e. max(0, running max of x)
+    n = state.get("n")
+    if n is None:
+        n = state["n"] = torch.zeros_like(x)
+    torch.maximum(n, x, out=n)
+    if out is None:
+        return n.clone()
+    return out.copy_(n)
+
+
+# compat versions of the stateful ops (paper-spec §8.2), for reproducing the original
+def k_ema_compat(x, state, t, out=None):
+    n = state.get("n")
+    if n is None:
+        n = state["n"] = torch.zeros_like(x)
+    n.mul_(0.95).add_(x, alpha=0.05)
+    return torch.div(n, 1.0 - 0.95 ** 0, out=out)  # the original's frozen k = 0: divides by zero
+
+
+def k_delta_compat(x, state, t, out=None):
+    n = state.get("n")
+    if n is None:
+        n = state["n"] = torch.zeros_like(x)
+    torch.sub(x, n, out=n)  # stores the output, not x: an alternating sum
+    if out is None:
+        return n.clone()
+    return out.copy_(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decay functions a1..a14 and a14p: f(t, T) on the float64 grid t = 0..T-1
+# ---------------------------------------------------------------------------------------------
+
+def d_a1(t, T):
+    return 1.0 - t / T
+
+
+def d_a2(t, T):
+    return t / T
+
+
+def d_a3(t, T):
+    return 0.5 * (1.0 + torch.cos(torch.pi * t / T))
+
+
+def d_a4(t, T):
+    return 0.5 * (1.0 - torch.cos(torch.pi * t / T))
+
+
+def d_a5(t, T):
+    return 0.5 * (1.0 + torch.cos(2.0 * torch.pi * t / T))
+
+
+def d_a6(t, T):
+    return 0.5 * (1.0 - torch.cos(2.0 * torch.pi * t / T))
+
+
+def d_a7(t, T):
+    return 0.5 * (1.0 + torch.cos(torch.pi * (torch.remainder(2.0 * t, T) / T)))
+
+
+def d_a8(t, T):
+    return 0.5 * (1.0 - torch.cos(torch.pi * (torch.remainder(2.0 * t, T) / T)))
+
+
+def d_a9(t, T):
+    return 1.0 - torch.remainder(2.0 * t, T) / T
+
+
+def d_a10(t, T):
+    return torch.remainder(2.0 * t, T) / T
+
+
+def d_a11(t, T):
+    return torch.pow(0.01, t / T)
+
+
+def d_a12(t, T):
+    return 1.0 - torch.pow(0.01, t / T)
+
+
+def d_a13(t, T):
+    # Demon: beta_d / ((1 - beta_0) + beta_d), beta_d = beta_0 (1 - (t+1)/T), beta_0 = 0.95
+    beta_d = 0.95 * (1.0 - (t + 1.0) / T)
+    return beta_d / ((1.0 - 0.95) + beta_d)
+
+
+def d_a14(t, T):
+    # the search's a14: 0.95 - a13, rising from about 0 to 0.95
+    return 0.95 - d_a13(t, T)
+
+
+def d_a14p(t, T):
+    # a14' of finalOptimizers.EvolvedLRSchedules: (beta_0 - beta_d)/((1 - beta_0) + beta_d), up to 19
+    beta_d = 0.95 * (1.0 - (t + 1.0) / T)
+    return (0.95 - beta_d) / ((1.0 - 0.95) + beta_d)
+
+
+def decay_grid(T: int) -> torch.Tensor:
+    """The float64 step grid t = 0..T-1 on which decay tables are computed."""
+    return torch.arange(T, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs: what the search space registers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One operation of the search space.
+
+    ``fn(*inputs, [context...], out=None)`` computes it.  ``needs`` names the context arguments
+    the optimizer passes by keyword after the inputs: ``state`` (a per-node dict that persists
+    across steps), ``t`` (0-based step), ``generator`` (the optimizer's torch.Generator),
+    ``sizes`` (element counts of the parameter tensors in the flat buffer).  An op with needs is
+    never folded into a per-step table: it always runs on the full tensor.
+
+    ``fmt`` renders it as text with ``{0}``, ``{1}`` for the arguments; ``latex`` likewise.
+    """
+    name: str
+    arity: int
+    fn: Callable
+    fmt: str
+    latex: str
+    needs: tuple[str, ...] = ()
+    commutative: bool = False
+    nonneg: bool = False        # output is >= 0 whatever the input (lets division skip a pass)
+    doc: str = ""
+    accepts_out: bool = True
+
+    @property
+    def pure(self) -> bool:
+        return not self.needs
+
+
+@dataclass(frozen=True)
+class DecaySpec:
+    """A decay function leaf: ``fn(t, T)`` on a float64 grid tensor ``t``."""
+    name: str
+    fn: Callable
+    latex: str
+    doc: str = ""
+
+
+def _u(name, fn, fmt, latex, doc="", **kw):
+    return OpSpec(name, 1, fn, fmt, latex, doc=doc, **kw)
+
+
+def _b(name, fn, fmt, latex, doc="", **kw):
+    return OpSpec(name, 2, fn, fmt, latex, doc=doc, **kw)
+
+
+# paper-spec §1.3, in the order of the original's `un` index (-1 is the identity)
+TENSOR_UNARY = (
+    _u("id", k_identity, "{0}", "{0}", "identity (un = -1)"),
+    _u("neg", k_neg, "-({0})", "-\\left({0}\\right)", "negation (un 0)"),
+    _u("ln", k_ln, "ln|{0}|", "\\ln\\left|{0}\\right|", "ln(|x| + 1e-7) (un 1)"),
+    _u("sqrt", k_sqrt, "sqrt|{0}|", "\\sqrt{{\\left|{0}\\right|}}", "sqrt(|x|) (un 2)", nonneg=True),
+    _u("exp", k_exp, "exp({0})", "e^{{{0}}}", "exp(x), unprotected (un 3)", nonneg=True),
+    _u("abs", k_abs, "|{0}|", "\\left|{0}\\right|", "|x| (un 4)", nonneg=True),
+    _u("sigmoid", k_sigmoid, "sig({0})", "\\sigma\\left({0}\\right)", "logistic sigmoid (un 5)", nonneg=True),
+    _u("dsoft", k_dsoft, "1/(1+|{0}|)", "\\frac{{1}}{{1+\\left|{0}\\right|}}", "1/(1+|x|) (un 6)", nonneg=True),
+    _u("softplus", k_softplus, "ln|1+exp({0})|", "\\ln\\left|1+e^{{{0}}}\\right|",
+       "ln(|1+e^x| + 1e-7) (un 7)"),
+    _u("erf", k_erf, "erf({0})", "\\operatorname{{erf}}\\left({0}\\right)", "erf (un 8)"),
+    _u("erfc", k_erfc, "erfc({0})", "\\operatorname{{erfc}}\\left({0}\\right)", "erfc (un 9)", nonneg=True),
+    _u("asinh", k_asinh, "arcsinh({0})", "\\sinh^{{-1}}\\left({0}\\right)", "asinh (un 10)"),
+    _u("tanh", k_tanh, "tanh({0})", "\\tanh\\left({0}\\right)", "tanh (un 11)"),
+    _u("atan", k_atan, "arctan({0})", "\\tan^{{-1}}\\left({0}\\right)", "atan (un 12)"),
+    _u("inv", k_inv, "1/({0})", "\\frac{{1}}{{{0}}}", "1/(x + eps*sign(x)), sign-safe (un 13)"),
+    _u("i1e", k_i1e, "bessel_i1e({0})", "I_{{1e}}\\left({0}\\right)", "exp-scaled Bessel I1 (un 14)"),
+    _u("relu", k_relu, "max({0}, 0)", "\\max\\left({0}, 0\\right)", "max(x, 0) (un 15)", nonneg=True),
+    _u("negrelu", k_negrelu, "min({0}, 0)", "\\min\\left({0}, 0\\right)", "min(x, 0) (un 16)"),
+    _u("drop50", k_dropout50, "drop({0}, 0.5)", "\\operatorname{{drop}}_{{0.5}}\\left({0}\\right)",
+       "dropout, rate 0.5, rescaled (un 17)", needs=("generator",)),
+    _u("drop30", k_dropout30, "drop({0}, 0.3)", "\\operatorname{{drop}}_{{0.3}}\\left({0}\\right)",
+       "dropout, rate 0.3, rescaled (un 18)", needs=("generator",)),
+    _u("drop10", k_dropout10, "drop({0}, 0.1)", "\\operatorname{{drop}}_{{0.1}}\\left({0}\\right)",
+       "dropout, rate 0.1, rescaled (un 19)", needs=("generator",)),
+    _u("norm", k_norm, "norm({0})", "\\operatorname{{clip}}_{{\\|\\cdot\\|\\le 1}}\\left({0}\\right)",
+       "clip by L2 norm 1 per parameter tensor (un 20)", needs=("sizes",)),
+    _u("softsign", k_softsign, "{0}/(1+|{0}|)", "\\frac{{{0}}}{{1+\\left|{0}\\right|}}", "softsign (un 21)"),
+    _u("ema", k_ema, "expMovAvg({0})", "\\operatorname{{EMA}}_{{0.95}}\\left({0}\\right)",
+       "bias-corrected EMA, beta 0.95 (un 22, fixed: the original divides by zero)", needs=("state", "t")),
+    _u("delta", k_delta, "deltaChange({0})", "\\Delta\\left({0}\\right)",
+       "first difference x_t - x_(t-1) (un 23, fixed: the original is an alternating sum)",
+       needs=("state", "t")),
+    _u("runmax", k_runmax, "MaxValue({0})", "\\max_{{\\tau\\le t}}\\left({0}\\right)",
+       "running max, floored at 0 (un 24, fixed: reachable by mutation)", needs=("state", "t")),
+)
+
+# paper-spec §1.4, in the order of the original's `bin` index
+TENSOR_BINARY = (
+    _b("add", k_add, "({0})+({1})", "{0} + {1}", "a + b (bin 0)", commutative=True),
+    _b("sub", k_sub, "({0})-({1})", "{0} - {1}", "a - b (bin 1)"),
+    _b("mul", k_mul, "({0})*({1})", "{0} \\cdot {1}", "a * b (bin 2)", commutative=True),
+    _b("max", k_max, "max({0}, {1})", "\\max\\left({0}, {1}\\right)", "max(a, b) (bin 3)", commutative=True),
+    _b("min", k_min, "min({0}, {1})", "\\min\\left({0}, {1}\\right)", "min(a, b) (bin 4)", commutative=True),
+    _b("div", k_div, "({0}) / ({1})", "\\frac{{{0}}}{{{1}}}", "a / (b + eps*sign(b)), sign-safe (bin 5)"),
+    _b("divsqrt", k_divsqrt, "({0}) / (sqrt(1+({1})^2))", "\\frac{{{0}}}{{\\sqrt{{1+\\left({1}\\right)^2}}}}",
+       "a / sqrt(1 + b^2) (bin 6)"),
+    _b("clip", k_clip, "clip({0}, {1})", "\\operatorname{{clip}}\\left({0}, \\pm\\left|{1}\\right|\\right)",
+       "clip a to [-|b|, |b|] (bin 7)"),
+    _b("mix95", k_mix95, "(0.95*({0})+0.05*({1}))", "0.95\\,{0} + 0.05\\,{1}", "0.95 a + 0.05 b (bin 8)"),
+    _b("pow", k_pow, "(|{0}|)^({1})", "\\left|{0}\\right|^{{{1}}}", "(|a| + eps)^b (bin 9)", nonneg=True),
+)
+
+# paper-spec §2.2: ops of the decay expressions, also used by schedule trees
+DECAY_UNARY = (
+    _u("sigmoid", k_sigmoid, "sig({0})", "\\sigma\\left({0}\\right)", "logistic sigmoid", nonneg=True),
+    _u("dsoft", k_dsoft, "1/(1+|{0}|)", "\\frac{{1}}{{1+\\left|{0}\\right|}}", "deriv_soft: 1/(1+|x|)", nonneg=True),
+    _u("erf", k_erf, "erf({0})", "\\operatorname{{erf}}\\left({0}\\right)", "erf"),
+    _u("erfc", k_erfc, "erfc({0})", "\\operatorname{{erfc}}\\left({0}\\right)", "erfc", nonneg=True),
+    _u("tanh", k_tanh, "tanh({0})", "\\tanh\\left({0}\\right)", "tanh"),
+    _u("atan", k_atan, "arctan({0})", "\\tan^{{-1}}\\left({0}\\right)", "atan"),
+    _u("i1e", k_i1e, "bessel_i1e({0})", "I_{{1e}}\\left({0}\\right)", "exp-scaled Bessel I1"),
+    _u("square", k_square, "({0})^2", "\\left({0}\\right)^2", "x^2", nonneg=True),
+    _u("sqrt", k_sqrt, "sqrt({0})", "\\sqrt{{{0}}}", "sqrt(|x|)", nonneg=True),
+    _u("softsign", k_softsign, "{0}/(1+|{0}|)", "\\frac{{{0}}}{{1+\\left|{0}\\right|}}", "softsign"),
+    _u("dtanh", k_dtanh, "deriv_tanh({0})", "\\operatorname{{sech}}^2\\left({0}\\right)", "1 - tanh(x)^2",
+       nonneg=True),
+    _u("dsig", k_dsig, "deriv_sig({0})", "\\sigma'\\left({0}\\right)", "sigmoid(x)(1 - sigmoid(x))", nonneg=True),
+    _u("id", k_identity, "{0}", "{0}", "identity"),
+)
+
+DECAY_BINARY = (
+    _b("add", k_add, "({0})+({1})", "{0} + {1}", "a + b", commutative=True),
+    _b("sub", k_sub, "({0})-({1})", "{0} - {1}", "a - b"),
+    _b("mul", k_mul, "({0})*({1})", "{0} \\cdot {1}", "a * b", commutative=True),
+    _b("max", k_max, "max({0}, {1})", "\\max\\left({0}, {1}\\right)", "max(a, b)", commutative=True),
+    _b("min", k_min, "min({0}, {1})", "\\min\\left({0}, {1}\\right)", "min(a, b)", commutative=True),
+    _b("div", k_div, "({0}) / ({1})", "\\frac{{{0}}}{{{1}}}", "a / (b + eps*sign(b)), sign-safe"),
+    _b("divsqrt", k_divsqrt, "({0}) / (sqrt(1+({1})^2))", "\\frac{{{0}}}{{\\sqrt{{1+\\left({1}\\right)^2}}}}",
+       "a / sqrt(1 + b^2)"),
+)
+
+DECAYS = (
+    DecaySpec("a1", d_a1, "a_{{1}}", "1 - t/T: linear 1 to 0"),
+    DecaySpec("a2", d_a2, "a_{{2}}", "t/T: linear 0 to 1"),
+    DecaySpec("a3", d_a3, "a_{{3}}", "cosine 1 to 0"),
+    DecaySpec("a4", d_a4, "a_{{4}}", "cosine 0 to 1"),
+    DecaySpec("a5", d_a5, "a_{{5}}", "one full cosine period, 1 to 0 to 1"),
+    DecaySpec("a6", d_a6, "a_{{6}}", "0 to 1 to 0"),
+    DecaySpec("a7", d_a7, "a_{{7}}", "cosine decay with one restart"),
+    DecaySpec("a8", d_a8, "a_{{8}}", "cosine increase, two cycles"),
+    DecaySpec("a9", d_a9, "a_{{9}}", "linear decay, two cycles"),
+    DecaySpec("a10", d_a10, "a_{{10}}", "linear increase, two cycles"),
+    DecaySpec("a11", d_a11, "a_{{11}}", "0.01^(t/T): exponential 1 to 0.01"),
+    DecaySpec("a12", d_a12, "a_{{12}}", "1 - 0.01^(t/T)"),
+    DecaySpec("a13", d_a13, "a_{{13}}", "Demon decay, 0.95 to 0"),
+    DecaySpec("a14", d_a14, "a_{{14}}", "0.95 - a13 (the search's a14)"),
+)
+
+# a14' of EvolvedLRSchedules: a schedule leaf only (it leaves [0, 1], so it is no Decay)
+A14P = DecaySpec("a14p", d_a14p, "a'_{{14}}", "(0.95 - beta_d)/(0.05 + beta_d), up to 19 (LR schedule a14')")
+
+COMPAT_STATEFUL = {"ema": k_ema_compat, "delta": k_delta_compat}
