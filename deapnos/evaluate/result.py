@@ -1,0 +1,51 @@
+"""The record of one evaluation: what crosses back from a worker."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STATUSES = ("ok", "rejected", "screened_out", "diverged", "error", "timeout")
+
+
+@dataclass
+class EvalResult:
+    """Outcome of evaluating one genome on one task with one seed.
+
+    ``status``: ``ok`` (trained; ``fitness`` is the best validation accuracy), ``rejected`` (failed an
+    integrity check), ``screened_out`` (failed the LR screen), ``diverged`` (NaN/inf), ``error`` (an
+    exception, ``message`` names the plugin and the error) or ``timeout``.
+    """
+    genome: str                      # genome text form
+    task: str
+    seed: int
+    status: str
+    fitness: float | None = None     # best validation accuracy (None unless ok)
+    final_accuracy: float | None = None
+    final_train_loss: float | None = None
+    lr: float | None = None          # peak LR chosen by the screen
+    curve: list[dict] = field(default_factory=list)   # per epoch: step, train_loss, train_acc, val_acc
+    screen: list[dict] = field(default_factory=list)  # per screened LR: lr, score
+    seconds: float = 0.0
+    device: str = "cpu"
+    worker: str = ""
+    message: str = ""
+    flip: bool | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def score(self) -> float:
+        """Fitness for selection: failures rank below every success (paper: FAILED scores -1)."""
+        return self.fitness if self.ok and self.fitness is not None else -1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvalResult":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
