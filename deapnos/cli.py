@@ -1,0 +1,54 @@
+"""The ``deapnos`` command: run | evaluate | show | export | report | plugins.
+
+Each subcommand lives in the module that owns its job; this file only wires them.  A module
+provides ``configure_parser(parser)`` and ``run_command(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "run": ("deapnos.run", "run an optimizer search (SCOOP, process pool or serial)"),
+    "evaluate": ("deapnos.evaluate.compare", "compare optimizers on a task under the paper's protocol"),
+    "show": ("deapnos.commands", "show a zoo optimizer or genome file: text, LaTeX, state"),
+    "export": ("deapnos.commands", "export a genome as a standalone PyTorch optimizer module"),
+    "report": ("deapnos.report", "write the markdown report of a search run"),
+    "plugins": ("deapnos.plugins", "list installed plugins and what they provide"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deapnos", description="Neural Optimizer Search with DEAP and PyTorch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        configure = getattr(mod, f"configure_{name}_parser", None) or mod.configure_parser
+        configure(p)
+        p.set_defaults(_module=module, _name=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 2
+    mod = importlib.import_module(args._module)
+    run = getattr(mod, f"run_{args._name}_command", None) or mod.run_command
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
