@@ -21,6 +21,7 @@ import torch
 from deap import gp
 
 from ..space.genome import tree_text
+from ..space.ops import NONNEG_TWINS
 from ..space.psets import DECAY_ON_BRANCH, Decay, Tensor
 from ..space.operands import OperandContext
 from .schedules import check_horizon, tree_table
@@ -43,6 +44,7 @@ class Instr:
     buf: int                   # workspace buffer index
     needs: tuple[str, ...] = ()
     accepts_out: bool = True
+    uses_scratch: bool = False
     label: str = ""
     name: str = ""
     state_key: str | None = None   # per-node state dict key for stateful ops
@@ -71,6 +73,7 @@ class _Builder:
     def __init__(self, space, T):
         self.space, self.T = space, T
         self.values: dict[int, tuple[str, Any]] = {}
+        self.nonneg: dict[int, bool] = {}   # value id -> known to be >= 0 everywhere
         self.instrs: list[Instr] = []
         self.memo: dict[str, int] = {}
         self.next_id = 0
@@ -79,10 +82,15 @@ class _Builder:
         self.stateful = 0
         self.needs_generator = False
 
-    def new_value(self, kind, payload=None) -> int:
+    def new_value(self, kind, payload=None, nonneg: bool = False) -> int:
         vid = self.next_id
         self.next_id += 1
         self.values[vid] = (kind, payload)
+        if kind == CONST:
+            nonneg = payload >= 0
+        elif kind == STEP:
+            nonneg = bool((payload >= 0).all())
+        self.nonneg[vid] = nonneg
         return vid
 
     def build(self, tree: gp.PrimitiveTree, i: int) -> tuple[int, int]:
@@ -115,7 +123,7 @@ class _Builder:
                 if slot not in self.states:
                     self.states.append(slot)
             self.reads_params |= spec.reads_params
-            vid = self.new_value(FULL)
+            vid = self.new_value(FULL, nonneg=spec.nonneg)
             self.instrs.append(Instr("operand", spec.compute, (), vid, -1, label=key, name=node.name))
             return vid
         if node.name == DECAY_ON_BRANCH:
@@ -124,8 +132,8 @@ class _Builder:
             kind, payload = self.values[x]
             if kind != FULL:
                 return self.new_value(STEP, decay_table * _as_table(kind, payload))
-            vid = self.new_value(FULL)
             dvid = self.new_value(STEP, decay_table)
+            vid = self.new_value(FULL, nonneg=self.nonneg[x] and self.nonneg[dvid])
             self.instrs.append(Instr("scale", None, (x, dvid), vid, -1, label=key, name="decay"))
             return vid
         spec = space.op_spec(Tensor, node.name)
@@ -149,11 +157,24 @@ class _Builder:
             self.stateful += 1
             state_key = f"{node.name}#{self.stateful}"
         self.needs_generator |= "generator" in spec.needs
-        vid = self.new_value(FULL)
-        self.instrs.append(Instr("op", spec.fn, tuple(args), vid, -1, needs=spec.needs,
-                                 accepts_out=spec.accepts_out, label=key, name=node.name,
-                                 state_key=state_key))
+        fn = spec.fn
+        twin = NONNEG_TWINS.get(fn)
+        if twin is not None and self.nonneg[args[twin[0]]]:
+            fn = twin[1]
+        vid = self.new_value(FULL, nonneg=spec.nonneg or self._keeps_nonneg(node.name, args))
+        self.instrs.append(Instr("op", fn, tuple(args), vid, -1, needs=spec.needs,
+                                 accepts_out=spec.accepts_out, uses_scratch=spec.uses_scratch,
+                                 label=key, name=node.name, state_key=state_key))
         return vid
+
+    def _keeps_nonneg(self, name, args):
+        """Sign facts of the built-in binary ops that cost nothing to know."""
+        signs = [self.nonneg[a] for a in args]
+        if name in ("add", "mul", "min", "div", "mix95") and len(args) == 2:
+            return all(signs)
+        if name == "max":
+            return any(signs)
+        return False
 
     def _materialise(self, vid):
         kind, _ = self.values[vid]
@@ -228,6 +249,9 @@ class PlanRunner:
         self.state = {name: torch.zeros(numel, device=device, dtype=dtype) for name in plan.states}
         self.op_state: dict[str, dict] = {key: {} for key in plan.stateful_keys}
         self.buffers = [torch.empty(numel, device=device, dtype=dtype) for _ in range(plan.n_buffers)]
+        # temporaries of the kernels, shared: kernels run one at a time
+        self.scratch = ([torch.empty(numel, device=device, dtype=dtype) for _ in range(2)]
+                        if any(ins.uses_scratch for ins in plan.instrs) else None)
         self.tables = {vid: (p.to(device) if kind == STEP else torch.tensor(p, dtype=dtype, device=device))
                        for vid, (kind, p) in plan.values.items() if kind != FULL}
 
@@ -258,6 +282,8 @@ class PlanRunner:
                         kw["generator"] = self.generator
                     elif need == "sizes":
                         kw["sizes"] = self.sizes
+                if ins.uses_scratch:
+                    kw["scratch"] = self.scratch
                 v = ins.fn(*args, **kw, out=buf) if ins.accepts_out else ins.fn(*args, **kw)
                 if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
                     v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))

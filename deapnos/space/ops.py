@@ -30,104 +30,146 @@ EPS = 1e-7
 
 
 # ---------------------------------------------------------------------------------------------
-# Tensor kernels: unary
+# Kernels.  Discipline that lets the optimizer run them in place: a kernel reads all its inputs
+# before its first write to ``out``, so ``out`` may be the buffer of any input.  Temporaries go
+# to ``scratch`` (a list of preallocated tensors shaped like ``out``, or None: then they are
+# allocated).  Every kernel also works on 0-d and (T,) tensors, for folding step tables.
 # ---------------------------------------------------------------------------------------------
 
-def k_neg(x, out=None):
+def _tmp(scratch, i, like):
+    """Scratch tensor ``i`` when one of the right shape exists, else None (torch allocates)."""
+    if scratch is not None and len(scratch) > i and scratch[i].shape == like.shape:
+        return scratch[i]
+    return None
+
+
+def k_neg(x, out=None, scratch=None):
     return torch.neg(x, out=out)
 
 
-def k_ln(x, out=None):
-    return torch.log(torch.add(torch.abs(x), 1e-7, out=out), out=out)
+def k_ln(x, out=None, scratch=None):
+    # ln(|x| + 1e-7)
+    y = torch.abs(x, out=out)
+    return torch.log(torch.add(y, 1e-7, out=y), out=y)
 
 
-def k_sqrt(x, out=None):
-    return torch.sqrt(torch.abs(x, out=out), out=out)
+def k_ln_nonneg(x, out=None, scratch=None):
+    # k_ln for x >= 0 known statically
+    y = torch.add(x, 1e-7, out=out)
+    return torch.log(y, out=y)
 
 
-def k_exp(x, out=None):
+def k_sqrt(x, out=None, scratch=None):
+    # sqrt(|x|)
+    y = torch.abs(x, out=out)
+    return torch.sqrt(y, out=y)
+
+
+def k_sqrt_nonneg(x, out=None, scratch=None):
+    return torch.sqrt(x, out=out)
+
+
+def k_exp(x, out=None, scratch=None):
     return torch.exp(x, out=out)
 
 
-def k_abs(x, out=None):
+def k_abs(x, out=None, scratch=None):
     return torch.abs(x, out=out)
 
 
-def k_sigmoid(x, out=None):
+def k_sigmoid(x, out=None, scratch=None):
     return torch.sigmoid(x, out=out)
 
 
-def k_dsoft(x, out=None):
+def k_dsoft(x, out=None, scratch=None):
     # 1 / (1 + |x|)
-    return torch.reciprocal(torch.add(torch.abs(x), 1.0, out=out), out=out)
+    y = torch.abs(x, out=out)
+    return torch.reciprocal(torch.add(y, 1.0, out=y), out=y)
 
 
-def k_softplus(x, out=None):
+def k_softplus(x, out=None, scratch=None):
     # ln(|1 + e^x| + 1e-7), unprotected against overflow of e^x as in the original
-    y = torch.add(torch.exp(x, out=out), 1.0, out=out)
-    return torch.log(torch.add(torch.abs(y, out=out), 1e-7, out=out), out=out)
+    y = torch.exp(x, out=out)
+    y = torch.add(y, 1.0, out=y)
+    return torch.log(torch.add(torch.abs(y, out=y), 1e-7, out=y), out=y)
 
 
-def k_erf(x, out=None):
+def k_erf(x, out=None, scratch=None):
     return torch.erf(x, out=out)
 
 
-def k_erfc(x, out=None):
+def k_erfc(x, out=None, scratch=None):
     return torch.erfc(x, out=out)
 
 
-def k_asinh(x, out=None):
+def k_asinh(x, out=None, scratch=None):
     return torch.asinh(x, out=out)
 
 
-def k_tanh(x, out=None):
+def k_tanh(x, out=None, scratch=None):
     return torch.tanh(x, out=out)
 
 
-def k_atan(x, out=None):
+def k_atan(x, out=None, scratch=None):
     return torch.atan(x, out=out)
 
 
-def k_inv(x, out=None):
-    # 1 / (x + eps*sign(x)), sign(0) = +1: never infinite, never sign-flipped
-    shift = torch.where(x < 0, -1e-7, 1e-7)
-    return torch.reciprocal(torch.add(x, shift, out=out), out=out)
+def _signsafe(x, out):
+    """x + eps*sign(x) with sign(+0) = +1, computed as copysign(|x| + eps, x): never zero."""
+    d = torch.abs(x, out=out)
+    d = torch.add(d, 1e-7, out=d)
+    return torch.copysign(d, x, out=d)
 
 
-def k_i1e(x, out=None):
+def k_inv(x, out=None, scratch=None):
+    # 1 / (x + eps*sign(x)): never infinite, never sign-flipped
+    d = _signsafe(x, _tmp(scratch, 0, x))
+    return torch.reciprocal(d, out=out)
+
+
+def k_inv_nonneg(x, out=None, scratch=None):
+    y = torch.add(x, 1e-7, out=out)
+    return torch.reciprocal(y, out=y)
+
+
+def k_i1e(x, out=None, scratch=None):
     return torch.special.i1e(x, out=out)
 
 
-def k_relu(x, out=None):
+def k_relu(x, out=None, scratch=None):
     return torch.clamp_min(x, 0.0, out=out)
 
 
-def k_negrelu(x, out=None):
+def k_negrelu(x, out=None, scratch=None):
     return torch.clamp_max(x, 0.0, out=out)
 
 
-def k_softsign(x, out=None):
-    denom = torch.add(torch.abs(x), 1.0)
-    return torch.div(x, denom, out=out)
+def k_softsign(x, out=None, scratch=None):
+    # x / (1 + |x|)
+    d = torch.abs(x, out=_tmp(scratch, 0, x))
+    d = torch.add(d, 1.0, out=d)
+    return torch.div(x, d, out=out)
 
 
-def k_dtanh(x, out=None):
+def k_dtanh(x, out=None, scratch=None):
     # 1 - tanh(x)^2
     y = torch.tanh(x, out=out)
-    return torch.sub(1.0, torch.mul(y, y, out=out), out=out) if out is not None else 1.0 - y * y
+    y = torch.mul(y, y, out=y)
+    return torch.neg(y, out=y).add_(1.0)
 
 
-def k_dsig(x, out=None):
+def k_dsig(x, out=None, scratch=None):
     # sigmoid(x) * (1 - sigmoid(x))
-    s = torch.sigmoid(x)
-    return torch.mul(s, torch.sub(1.0, s), out=out)
+    s = torch.sigmoid(x, out=_tmp(scratch, 0, x))
+    y = torch.neg(s, out=out).add_(1.0)
+    return torch.mul(y, s, out=y)
 
 
-def k_square(x, out=None):
+def k_square(x, out=None, scratch=None):
     return torch.mul(x, x, out=out)
 
 
-def k_identity(x, out=None):
+def k_identity(x, out=None, scratch=None):
     return x
 
 
@@ -135,81 +177,89 @@ def k_identity(x, out=None):
 # Tensor kernels: binary
 # ---------------------------------------------------------------------------------------------
 
-def k_add(a, b, out=None):
+def k_add(a, b, out=None, scratch=None):
     return torch.add(a, b, out=out)
 
 
-def k_sub(a, b, out=None):
+def k_sub(a, b, out=None, scratch=None):
     return torch.sub(a, b, out=out)
 
 
-def k_mul(a, b, out=None):
+def k_mul(a, b, out=None, scratch=None):
     return torch.mul(a, b, out=out)
 
 
-def k_max(a, b, out=None):
+def k_max(a, b, out=None, scratch=None):
     return torch.maximum(a, b, out=out)
 
 
-def k_min(a, b, out=None):
+def k_min(a, b, out=None, scratch=None):
     return torch.minimum(a, b, out=out)
 
 
-def k_div(a, b, out=None):
+def k_div(a, b, out=None, scratch=None):
     # a / (b + eps*sign(b)), sign(0) = +1
-    shift = torch.where(b < 0, -1e-7, 1e-7)
-    return torch.div(a, torch.add(b, shift), out=out)
-
-
-def k_div_nonneg(a, b, out=None):
-    # the same as k_div when b >= 0 is known statically (sqrt, abs, exp, ...): one pass fewer
-    return torch.div(a, torch.add(b, 1e-7), out=out)
-
-
-def k_divsqrt(a, b, out=None):
-    # a / sqrt(1 + b^2)
-    d = torch.sqrt(torch.add(torch.mul(b, b), 1.0))
+    d = _signsafe(b, _tmp(scratch, 0, b))
     return torch.div(a, d, out=out)
 
 
-def k_clip(a, b, out=None):
+def k_div_nonneg(a, b, out=None, scratch=None):
+    # k_div for b >= 0 known statically (sqrt, abs, exp, ...): two passes fewer
+    d = torch.add(b, 1e-7, out=_tmp(scratch, 0, b))
+    return torch.div(a, d, out=out)
+
+
+def k_divsqrt(a, b, out=None, scratch=None):
+    # a / sqrt(1 + b^2)
+    d = torch.mul(b, b, out=_tmp(scratch, 0, b))
+    d = torch.sqrt(torch.add(d, 1.0, out=d), out=d)
+    return torch.div(a, d, out=out)
+
+
+def k_clip(a, b, out=None, scratch=None):
     # clip a to [-|b|, |b|]
-    bound = torch.abs(b)
-    return torch.maximum(torch.minimum(a, bound), torch.neg(bound), out=out)
+    hi = torch.abs(b, out=_tmp(scratch, 0, b))
+    lo = torch.neg(hi, out=_tmp(scratch, 1, b))
+    return torch.clamp(a, lo, hi, out=out)
 
 
-def k_mix95(a, b, out=None):
+def k_mix95(a, b, out=None, scratch=None):
     # 0.95*a + 0.05*b
-    return torch.add(torch.mul(a, 0.95), b, alpha=0.05, out=out)
+    t = torch.mul(b, 0.05, out=_tmp(scratch, 0, b))
+    return torch.add(t, a, alpha=0.95, out=out)
 
 
-def k_pow(a, b, out=None):
+def k_pow(a, b, out=None, scratch=None):
     # (|a| + eps)^b: 0^b with b < 0 stays finite
-    return torch.pow(torch.add(torch.abs(a), 1e-7), b, out=out)
+    base = torch.abs(a, out=_tmp(scratch, 0, a))
+    base = torch.add(base, 1e-7, out=base)
+    return torch.pow(base, b, out=out)
 
 
 # ---------------------------------------------------------------------------------------------
 # Tensor kernels that need context: state, step, random generator or tensor boundaries
 # ---------------------------------------------------------------------------------------------
 
-def k_dropout(x, rate, generator, out=None):
-    keep = torch.empty_like(x).bernoulli_(1.0 - rate, generator=generator)
-    return torch.mul(torch.mul(x, keep, out=out), 1.0 / (1.0 - rate), out=out)
+def k_dropout(x, rate, generator, out=None, scratch=None):
+    keep = torch.empty_like(x) if _tmp(scratch, 0, x) is None else scratch[0]
+    keep.bernoulli_(1.0 - rate, generator=generator)
+    y = torch.mul(x, keep, out=out)
+    return torch.mul(y, 1.0 / (1.0 - rate), out=y)
 
 
-def k_dropout50(x, generator, out=None):
-    return k_dropout(x, 0.5, generator, out=out)
+def k_dropout50(x, generator, out=None, scratch=None):
+    return k_dropout(x, 0.5, generator, out=out, scratch=scratch)
 
 
-def k_dropout30(x, generator, out=None):
-    return k_dropout(x, 0.3, generator, out=out)
+def k_dropout30(x, generator, out=None, scratch=None):
+    return k_dropout(x, 0.3, generator, out=out, scratch=scratch)
 
 
-def k_dropout10(x, generator, out=None):
-    return k_dropout(x, 0.1, generator, out=out)
+def k_dropout10(x, generator, out=None, scratch=None):
+    return k_dropout(x, 0.1, generator, out=out, scratch=scratch)
 
 
-def k_norm(x, sizes, out=None):
+def k_norm(x, sizes, out=None, scratch=None):
     # clip by L2 norm 1 over each parameter tensor: x * min(1, 1/||x||)
     norms = torch.stack(torch._foreach_norm(list(torch.split(x.reshape(-1), sizes))))
     scale = torch.clamp_max(torch.reciprocal(norms), 1.0)
@@ -217,7 +267,7 @@ def k_norm(x, sizes, out=None):
     return torch.mul(x, scale, out=out)
 
 
-def k_ema(x, state, t, out=None):
+def k_ema(x, state, t, out=None, scratch=None):
     # fixed expMovAvg: n <- 0.95 n + 0.05 x, bias corrected with the real step count t+1
     n = state.get("n")
     if n is None:
@@ -226,29 +276,27 @@ def k_ema(x, state, t, out=None):
     return torch.div(n, 1.0 - 0.95 ** (t + 1), out=out)
 
 
-def k_delta(x, state, t, out=None):
+def k_delta(x, state, t, out=None, scratch=None):
     # fixed deltaChange: the first difference x_t - x_{t-1}, with x_{-1} = 0
     prev = state.get("prev")
     if prev is None:
         prev = state["prev"] = torch.zeros_like(x)
-    result = torch.sub(x, prev, out=out)
+    d = torch.sub(x, prev, out=_tmp(scratch, 0, x))
     prev.copy_(x)
-    return result
+    return torch.clone(d) if out is None else out.copy_(d)
 
 
-def k_runmax(x, state, t, out=None):
+def k_runmax(x, state, t, out=None, scratch=None):
     # MaxValue: n <- max(x, n) with n_0 = 0, i.e. max(0, running max of x)
     n = state.get("n")
     if n is None:
         n = state["n"] = torch.zeros_like(x)
     torch.maximum(n, x, out=n)
-    if out is None:
-        return n.clone()
-    return out.copy_(n)
+    return torch.clone(n) if out is None else out.copy_(n)
 
 
 # compat versions of the stateful ops (paper-spec §8.2), for reproducing the original
-def k_ema_compat(x, state, t, out=None):
+def k_ema_compat(x, state, t, out=None, scratch=None):
     n = state.get("n")
     if n is None:
         n = state["n"] = torch.zeros_like(x)
@@ -256,14 +304,17 @@ def k_ema_compat(x, state, t, out=None):
     return torch.div(n, 1.0 - 0.95 ** 0, out=out)  # the original's frozen k = 0: divides by zero
 
 
-def k_delta_compat(x, state, t, out=None):
+def k_delta_compat(x, state, t, out=None, scratch=None):
     n = state.get("n")
     if n is None:
         n = state["n"] = torch.zeros_like(x)
     torch.sub(x, n, out=n)  # stores the output, not x: an alternating sum
-    if out is None:
-        return n.clone()
-    return out.copy_(n)
+    return torch.clone(n) if out is None else out.copy_(n)
+
+
+# kernels with a cheaper twin when an argument is known to be >= 0: kernel -> (arg index, twin)
+NONNEG_TWINS = {k_div: (1, k_div_nonneg), k_inv: (0, k_inv_nonneg), k_sqrt: (0, k_sqrt_nonneg),
+                k_ln: (0, k_ln_nonneg)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +417,7 @@ class OpSpec:
     nonneg: bool = False        # output is >= 0 whatever the input (lets division skip a pass)
     doc: str = ""
     accepts_out: bool = True
+    uses_scratch: bool = True    # takes ``scratch=`` (built-in kernels); plugin ops need not
 
     @property
     def pure(self) -> bool:

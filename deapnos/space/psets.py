@@ -162,7 +162,7 @@ class SearchSpace:
             raise SpaceError(f"{kind} {name!r}: unknown needs {sorted(bad)}; "
                              "allowed: state, t, generator, sizes")
         spec = OpSpec(name, arity, fn, fmt, latex, needs=needs, commutative=commutative,
-                      nonneg=nonneg, doc=doc, accepts_out=accepts_out)
+                      nonneg=nonneg, doc=doc, accepts_out=accepts_out, uses_scratch=False)
         registry[name] = spec
         self.provenance[f"{'unary' if arity == 1 else 'binary'}:{name}"] = source
         return spec
