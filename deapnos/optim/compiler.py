@@ -24,7 +24,8 @@ from ..space.genome import tree_text
 from ..space.ops import NONNEG_TWINS
 from ..space.psets import DECAY_ON_BRANCH, Decay, Tensor
 from ..space.operands import OperandContext
-from .schedules import check_horizon, tree_table
+from .flat import FlatState
+from .schedules import check_horizon, scalar_tree_code, tree_table
 
 CONST, STEP, FULL = "const", "step", "full"
 
@@ -56,6 +57,7 @@ class Plan:
     total_steps: int
     instrs: list[Instr]
     values: dict[int, tuple[str, Any]]  # value id -> (CONST, float) | (STEP, float32 table) | (FULL, None)
+    recipes: dict[int, str]             # value id -> source computing a CONST/STEP payload (for export)
     root: int
     n_buffers: int
     states: tuple[str, ...]          # EMA-like state slots to allocate and update, in order
@@ -74,6 +76,7 @@ class _Builder:
         self.space, self.T = space, T
         self.values: dict[int, tuple[str, Any]] = {}
         self.nonneg: dict[int, bool] = {}   # value id -> known to be >= 0 everywhere
+        self.recipes: dict[int, str] = {}   # value id -> source of its CONST/STEP payload
         self.instrs: list[Instr] = []
         self.memo: dict[str, int] = {}
         self.next_id = 0
@@ -82,8 +85,10 @@ class _Builder:
         self.stateful = 0
         self.needs_generator = False
 
-    def new_value(self, kind, payload=None, nonneg: bool = False) -> int:
+    def new_value(self, kind, payload=None, nonneg: bool = False, recipe: str | None = None) -> int:
         vid = self.next_id
+        if recipe is not None:
+            self.recipes[vid] = recipe
         self.next_id += 1
         self.values[vid] = (kind, payload)
         if kind == CONST:
@@ -118,7 +123,7 @@ class _Builder:
         if node.arity == 0:
             spec = space.operands[node.name]
             if spec.constant is not None:
-                return self.new_value(CONST, float(spec.constant))
+                return self.new_value(CONST, float(spec.constant), recipe=repr(float(spec.constant)))
             for slot in spec.states:
                 if slot not in self.states:
                     self.states.append(slot)
@@ -128,15 +133,21 @@ class _Builder:
             return vid
         if node.name == DECAY_ON_BRANCH:
             decay_table = tree_table(tree, space, self.T, i + 1).to(torch.float32)
+            decay_code = f"_table32({scalar_tree_code(tree, space, i + 1)}, T)"
             x, _ = self.build(tree, tree.searchSubtree(i + 1).stop)
             kind, payload = self.values[x]
             if kind != FULL:
-                return self.new_value(STEP, decay_table * _as_table(kind, payload))
-            dvid = self.new_value(STEP, decay_table)
+                return self.new_value(STEP, decay_table * _as_table(kind, payload),
+                                      recipe=f"({decay_code} * {self._table_code(x)})")
+            dvid = self.new_value(STEP, decay_table, recipe=decay_code)
             vid = self.new_value(FULL, nonneg=self.nonneg[x] and self.nonneg[dvid])
             self.instrs.append(Instr("scale", None, (x, dvid), vid, -1, label=key, name="decay"))
             return vid
         spec = space.op_spec(Tensor, node.name)
+        state_key = None
+        if "state" in spec.needs:   # numbered in prefix order, as Genome.state_needed names them
+            self.stateful += 1
+            state_key = f"{node.name}#{self.stateful}"
         args, j = [], i + 1
         for _ in range(node.arity):
             a, j = self.build(tree, j)
@@ -146,16 +157,14 @@ class _Builder:
         kinds = [self.values[a][0] for a in args]
         if spec.pure and all(k != FULL for k in kinds):
             folded = spec.fn(*[_as_table(*self.values[a]) for a in args])
+            call = f"{spec.fn.__name__}({', '.join(self._table_code(a) for a in args)})"
             if all(k == CONST for k in kinds):
-                return self.new_value(CONST, float(folded))
-            return self.new_value(STEP, torch.broadcast_to(folded, (self.T,)).to(torch.float32).clone())
+                return self.new_value(CONST, float(folded), recipe=f"float({call})")
+            return self.new_value(STEP, torch.broadcast_to(folded, (self.T,)).to(torch.float32).clone(),
+                                  recipe=f"torch.broadcast_to({call}, (T,)).to(torch.float32).clone()")
         if not spec.pure:
             # ops with state, randomness or tensor boundaries run on full tensors only
             args = [self._materialise(a) for a in args]
-        state_key = None
-        if "state" in spec.needs:
-            self.stateful += 1
-            state_key = f"{node.name}#{self.stateful}"
         self.needs_generator |= "generator" in spec.needs
         fn = spec.fn
         twin = NONNEG_TWINS.get(fn)
@@ -175,6 +184,12 @@ class _Builder:
         if name == "max":
             return any(signs)
         return False
+
+    def _table_code(self, vid):
+        """Source of the value as :func:`_as_table` gives it (a variable of the exported tables)."""
+        if self.values[vid][0] == CONST:
+            return f"torch.tensor(v{vid}, dtype=torch.float32)"
+        return f"v{vid}"
 
     def _materialise(self, vid):
         kind, _ = self.values[vid]
@@ -228,12 +243,12 @@ def compile_genome(genome, total_steps: int, compat: bool = False) -> Plan:
         root = b._materialise(root)
     n = _assign_buffers(b.instrs, root, b.values)
     stateful = tuple(ins.state_key for ins in b.instrs if ins.state_key)
-    return Plan(total_steps, b.instrs, b.values, root, n, tuple(b.states),
+    return Plan(total_steps, b.instrs, b.values, b.recipes, root, n, tuple(b.states),
                 tuple(space.states[s] for s in b.states), b.reads_params, stateful, b.needs_generator,
                 genome.to_text())
 
 
-class PlanRunner:
+class PlanRunner(FlatState):
     """Runs a plan over one flat bucket of ``numel`` elements split into tensors of ``sizes``.
 
     State lives in flat tensors: ``state[slot]`` for EMA slots and ``op_state[key]`` (dicts of
@@ -241,17 +256,9 @@ class PlanRunner:
     """
 
     def __init__(self, plan: Plan, numel: int, sizes: list[int], device, dtype, generator=None):
+        super().__init__(numel, sizes, device, dtype, plan.states, plan.stateful_keys, plan.n_buffers,
+                         any(ins.uses_scratch for ins in plan.instrs), generator)
         self.plan = plan
-        self.sizes = list(sizes)
-        self.numel = numel
-        self.device, self.dtype = device, dtype
-        self.generator = generator
-        self.state = {name: torch.zeros(numel, device=device, dtype=dtype) for name in plan.states}
-        self.op_state: dict[str, dict] = {key: {} for key in plan.stateful_keys}
-        self.buffers = [torch.empty(numel, device=device, dtype=dtype) for _ in range(plan.n_buffers)]
-        # temporaries of the kernels, shared: kernels run one at a time
-        self.scratch = ([torch.empty(numel, device=device, dtype=dtype) for _ in range(2)]
-                        if any(ins.uses_scratch for ins in plan.instrs) else None)
         self.tables = {vid: (p.to(device) if kind == STEP else torch.tensor(p, dtype=dtype, device=device))
                        for vid, (kind, p) in plan.values.items() if kind != FULL}
 

@@ -49,9 +49,12 @@ class _Tok:
     text: str
     pos: int
     is_name: bool
+    bad: bool = False
 
 
 def _tokenize(text: str, source: str | None) -> list[_Tok]:
+    """Split into names and punctuation.  An illegal character becomes a final ``bad`` token, so
+    the parser reports whatever is wrong first, in reading order."""
     if len(text) > MAX_TEXT_CHARS:
         raise GenomeParseError(f"genome text is {len(text)} characters, more than {MAX_TEXT_CHARS}",
                                source=source)
@@ -61,9 +64,9 @@ def _tokenize(text: str, source: str | None) -> list[_Tok]:
             break
         m = _TOKEN.match(text, pos)
         if m is None:
-            bad = text[pos:].lstrip()[0]
             where = len(text) - len(text[pos:].lstrip())
-            raise GenomeParseError(f"unexpected character {bad!r}", where, source)
+            toks.append(_Tok(text[where], where, False, bad=True))
+            break
         name, punct = m.group(1), m.group(2)
         start = m.start(1) if name else m.start(2)
         toks.append(_Tok(name or punct, start, bool(name)))
@@ -78,7 +81,10 @@ class _TreeParser:
         self.toks, self.i, self.space, self.pset_name, self.source = toks, 0, space, pset_name, source
 
     def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
+        tok = self.toks[self.i] if self.i < len(self.toks) else None
+        if tok is not None and tok.bad:
+            raise GenomeParseError(f"unexpected character {tok.text!r}", tok.pos, self.source)
+        return tok
 
     def expect(self, text):
         tok = self.peek()
@@ -226,6 +232,8 @@ class Genome:
             if not sec:
                 raise GenomeParseError("empty section after '|'", bar.pos, source)
             key = sec[0]
+            if key.bad:
+                raise GenomeParseError(f"unexpected character {key.text!r}", key.pos, source)
             if key.text in seen:
                 raise GenomeParseError(f"section {key.text!r} given twice", key.pos, source)
             seen.add(key.text)
@@ -359,18 +367,13 @@ class Genome:
         """Per-parameter state this genome allocates: EMA slots its operands read, one slot per
         stateful op, and ``M`` for momentum kinds."""
         space = self.space
-        needed, stateful = [], 0
+        slots, stateful = [], []
         for node in self.update:
             if isinstance(node, gp.Terminal) and node.ret is Tensor:
-                for slot in space.operands[node.name].states:
-                    if slot not in needed:
-                        needed.append(slot)
+                slots.extend(s for s in space.operands[node.name].states if s not in slots)
             elif node.ret is Tensor and node.name in space.unary and "state" in space.unary[node.name].needs:
-                stateful += 1
-                needed.append(f"{node.name}#{stateful}")
-        if self.momentum != "none":
-            needed.append("M")
-        return needed
+                stateful.append(f"{node.name}#{len(stateful) + 1}")
+        return slots + stateful + (["M"] if self.momentum != "none" else [])
 
 
 def _parse_section(toks, space, kind, ret_type, source):

@@ -47,7 +47,7 @@ class OperandSpec:
 class OperandContext:
     """What operand and state functions see at one step, for one flat bucket of parameters."""
 
-    def __init__(self, g: torch.Tensor, t: int, state: dict, params_fn: Callable[[], torch.Tensor]):
+    def __init__(self, g, t, state, params_fn):
         self.g = g
         self.t = t
         self.state = state
@@ -55,7 +55,7 @@ class OperandContext:
         self._w = None
 
     @property
-    def w(self) -> torch.Tensor:
+    def w(self):
         if self._w is None:
             self._w = self._params_fn()
         return self._w
@@ -117,11 +117,20 @@ def o_two(ctx, out):
     return 2.0
 
 
-def _weight(scale):
-    def compute(ctx, out):
-        return torch.mul(ctx.w, scale, out=out)
-    compute.__name__ = f"o_w_{scale:g}"
-    return compute
+def o_w_1e6(ctx, out):
+    return torch.mul(ctx.w, 1e-6, out=out)
+
+
+def o_w_1e5(ctx, out):
+    return torch.mul(ctx.w, 1e-5, out=out)
+
+
+def o_w_1e4(ctx, out):
+    return torch.mul(ctx.w, 1e-4, out=out)
+
+
+def o_w_1e3(ctx, out):
+    return torch.mul(ctx.w, 1e-3, out=out)
 
 
 def o_sign_g(ctx, out):
@@ -193,10 +202,10 @@ OPERANDS = (
         ("lam",)),
     _op("one", o_one, "1", "1", "constant 1 (6)", constant=1.0, nonneg=True),
     _op("two", o_two, "2", "2", "constant 2 (7)", constant=2.0, nonneg=True),
-    _op("w_1e6", _weight(1e-6), "10-6w", "10^{-6} w", "1e-6 w (8)", reads_params=True),
-    _op("w_1e5", _weight(1e-5), "10-5w", "10^{-5} w", "1e-5 w (9)", reads_params=True),
-    _op("w_1e4", _weight(1e-4), "10-4w", "10^{-4} w", "1e-4 w (10)", reads_params=True),
-    _op("w_1e3", _weight(1e-3), "10-3w", "10^{-3} w", "1e-3 w (11)", reads_params=True),
+    _op("w_1e6", o_w_1e6, "10-6w", "10^{-6} w", "1e-6 w (8)", reads_params=True),
+    _op("w_1e5", o_w_1e5, "10-5w", "10^{-5} w", "1e-5 w (9)", reads_params=True),
+    _op("w_1e4", o_w_1e4, "10-4w", "10^{-4} w", "1e-4 w (10)", reads_params=True),
+    _op("w_1e3", o_w_1e3, "10-3w", "10^{-3} w", "1e-3 w (11)", reads_params=True),
     _op("sign_g", o_sign_g, "sign(g)", "\\operatorname{sign}(g)", "sign(g), sign(0) = 0 (12)"),
     _op("sign_v_hat", o_sign_v_hat, "sign(v hat)", "\\operatorname{sign}(\\hat{v})", "sign(v_hat) (13)", ("v",)),
     _op("qh_v", o_qh_v, "((1-0.7)*g+0.7*v hat)", "(0.3 g + 0.7 \\hat{v})", "0.3 g + 0.7 v_hat (14)", ("v",)),

@@ -1,0 +1,342 @@
+"""The flat-bucket optimizer machinery, in plain torch.
+
+This module imports nothing but torch and the standard library: ``deapnos export`` copies it
+verbatim into standalone optimizer modules, so an exported optimizer runs exactly this code and
+reproduces :class:`~deapnos.optim.EvolvedOptimizer`'s trajectory bit for bit.
+
+* :class:`FlatState`: the flat storage of one bucket (state slots, per-op state, workspace
+  buffers, kernel scratch); a subclass computes the update direction over it.
+* :class:`FlatOptimizer`: a ``torch.optim.Optimizer`` that groups parameters into buckets (one
+  per param group, device and dtype), gathers their gradients into one flat tensor, asks the
+  bucket's engine for the direction U, and applies the momentum kind with per-step tables.
+* base LR and momentum tables (paper-spec §3.1-3.2).
+"""
+import math
+import warnings
+
+import torch
+
+BASE_SCHEDULES = ("warmup_cosine", "constant")
+_EXTRA_KEY = "deapnos"
+
+
+def check_horizon(total_steps, warmup_steps=0, hold_steps=0):
+    if total_steps is None:
+        raise ValueError("total_steps is required: decay functions and the LR schedule depend on the "
+                         "training length (pass total_steps=number of optimizer steps)")
+    if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+    if not isinstance(warmup_steps, int) or warmup_steps < 0 or warmup_steps > total_steps:
+        raise ValueError(f"warmup_steps must be an integer in [0, total_steps={total_steps}], "
+                         f"got {warmup_steps!r}")
+    if not isinstance(hold_steps, int) or hold_steps < 0 or warmup_steps + hold_steps > total_steps:
+        raise ValueError(f"hold_steps must be an integer >= 0 with warmup_steps + hold_steps <= total_steps, "
+                         f"got {hold_steps!r}")
+    return total_steps
+
+
+def check_options(base_schedule, momentum):
+    if base_schedule not in BASE_SCHEDULES:
+        raise ValueError(f"base_schedule must be one of {', '.join(BASE_SCHEDULES)}, got {base_schedule!r}")
+    if momentum is not None and not (0.0 <= float(momentum) < 1.0):
+        raise ValueError(f"momentum must be None (the paper's schedule) or in [0, 1), got {momentum!r}")
+
+
+def base_lr_table(total_steps, warmup_steps=0, kind="warmup_cosine", hold_steps=0):
+    """Multiplier of the peak LR at each step (paper-spec §3.1).
+
+    ``warmup_cosine``: t/W during warm-up (step 0 has LR 0, as in the search), 1 during the hold,
+    then half a cosine to 0.  The hold goes to the peak LR, as in ``finalOptimizers`` (the search
+    code's drop to 0 during the hold is a bug it never triggers).  ``constant``: 1 everywhere.
+    """
+    check_horizon(total_steps, warmup_steps, hold_steps)
+    if kind == "constant":
+        return [1.0] * total_steps
+    if kind != "warmup_cosine":
+        raise ValueError(f"base_schedule must be one of {', '.join(BASE_SCHEDULES)}, got {kind!r}")
+    W, H, T = warmup_steps, hold_steps, total_steps
+    out = []
+    for t in range(T):
+        if t < W:
+            out.append(t / W)
+        elif H > 0 and t <= W + H:
+            out.append(1.0)
+        else:
+            span = T - W - H
+            out.append(0.5 * (1.0 + math.cos(math.pi * (t - W - H) / span)) if span > 0 else 1.0)
+    return out
+
+
+def momentum_table(total_steps, warmup_steps=0, hold_steps=0, constant=None):
+    """Momentum coefficient m_t (paper-spec §3.2): W points 0.95 -> 0.85, H points 0.85, then
+    T-W-H points 0.85 -> 0.95, each piece a linspace with both ends included.  ``constant``
+    replaces the schedule by a fixed coefficient."""
+    check_horizon(total_steps, warmup_steps, hold_steps)
+    if constant is not None:
+        return [float(constant)] * total_steps
+    W, H, T = warmup_steps, hold_steps, total_steps
+    return _linspace(0.95, 0.85, W) + [0.85] * H + _linspace(0.85, 0.95, T - W - H)
+
+
+def _linspace(a, b, n):
+    return [float(v) for v in torch.linspace(a, b, n, dtype=torch.float64)] if n > 0 else []
+
+
+def clamp_step(t, total_steps, warned):
+    """Index into the per-step tables for step t.  Past the horizon the last entry holds (with
+    one warning): LR, momentum and decays stay at their last-step values; nothing raises."""
+    if t < total_steps:
+        return t
+    if not warned:
+        warnings.warn(f"optimizer stepped past total_steps={total_steps}: the learning rate, momentum "
+                      "and decay values stay at their last-step values", RuntimeWarning, stacklevel=3)
+        warned.append(True)
+    return total_steps - 1
+
+
+class FlatState:
+    """Flat storage of one bucket: ``state`` slots, ``op_state`` dicts, ``buffers`` and ``scratch``.
+
+    Subclasses implement ``direction(g, t, params_fn) -> U`` over this storage.
+    """
+
+    def __init__(self, numel, sizes, device, dtype, state_names, stateful_keys, n_buffers, use_scratch,
+                 generator=None):
+        self.numel = numel
+        self.sizes = list(sizes)
+        self.device, self.dtype = device, dtype
+        self.generator = generator
+        self.state = {name: torch.zeros(numel, device=device, dtype=dtype) for name in state_names}
+        self.op_state = {key: {} for key in stateful_keys}
+        self.buffers = [torch.empty(numel, device=device, dtype=dtype) for _ in range(n_buffers)]
+        # temporaries of the kernels, shared: kernels run one at a time
+        self.scratch = [torch.empty(numel, device=device, dtype=dtype) for _ in range(2)] if use_scratch else None
+
+    def direction(self, g, t, params_fn):
+        raise NotImplementedError
+
+
+def _compute_dtype(dtype):
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
+class _Bucket:
+    """Parameters of one group on one device with one dtype, their flat gradient and momentum."""
+
+    def __init__(self, params, engine_factory):
+        self.params = params
+        self.key = tuple(id(p) for p in params)
+        self.sizes = [p.numel() for p in params]
+        self.numel = sum(self.sizes)
+        self.dtype = params[0].dtype
+        self.cdtype = _compute_dtype(self.dtype)
+        self.device = params[0].device
+        self.engine = engine_factory(self.numel, self.sizes, self.device, self.cdtype)
+        self.g = torch.empty(self.numel, device=self.device, dtype=self.cdtype)
+        self.w = None
+        self.M = None
+        self._views = {}
+
+    def views(self, flat):
+        """Per-parameter views of a flat tensor (cached by storage address)."""
+        key = flat.data_ptr()
+        views = self._views.get(key)
+        if views is None:
+            if len(self._views) > 64:
+                self._views.clear()
+            views = [v.view_as(p) for v, p in zip(torch.split(flat, self.sizes), self.params)]
+            self._views[key] = views
+        return views
+
+    def gather_grads(self):
+        grads = [p.grad.reshape(-1) for p in self.params]
+        if self.cdtype == self.dtype:
+            torch.cat(grads, out=self.g)
+        else:
+            self.g.copy_(torch.cat(grads))
+        return self.g
+
+    def gather_params(self):
+        if self.w is None:
+            self.w = torch.empty(self.numel, device=self.device, dtype=self.cdtype)
+        flat = [p.detach().reshape(-1) for p in self.params]
+        if self.cdtype == self.dtype:
+            torch.cat(flat, out=self.w)
+        else:
+            self.w.copy_(torch.cat(flat))
+        return self.w
+
+    def add_to_params(self, delta, alpha=1.0):
+        if self.cdtype != self.dtype:
+            delta = (delta * alpha).to(self.dtype) if alpha != 1.0 else delta.to(self.dtype)
+            alpha = 1.0
+        views = self.views(delta)
+        if alpha == 1.0:
+            torch._foreach_add_(self.params, views)
+        else:
+            torch._foreach_add_(self.params, views, alpha=alpha)
+
+    def flat_state(self):
+        """Every flat state tensor of the bucket by its per-parameter state key."""
+        flats = dict(self.engine.state)
+        if self.M is not None:
+            flats["M"] = self.M
+        for key, sub in self.engine.op_state.items():
+            for name, flat in sub.items():
+                flats[f"{key}.{name}"] = flat
+        return flats
+
+
+class FlatOptimizer(torch.optim.Optimizer):
+    """Per-step tables x flat-bucket engine = an optimizer.
+
+    Subclasses set ``self.lr_multipliers`` and ``self.momentum_values`` (length ``total_steps``),
+    ``self.sign`` (-1 descends), ``self.momentum_kind`` (none, mom, nest, nesterov), ``self.identity``
+    (text saved in the state dict) and implement ``_new_engine(numel, sizes, device, dtype)``.
+    """
+
+    def __init__(self, params, lr, total_steps, check_finite=False):
+        if not isinstance(lr, (int, float)) or lr < 0:
+            raise ValueError(f"lr must be a non-negative number, got {lr!r}")
+        super().__init__(params, dict(lr=lr))
+        self.total_steps = total_steps
+        self.check_finite = check_finite
+        self.diverged = False
+        self.divergence = None
+        self.step_count = 0
+        self.generator = None
+        self._buckets = {}
+        self._warned = []
+
+    def _new_engine(self, numel, sizes, device, dtype):
+        raise NotImplementedError
+
+    def _make_generator(self, seed):
+        device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def lr_at(self, step, group=0):
+        """The effective LR of param group ``group`` at 0-based step ``step``."""
+        t = min(step, self.total_steps - 1)
+        return self.param_groups[group]["lr"] * self.lr_multipliers[t]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        t = clamp_step(self.step_count, self.total_steps, self._warned)
+        lr_mult, m_t = self.lr_multipliers[t], self.momentum_values[t]
+        for gi, group in enumerate(self.param_groups):
+            for bucket in self._buckets_of(gi, group):
+                self._step_bucket(bucket, t, group["lr"] * lr_mult, m_t)
+        self.step_count += 1
+        return loss
+
+    def _step_bucket(self, bucket, t, lr_t, m_t):
+        g = bucket.gather_grads()
+        u = bucket.engine.direction(g, t, bucket.gather_params)
+        if self.check_finite and not bool(torch.isfinite(u).all()):
+            self.diverged = True
+            if self.divergence is None:
+                self.divergence = f"step {self.step_count}: non-finite update from {self.identity!r}"
+            return
+        alpha = self.sign * lr_t
+        kind = self.momentum_kind
+        if kind == "none":
+            bucket.add_to_params(u, alpha)
+            return
+        M = bucket.M
+        M.mul_(m_t).add_(u, alpha=alpha)
+        if kind == "mom":
+            bucket.add_to_params(M)
+        elif kind == "nest":      # the search's variant: w += M_new + s lr U
+            bucket.add_to_params(torch.add(M, u, alpha=alpha))
+        else:                     # standard Nesterov: w += m_t M_new + s lr U
+            bucket.add_to_params(torch.add(torch.mul(M, m_t), u, alpha=alpha))
+
+    def _buckets_of(self, gi, group):
+        by_kind = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        out = []
+        for kind, params in by_kind.items():
+            key = (gi, kind)
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.key != tuple(id(p) for p in params):
+                bucket = self._make_bucket(params)
+                self._buckets[key] = bucket
+            out.append(bucket)
+        return out
+
+    def _make_bucket(self, params):
+        """A new flat bucket.  State already held per parameter (from an older bucket or from
+        ``load_state_dict``) is gathered into it, so rebuilding never loses state."""
+        bucket = _Bucket(params, self._new_engine)
+        engine = bucket.engine
+
+        def gather(key, target):
+            parts = []
+            for p in params:
+                saved = self.state[p].get(key) if p in self.state else None
+                parts.append(saved.reshape(-1).to(target.dtype) if saved is not None
+                             else torch.zeros(p.numel(), device=target.device, dtype=target.dtype))
+            target.copy_(torch.cat(parts))
+
+        for name, flat in engine.state.items():
+            gather(name, flat)
+        if self.momentum_kind != "none":
+            bucket.M = torch.zeros(bucket.numel, device=bucket.device, dtype=bucket.cdtype)
+            gather("M", bucket.M)
+        for key in engine.op_state:
+            names = {k.split(".", 1)[1] for p in params for k in self.state.get(p, {}) if k.startswith(key + ".")}
+            sub = {}
+            for name in sorted(names):
+                sub[name] = torch.zeros(bucket.numel, device=bucket.device, dtype=bucket.cdtype)
+                gather(f"{key}.{name}", sub[name])
+            engine.op_state[key] = sub
+        self._expose_state(bucket)
+        return bucket
+
+    def _expose_state(self, bucket):
+        """Point ``self.state[p]`` at views of the bucket's flat state (what state_dict saves)."""
+        for name, flat in bucket.flat_state().items():
+            for p, view in zip(bucket.params, torch.split(flat, bucket.sizes)):
+                self.state[p][name] = view.view(p.shape)
+
+    def state_dict(self):
+        for bucket in self._buckets.values():   # stateful ops create state on first use
+            self._expose_state(bucket)
+        sd = super().state_dict()
+        sd[_EXTRA_KEY] = {"step": self.step_count, "genome": self.identity,
+                          "generator": self.generator.get_state() if self.generator is not None else None,
+                          "diverged": self.diverged, "divergence": self.divergence}
+        return sd
+
+    def load_state_dict(self, state_dict):
+        extra = state_dict.get(_EXTRA_KEY)
+        if extra is None:
+            raise ValueError("not a deapnos optimizer state dict (no 'deapnos' entry)")
+        if extra["genome"] != self.identity:
+            raise ValueError(f"state dict is for genome {extra['genome']!r}, this optimizer runs {self.identity!r}")
+        sd = {k: v for k, v in state_dict.items() if k != _EXTRA_KEY}
+        super().load_state_dict(sd)
+        # torch casts floating state to the parameter dtype; keep the saved (compute) dtype so
+        # that the float32 state of bfloat16 parameters survives a resume unrounded
+        saved_ids = [i for g in sd["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for idx, p in zip(saved_ids, params):
+            for key, value in sd["state"].get(idx, {}).items():
+                if isinstance(value, torch.Tensor):
+                    self.state[p][key] = value.to(device=p.device)
+        self.step_count = int(extra["step"])
+        self.diverged, self.divergence = bool(extra.get("diverged")), extra.get("divergence")
+        if self.generator is not None and extra.get("generator") is not None:
+            self.generator.set_state(extra["generator"])
+        self._buckets.clear()   # rebuilt from the loaded per-parameter state on the next step
