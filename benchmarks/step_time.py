@@ -22,8 +22,8 @@ def make_params(seed: int = 0) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     shapes = []
     for i in range(30):
-        fan = 96 + 16 * (i % 8)
-        shapes += [(fan * 14, fan), (fan * 14,)]
+        fan = 80 + 16 * (i % 8)
+        shapes += [(fan * 9, fan), (fan * 9,)]
     params = [torch.randn(s, generator=gen).mul_(0.02).requires_grad_() for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen)

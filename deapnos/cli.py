@@ -20,21 +20,26 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported to add its options (fast start-up, and
+    one broken plugin module never takes the other commands down)."""
     parser = argparse.ArgumentParser(prog="deapnos", description="Neural Optimizer Search with DEAP and PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
-        configure = getattr(mod, f"configure_{name}_parser", None) or mod.configure_parser
-        configure(p)
         p.set_defaults(_module=module, _name=name)
+        if name == command:
+            mod = importlib.import_module(module)
+            configure = getattr(mod, f"configure_{name}_parser", None) or mod.configure_parser
+            configure(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
