@@ -9,6 +9,7 @@ Public API::
 """
 from __future__ import annotations
 
+from .hookspecs import hookimpl
 from .space import Genome, GenomeParseError, SearchSpace, SpaceError
 
 __version__ = "0.1.0"
@@ -43,12 +44,22 @@ def resolve_genome(name_or_genome) -> Genome:
                      f"{', '.join(zoo.names())}")
 
 
+_LAZY = {"Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.evaluate.result", "EvalResult"),
+         "IntegrityCheck": ("deapnos.evaluate.integrity", "IntegrityCheck"),
+         "CheckResult": ("deapnos.evaluate.integrity", "CheckResult"),
+         "EvolvedOptimizer": ("deapnos.optim.optimizer", "EvolvedOptimizer")}
+
+
 def __getattr__(name):
-    # lazy submodules keep `import deapnos` light on SCOOP workers
-    if name in ("zoo", "optim", "space"):
-        import importlib
+    # lazy submodules and classes keep `import deapnos` light on SCOOP workers
+    import importlib
+    if name in ("zoo", "optim", "space", "evaluate", "search"):
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'deapnos' has no attribute {name!r}")
 
 
-__all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo"]
+__all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo",
+           "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer"]
