@@ -214,9 +214,10 @@ _OPTIMIZERS = (
              "erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
              "paper-spec §4.3, Opt4, use_decay=True",
              "Sign-safe division: q / (min(2, c) + 1e-7).  This guards the original's division by zero at "
-             "t = T-1, where a13 = 0 and c = 0 (there the update is q x 1e7: avoid the last step or use a "
-             "horizon beyond the run).  use_decay=False drops only the LR multiplier: the atan(a13) factor "
-             "is not gated by use_decay in the original.",
+             "t = T-1, where a13 = 0 and c = 0: there U = 1e7 q, damped only by the warm-up cosine base LR, which "
+             "is about (pi / (2 (T - W)))^2 at the last step (about 0.2 lr q at T - W = 16000).  "
+             "use_decay=False drops only the LR multiplier: the atan(a13) factor is not gated by use_decay "
+             "in the original.",
              no_decay_text="none ~ div(qh_v, clip(two, decay(atan(a13), exp(v_hat))))"),
     ZooEntry("opt5", "evolved", f"none ~ div(qh_v, min(two, exp(v_hat))) | lr = {_LR_TYPE0}",
              "U = q / min(2, exp(v^));  eta_t = lr x base(t) x erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
@@ -323,13 +324,15 @@ def describe(name: str) -> str:
         lines = [f"{e.name}: LR schedule multiplier", f"  formula: {e.formula}", f"  tree:    {e.text}",
                  f"  source:  {e.source}", f"  usage:   eta_t = lr x base(t) x ({e.formula})"]
         notes = " ".join(filter(None, [e.notes, _SCHEDULE_NOTE]))
-    else:
-        e = info(name)
+    elif name in _REGISTRY:
+        e = _REGISTRY[name]
         lines = [f"{e.name} ({e.kind})", f"  formula: {e.formula}", f"  genome:  {e.text}",
                  f"  source:  {e.source}"]
         if e.no_decay_text is not None:
             lines.append(f"  use_decay=False: {e.no_decay_text}")
         notes = e.notes
+    else:
+        raise _unknown(name, names() + schedule_names(), "name", {}, "")
     if notes:
         lines.append(f"  notes:   {notes}")
     return "\n".join(lines)
