@@ -25,7 +25,10 @@ def deapnos_add_primitives(space):
 def deapnos_integrity_checks():
     """Return a list of integrity checks (:class:`deapnos.evaluate.integrity.IntegrityCheck`).
 
-    A genome must pass every enabled check before it is trained.
+    A genome must pass every enabled check before it is trained.  Check names are global: the same
+    name from two plugins is an error naming both.  A check that decides the direction of descent
+    returns ``CheckResult(flip=...)``; :func:`~deapnos.evaluate.integrity.run_integrity_checks` sets
+    ``genome.flip`` from it.
     """
 
 

@@ -1,0 +1,539 @@
+"""The plugin manager (pluggy), and the ``deapnos plugins`` command.
+
+Where plugins come from, in this order (the model: pytest and pluggy's eggsample):
+
+1. the ``deapnos`` entry-point group of every installed distribution.  The built-in plugins
+   (``plugins/`` in the source tree, installed as ``deapnos_plugins``) come this way too, exactly as a
+   third-party plugin would: deapnos itself never imports ``deapnos_plugins``;
+2. names given with ``-p NAME`` or in the config's ``plugins`` list: an entry-point name of the
+   group (``-p sphere``) or an importable module (``-p myproject.deapnos_plugin``).
+   ``-p no:NAME`` blocks the plugin ``NAME`` (an entry-point or module name).
+
+``DEAPNOS_DISABLE_PLUGIN_AUTOLOAD=1`` (or ``autoload=False``) skips step 1 entirely, built-ins
+included: with it only the plugins named in step 2 load, so ``-p sphere`` brings back the
+integrity check.  (Values ``""``, ``0``, ``false``, ``no``, ``off`` leave autoloading on.)
+
+A plugin is identified by its *name*: the entry-point name, or the module name for ``-p MODULE``.
+Every error in plugin code (import, hook, a clash) is a :class:`PluginError` whose ``.plugin`` is
+that name.  Two plugins that provide an integrity check, surrogate or fitness task of the same name
+are an error naming both; so are two that add a primitive of the same name (the search space
+records which plugin added each primitive, ``SearchSpace.provenance``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import pluggy
+
+from . import hookspecs
+from .hookspecs import PROJECT, hookimpl  # noqa: F401  (re-exported for plugin authors)
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "deapnos"
+DISABLE_AUTOLOAD_ENV = "DEAPNOS_DISABLE_PLUGIN_AUTOLOAD"
+_FALSE_VALUES = ("", "0", "false", "no", "off")
+
+#: the hooks that contribute named objects, and how their objects are called in messages
+_COLLECT_HOOKS = {
+    "deapnos_integrity_checks": "integrity check",
+    "deapnos_surrogates": "surrogate",
+    "deapnos_fitness_tasks": "fitness task",
+}
+
+
+class PluginError(RuntimeError):
+    """An error in, or between, plugins.  ``plugin`` names the plugin at fault (for a clash: the
+    one registered later; the message names both)."""
+
+    def __init__(self, plugin: str, message: str):
+        self.plugin = plugin
+        self.message = message
+        super().__init__(f"plugin {plugin!r}: {message}")
+
+
+@dataclass
+class PluginSource:
+    """How a plugin was loaded: ``origin`` is ``entry point``, ``-p (entry point)``, ``-p`` (a module)
+    or ``register`` (an object passed to :func:`get_plugin_manager`)."""
+    name: str
+    module: str
+    origin: str
+    dist: str | None = None
+    version: str | None = None
+
+
+class DeapnosPluginManager(pluggy.PluginManager):
+    """A pluggy manager with the deapnos hook specs and a record of where each plugin came from.
+
+    ``sources``: plugin name -> :class:`PluginSource`, for every plugin loaded or tried.  ``failed``: plugin name -> error message of
+    the plugins that could not be loaded (only filled with ``strict=False``).  ``autoload``:
+    whether the entry-point group was loaded.
+    """
+
+    def __init__(self):
+        super().__init__(PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.sources: dict[str, PluginSource] = {}
+        self.failed: dict[str, str] = {}
+        self.autoload = False
+
+    def register_plugin(self, plugin: Any, name: str, origin: str = "register", module: str | None = None,
+                        dist: str | None = None, version: str | None = None) -> str | None:
+        """Register ``plugin`` under ``name``; a malformed hook implementation is a PluginError."""
+        if self.is_blocked(name):
+            return None
+        try:
+            registered = self.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(name, f"invalid hook implementation: {exc}") from exc
+        except ValueError as exc:   # name or object already registered
+            raise PluginError(name, str(exc)) from exc
+        if registered is None:
+            return None
+        if module is None:
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        self.sources[name] = PluginSource(name, module, origin, dist, version)
+        return registered
+
+
+def _autoload_enabled(autoload: bool | None) -> bool:
+    if autoload is not None:
+        return bool(autoload)
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in _FALSE_VALUES
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _dist_of(ep) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"] or getattr(dist, "name", None), dist.version
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _load_entry_point(pm: DeapnosPluginManager, ep, strict: bool, origin: str = "entry point") -> None:
+    name = ep.name
+    if pm.is_blocked(name) or pm.has_plugin(name):
+        return
+    dist, version = _dist_of(ep)
+    module = ep.value.split(":")[0].strip()
+    pm.sources[name] = PluginSource(name, module, origin, dist, version)
+    try:
+        plugin = ep.load()
+    except Exception as exc:  # noqa: BLE001 - plugin code
+        _fail(pm, PluginError(name, f"cannot load entry point {ep.value!r} of distribution "
+                                    f"{dist or '?'} {version or ''}".rstrip() + f": {_first_line(exc)}"),
+              strict, exc)
+        return
+    if pm.is_registered(plugin):
+        return
+    try:
+        pm.register_plugin(plugin, name, origin, module=module, dist=dist, version=version)
+    except PluginError as exc:
+        _fail(pm, exc, strict, exc)
+
+
+def _fail(pm: DeapnosPluginManager, err: PluginError, strict: bool, cause: BaseException) -> None:
+    if strict:
+        raise err from cause
+    pm.failed[err.plugin] = err.message
+    log.debug("plugin %s failed:\n%s", err.plugin, "".join(traceback.format_exception(cause)))
+
+
+def _module_dist(module: str) -> tuple[str | None, str | None]:
+    top = module.split(".")[0]
+    try:
+        dists = importlib.metadata.packages_distributions().get(top) or []
+        if dists:
+            return dists[0], importlib.metadata.version(dists[0])
+    except Exception:  # noqa: BLE001 - metadata of unrelated distributions may be broken
+        pass
+    return None, None
+
+
+def _load_named(pm: DeapnosPluginManager, spec: str, eps: dict[str, list], strict: bool) -> None:
+    """``-p NAME``: an entry-point name of the group, else a module to import."""
+    if spec not in eps:
+        # a module that an entry point loads is that plugin (same name, distribution and version)
+        by_module = [group for group in eps.values() if group[0].value.split(":")[0].strip() == spec]
+        if len(by_module) == 1:
+            spec = by_module[0][0].name
+    if spec in eps:
+        if len(eps[spec]) > 1:
+            _clashing_entry_points(pm, spec, eps[spec], strict)
+        _load_entry_point(pm, eps[spec][0], strict, origin="-p (entry point)")
+        return
+    if pm.is_blocked(spec) or pm.has_plugin(spec):
+        return
+    try:
+        module = importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or spec
+        detail = (f"no module named {missing!r}" if spec == missing or spec.startswith(missing + ".")
+                  else f"importing it failed: {_first_line(exc)}")
+        _fail(pm, PluginError(spec, f"cannot import plugin module {spec!r} (from -p or the config's "
+                                    f"'plugins'): {detail}; it is not an entry-point name of group "
+                                    f"{ENTRY_POINT_GROUP!r} either"), strict, exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - plugin code
+        _fail(pm, PluginError(spec, f"importing plugin module {spec!r} raised {_first_line(exc)}"), strict, exc)
+        return
+    if pm.is_registered(module):
+        return
+    dist, version = _module_dist(spec)
+    try:
+        pm.register_plugin(module, spec, "-p", module=spec, dist=dist, version=version)
+    except PluginError as exc:
+        _fail(pm, exc, strict, exc)
+
+
+def _clashing_entry_points(pm, name, eps, strict):
+    owners = [" ".join(filter(None, _dist_of(ep))) or ep.value for ep in eps]
+    _fail(pm, PluginError(name, f"entry point {name!r} of group {ENTRY_POINT_GROUP!r} is provided by "
+                                f"several distributions: {', '.join(owners)}; the first is used"),
+          strict, RuntimeError(name))
+
+
+def get_plugin_manager(extra_plugins: Sequence[Any] = (), autoload: bool | None = None,
+                       strict: bool = True) -> DeapnosPluginManager:
+    """A plugin manager with the deapnos hooks and the plugins of this environment.
+
+    ``extra_plugins``: what ``-p`` and the config's ``plugins`` name (strings, see the module
+    docstring); a module or plugin object (not a string) is registered as it is, under its
+    ``__name__`` or its class name.  ``autoload``: load the ``deapnos`` entry-point group (default:
+    yes unless ``DEAPNOS_DISABLE_PLUGIN_AUTOLOAD`` is set).  ``strict``: a plugin that fails to
+    load raises :class:`PluginError`; with ``strict=False`` it is recorded in ``pm.failed`` and
+    skipped (what ``deapnos plugins`` does, to list it as broken).
+    """
+    pm = DeapnosPluginManager()
+    specs = [p.strip() if isinstance(p, str) else p for p in extra_plugins]
+    pm.autoload = _autoload_enabled(autoload)
+    eps: dict[str, list] = {}
+    for ep in _entry_points():
+        eps.setdefault(ep.name, []).append(ep)
+    for spec in specs:
+        if isinstance(spec, str) and spec.startswith("no:"):
+            blocked = spec[3:].strip()
+            pm.set_blocked(blocked)
+            for name, group in eps.items():   # blocking a module blocks the entry point that loads it
+                if group[0].value.split(":")[0].strip() == blocked:
+                    pm.set_blocked(name)
+    if pm.autoload:
+        for name, group in eps.items():
+            if len(group) > 1:
+                _clashing_entry_points(pm, name, group, strict)
+            _load_entry_point(pm, group[0], strict)
+    for spec in specs:
+        if isinstance(spec, str):
+            if not spec.startswith("no:"):
+                _load_named(pm, spec, eps, strict)
+        elif not pm.is_registered(spec):
+            name = getattr(spec, "__name__", None) or type(spec).__name__
+            try:
+                pm.register_plugin(spec, name, "register")
+            except PluginError as exc:
+                _fail(pm, exc, strict, exc)
+    while True:
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or "?"
+            err = PluginError(name, f"implements a hook deapnos does not define: {exc}")
+            if strict:
+                raise err from exc
+            pm.failed[name] = err.message
+            pm.unregister(exc.plugin)
+    return pm
+
+
+# -- calling hooks plugin by plugin -------------------------------------------------------------
+
+def _impls(pm: pluggy.PluginManager, hook_name: str):
+    """The non-wrapper implementations of a hook, in registration order."""
+    caller = getattr(pm.hook, hook_name)
+    return [impl for impl in caller.get_hookimpls()
+            if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
+    """Call each plugin's implementation of ``hook_name``; returns ``[(plugin name, result)]`` in
+    registration order.  An exception in plugin code is a :class:`PluginError` naming the plugin."""
+    out = []
+    for impl in _impls(pm, hook_name):
+        try:
+            result = impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            raise PluginError(impl.plugin_name, f"hook {hook_name} raised {_first_line(exc)}") from exc
+        out.append((impl.plugin_name, result))
+    return out
+
+
+def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[PluginError]:
+    """Call an observer hook on every plugin; an observer that raises is logged by name and the
+    others still run.  Returns the errors (empty when all went well)."""
+    errors = []
+    for impl in _impls(pm, hook_name):
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:  # noqa: BLE001 - plugin code must not stop a search
+            err = PluginError(impl.plugin_name, f"observer {hook_name} raised {_first_line(exc)}")
+            log.warning("%s", err, exc_info=log.isEnabledFor(logging.DEBUG))
+            errors.append(err)
+    return errors
+
+
+def _items(plugin: str, hook_name: str, result) -> list:
+    if result is None:
+        return []
+    if isinstance(result, dict):
+        result = list(result.values())
+    elif not isinstance(result, (list, tuple)):
+        result = [result]
+    kind = _COLLECT_HOOKS[hook_name]
+    for item in result:
+        name = getattr(item, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(plugin, f"hook {hook_name} returned a {kind} without a name: {item!r}")
+    return list(result)
+
+
+def _tag(item, plugin: str) -> None:
+    """Set ``item.plugin`` when the object allows it (for messages that name the plugin)."""
+    try:
+        if not getattr(item, "plugin", ""):
+            item.plugin = plugin
+    except (AttributeError, TypeError):   # frozen dataclass, slots, read-only property: leave it
+        pass
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None) -> dict[str, Any]:
+    """``{name: object}`` from every plugin's ``hook_name``; ``owner`` (name -> (plugin, kind)) may
+    be shared between calls to make several hooks one namespace."""
+    kind = _COLLECT_HOOKS[hook_name]
+    out: dict[str, Any] = {}
+    owner = {} if owner is None else owner
+    for plugin, result in call_each(pm, hook_name):
+        for item in _items(plugin, hook_name, result):
+            prev = owner.get(item.name)
+            if prev is not None:
+                prev_plugin, prev_kind = prev
+                if prev_plugin != plugin:
+                    what = kind if prev_kind == kind else f"task (a {prev_kind} there, a {kind} here)"
+                    raise PluginError(plugin, f"{what} {item.name!r} is provided by both plugin "
+                                              f"{prev_plugin!r} and plugin {plugin!r}")
+                if item.name in out:
+                    raise PluginError(plugin, f"{kind} {item.name!r} is returned twice by hook {hook_name}")
+            owner[item.name] = (plugin, kind)
+            _tag(item, plugin)
+            out[item.name] = item
+    return out
+
+
+def integrity_checks(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """``{name: check}`` of every installed integrity check (each check's ``plugin`` is set)."""
+    return _collect(pm, "deapnos_integrity_checks")
+
+
+def surrogates(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """``{name: Task}`` of the surrogate tasks (cheap tasks used inside the search loop)."""
+    return _collect(pm, "deapnos_surrogates")
+
+
+def fitness_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """``{name: Task}`` of the fitness tasks (elimination ladder, ``deapnos evaluate``)."""
+    return _collect(pm, "deapnos_fitness_tasks")
+
+
+def all_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """Surrogates and fitness tasks in one ``{name: Task}``: one namespace.  The same name from two
+    plugins is an error; one plugin may offer a task both ways (the surrogate entry is kept)."""
+    owner: dict[str, str] = {}
+    out = _collect(pm, "deapnos_surrogates", owner)
+    for name, task in _collect(pm, "deapnos_fitness_tasks", owner).items():
+        out.setdefault(name, task)
+    return out
+
+
+def extend_space(pm: pluggy.PluginManager, space) -> None:
+    """Run every plugin's ``deapnos_add_primitives`` on ``space`` (not yet built).
+
+    While a plugin's hook runs, ``space.add_*`` record that plugin as the ``source`` of what it adds
+    (unless it passes ``source=`` itself), so a clash names both plugins; any error is a
+    :class:`PluginError` naming the plugin.
+    """
+    for impl in _impls(pm, "deapnos_add_primitives"):
+        _add_primitives(impl, space)
+
+
+_ADD_METHODS = ("add_operand", "add_unary", "add_binary", "add_decay")
+
+
+def _add_primitives(impl, space) -> None:
+    plugin = impl.plugin_name
+    for meth in _ADD_METHODS:
+        setattr(space, meth, _with_source(getattr(type(space), meth), space, plugin))
+    try:
+        impl.function(*[{"space": space}[a] for a in impl.argnames])
+    except Exception as exc:  # noqa: BLE001 - plugin code
+        raise PluginError(plugin, f"deapnos_add_primitives failed: {_first_line(exc)}") from exc
+    finally:
+        for meth in _ADD_METHODS:
+            space.__dict__.pop(meth, None)
+
+
+def _with_source(method, space, plugin):
+    def bound(*args, **kwargs):
+        kwargs.setdefault("source", plugin)
+        return method(space, *args, **kwargs)
+    bound.__name__ = method.__name__
+    bound.__doc__ = method.__doc__
+    return bound
+
+
+def build_space(pm: pluggy.PluginManager, compat: bool = False, set_default: bool = True):
+    """The paper's space extended by every plugin, built; by default also made the default space
+    (:func:`deapnos.space.set_default_space`) so that ``Genome.parse`` sees plugin primitives."""
+    from .space import psets
+    space = psets.build_space(lambda sp: extend_space(pm, sp), compat=compat)
+    if set_default:
+        psets.set_default_space(space)
+    return space
+
+
+# -- what each plugin provides ---------------------------------------------------------------
+
+_PROV_KINDS = {"operand": "operand", "unary": "op", "binary": "op", "decay": "decay", "state": "state"}
+
+
+def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
+    """One dict per plugin: ``name``, ``module``, ``origin``, ``dist``, ``version``, ``hooks``,
+    ``checks``, ``surrogates``, ``tasks``, ``primitives`` (e.g. ``operand slow_v_hat``) and
+    ``error`` (why it failed to load or to answer a hook; None when fine).  Plugins that failed to
+    load (``pm.failed``) are listed too."""
+    from .space import psets
+    rows: dict[str, dict] = {}
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        src = getattr(pm, "sources", {}).get(name) or PluginSource(name, getattr(plugin, "__name__", "?"),
+                                                                 "register")
+        hooks = sorted(c.name for c in (pm.get_hookcallers(plugin) or []))
+        rows[name] = {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
+                      "version": src.version, "hooks": hooks, "checks": [], "surrogates": [], "tasks": [],
+                      "primitives": [], "error": None}
+    errors: dict[str, list[str]] = {}
+    for hook_name, key in (("deapnos_integrity_checks", "checks"), ("deapnos_surrogates", "surrogates"),
+                           ("deapnos_fitness_tasks", "tasks")):
+        for impl in _impls(pm, hook_name):
+            try:
+                result = impl.function()
+                names = [item.name for item in _items(impl.plugin_name, hook_name, result)]
+            except Exception as exc:  # noqa: BLE001 - plugin code
+                errors.setdefault(impl.plugin_name, []).append(f"{hook_name}: {_first_line(exc)}")
+                continue
+            if impl.plugin_name in rows:
+                rows[impl.plugin_name][key] = names
+    space = psets.default_space()
+    for impl in _impls(pm, "deapnos_add_primitives"):
+        try:
+            _add_primitives(impl, space)
+        except PluginError as exc:
+            errors.setdefault(impl.plugin_name, []).append(exc.message)
+    for key, source in space.provenance.items():
+        kind, prim = key.split(":", 1)
+        if source in rows:
+            rows[source]["primitives"].append(f"{_PROV_KINDS.get(kind, kind)} {prim}")
+    for name, msgs in errors.items():
+        if name in rows:
+            rows[name]["error"] = "; ".join(msgs)
+    for name, message in getattr(pm, "failed", {}).items():
+        src = getattr(pm, "sources", {}).get(name) or PluginSource(name, name, "-p")
+        rows.setdefault(name, {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
+                               "version": src.version, "hooks": [], "checks": [], "surrogates": [], "tasks": [],
+                               "primitives": [], "error": None})["error"] = f"not loaded: {message}"
+    return list(rows.values())
+
+
+def describe(row: dict) -> str:
+    """What a plugin provides, in words (one line)."""
+    parts = []
+    for key, label in (("checks", "integrity checks"), ("surrogates", "surrogates"), ("tasks", "fitness tasks"),
+                       ("primitives", "primitives")):
+        if row[key]:
+            parts.append(f"{label}: {', '.join(row[key])}")
+    observers = [h for h in row["hooks"] if h in ("deapnos_evaluation_finished", "deapnos_timestep_finished",
+                                                  "deapnos_run_finished")]
+    if observers:
+        parts.append(f"observers: {', '.join(h[len('deapnos_'):] for h in observers)}")
+    if row.get("error"):
+        parts.append(f"ERROR: {row['error']}")
+    return "; ".join(parts) or "nothing"
+
+
+def format_table(rows: list[dict]) -> str:
+    """The plugin table of ``deapnos plugins``."""
+    header = ("PLUGIN", "DISTRIBUTION", "VERSION", "LOADED BY", "PROVIDES")
+    body = [(r["name"], r["dist"] or "-", r["version"] or "-", r["origin"], describe(r)) for r in rows]
+    widths = [max(len(str(line[i])) for line in [header] + body) for i in range(4)]
+    lines = []
+    for line in [header] + body:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
+    return "\n".join(lines)
+
+
+# -- the `deapnos plugins` command -----------------------------------------------------------
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    """``-p NAME`` (repeatable), for every command that builds a plugin manager."""
+    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
+                        help="also load this plugin: an entry-point name of group 'deapnos' or an importable "
+                             "module; 'no:NAME' blocks one (repeatable).  Autoloading of installed plugins "
+                             f"is off when {DISABLE_AUTOLOAD_ENV}=1")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_plugin_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """List every plugin with its distribution, version and what it provides.  Returns 1 when a
+    plugin failed to load or to answer, else 0."""
+    pm = get_plugin_manager(getattr(args, "plugins", None) or (), strict=False)
+    rows = plugin_info(pm)
+    if getattr(args, "json", False):
+        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
+    else:
+        if not pm.autoload:
+            print(f"{DISABLE_AUTOLOAD_ENV} is set: installed plugins are not loaded unless named with -p")
+        print(format_table(rows) if rows else "no plugins loaded")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deapnos.plugins",
+                                     description="list installed plugins and what they provide")
+    configure_parser(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
