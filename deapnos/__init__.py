@@ -47,7 +47,9 @@ def resolve_genome(name_or_genome) -> Genome:
 _LAZY = {"Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.evaluate.result", "EvalResult"),
          "IntegrityCheck": ("deapnos.evaluate.integrity", "IntegrityCheck"),
          "CheckResult": ("deapnos.evaluate.integrity", "CheckResult"),
-         "EvolvedOptimizer": ("deapnos.optim.optimizer", "EvolvedOptimizer")}
+         "EvolvedOptimizer": ("deapnos.optim.optimizer", "EvolvedOptimizer"),
+         "TaskData": ("deapnos.evaluate.tasks", "TaskData"),
+         "TaskDataError": ("deapnos.evaluate.tasks", "TaskDataError")}
 
 
 def __getattr__(name):
@@ -62,4 +64,5 @@ def __getattr__(name):
 
 
 __all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo",
-           "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer"]
+           "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer",
+           "TaskData", "TaskDataError"]

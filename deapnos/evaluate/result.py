@@ -29,6 +29,10 @@ class EvalResult:
     worker: str = ""
     message: str = ""
     flip: bool | None = None
+    optimizer: str = ""              # display name: zoo name, genome file, torch:NAME (genome: its text)
+    steps: int = 0                   # optimizer steps of the full run actually trained
+    stopped_early: bool = False      # the full run's early stop fired (not a failure, paper §5.4.3)
+    test_accuracy: float | None = None   # held-out test split, when asked for and available
 
     def __post_init__(self):
         if self.status not in STATUSES:

@@ -83,6 +83,9 @@ class Task:
     ``ProtocolConfig.screen_epochs`` x ``screen_steps_per_epoch`` steps.  The optimizer's horizon is
     ``total_steps`` (default: the full run's length) with ``warmup_steps`` of linear warm-up.
 
+    ``check(task)``: an extra availability check (raise :class:`TaskDataError`), e.g. for a checkpoint.
+    ``options``: free-form settings the factories read (model width, image size, ``shuffle``, ...).
+
     ``metric``: ``accuracy`` (fitness = best validation accuracy) or ``inv_perplexity`` (fitness =
     best exp(-validation loss) = 1/perplexity, for language models).  ``protocol_overrides``: fields of
     :class:`~deapnos.evaluate.protocol.ProtocolConfig` that this task needs changed (e.g. the
@@ -109,6 +112,7 @@ class Task:
     how_to_get: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     protocol_overrides: dict[str, Any] = field(default_factory=dict)
+    check: Callable[["Task"], None] | None = None
     plugin: str = ""
     kind: str = "surrogate"
 
@@ -123,10 +127,20 @@ class Task:
                 raise ValueError(f"task {self.name!r}: {attr} must be a positive integer, got {value!r}")
         if not callable(self.data_factory) or not callable(self.model_factory):
             raise TypeError(f"task {self.name!r}: data_factory and model_factory must be callables")
-        if not self.plugin:
-            self.plugin = getattr(self.data_factory, "__module__", "") or ""
+
+    @property
+    def provider(self) -> str:
+        """Who provides the task, for messages: its plugin (set by the plugin manager), else the module
+        of its data factory."""
+        return self.plugin or getattr(self.data_factory, "__module__", "") or "?"
 
     # -- budget --------------------------------------------------------------------------------
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether the training data is shuffled each pass (``options["shuffle"]``, default True;
+        the protocol sets it False for ``ProtocolConfig(shuffle=False)``, the paper's fixed order)."""
+        return bool(self.options.get("shuffle", True))
 
     @property
     def horizon(self) -> int:
@@ -165,19 +179,41 @@ class Task:
         return ", ".join(hints)
 
     def check_available(self) -> Path | None:
-        """Raise :class:`TaskDataError` unless the data is present; return its path."""
+        """Raise :class:`TaskDataError` unless the data is present; return the folder that holds it.
+
+        The folder is the resolved path, or its child ``data_subdir`` when the required files are
+        there (so both ``.../cifar-10-batches-py`` and the folder above it work).  Then the task's
+        ``check`` hook (if any) runs, e.g. for a checkpoint file.
+        """
         path = self.resolve_data_path()
+        if path is not None:
+            path = self._locate(path)
+        if self.check is not None:
+            self.check(self)
+        return path
+
+    def data_dir(self) -> Path:
+        """The checked data folder (what data factories read)."""
+        path = self.check_available()
         if path is None:
-            return None
+            raise TaskDataError(f"task {self.name!r} declares no data location (data_path, data_env or "
+                                "data_subdir)")
+        return path
+
+    def _locate(self, path: Path) -> Path:
         if not path.exists():
             raise TaskDataError(
                 f"task {self.name!r}: data folder {str(path)!r} does not exist. {self.how_to_get} "
                 f"To point deapnos at it, {self._where()}.".replace("  ", " ").strip())
         missing = [f for f in self.required_files if not (path / f).exists()]
+        if missing and self.data_subdir:
+            child = path / self.data_subdir
+            if child.is_dir() and all((child / f).exists() for f in self.required_files):
+                return child
         if missing:
             raise TaskDataError(
-                f"task {self.name!r}: {str(path)!r} lacks {', '.join(missing)}. {self.how_to_get} "
-                f"To point deapnos at it, {self._where()}.".replace("  ", " ").strip())
+                f"task {self.name!r}: data folder {str(path)!r} lacks {', '.join(missing)}. "
+                f"{self.how_to_get} To point deapnos at it, {self._where()}.".replace("  ", " ").strip())
         return path
 
     def data_error(self, path, problem: str) -> TaskDataError:
@@ -205,15 +241,3 @@ class Task:
         return (f"{self.name}: {self.epochs}x{self.steps_per_epoch} steps (T={self.horizon}, "
                 f"W={self.warmup_steps}), batch {self.batch_size}, metric {self.metric}")
 
-
-def tasks_by_name(tasks: Iterable[Task], source: str = "") -> dict[str, Task]:
-    """A name -> task dict; a name given twice is an error naming both providers."""
-    out: dict[str, Task] = {}
-    for task in tasks:
-        if not isinstance(task, Task):
-            raise TypeError(f"{source or 'a plugin'} returned {type(task).__name__}, not a deapnos Task")
-        if task.name in out:
-            raise ValueError(f"task name {task.name!r} is provided twice (by {out[task.name].plugin!r} and "
-                             f"{task.plugin!r})")
-        out[task.name] = task
-    return out

@@ -1,0 +1,473 @@
+"""The evaluation protocol: LR screen, full run, fitness (paper-spec §5.4.3), as one function that never
+raises.
+
+For a genome (or a real ``torch.optim`` optimizer) on a task, with a seed:
+
+0. *Integrity* (optional): run the given checks; a failure is ``rejected``.  A check may set ``flip``.
+1. *LR screen A*: for each peak LR in ``screen_lrs_a`` (paper: 10, 1e-2, 1e-5) train a fresh model for
+   ``screen_epochs`` (4) x the task's screening steps per epoch, with an early stop at the end of an
+   epoch of index >= ``screen_early_stop_epoch`` (2) whose running train accuracy is below
+   ``screen_early_stop_acc`` (0.25).  The score of an LR is its best epoch train accuracy.  If every
+   score is below ``stage_a_threshold`` (0.25): ``screened_out``.
+2. *LR screen B*: the same for ``screen_lrs_b`` (1, 1e-1, 1e-3, 1e-4).  If the best of all scores is
+   below ``threshold`` (0.40): ``screened_out``.
+3. *LR choice*: the argmax of the scores in screening order; ties go to the earliest.
+4. *Full run*: ``epochs`` (the task's, 40 for every built-in task) x the task's steps per epoch,
+   validating after every epoch, with an early stop at the end of an epoch of index >=
+   ``full_early_stop_epoch`` (4) whose train accuracy is below ``full_early_stop_acc`` (0.40).  An early
+   stop is not a failure (the run simply scores low).
+5. *Fitness*: the best validation score over the epochs (accuracy, or 1/perplexity for language
+   models).  The result also records the final epoch's score, the final train loss, the curve, the LR
+   chosen, the screen, the seed, seconds, device and worker.
+
+Every run (each screening LR and the full run) uses an optimizer built for the full run's horizon
+``T = epochs x steps_per_epoch`` and warm-up ``W``, so, as in the paper, screening runs see only (part
+of) the linear warm-up.  Every run starts from the same seed: the same initial weights and the same
+data order for every LR (common random numbers), so LRs are compared on equal terms and a CPU
+evaluation is deterministic.  The caller's global RNG state is restored afterwards.
+
+Statuses: ``ok``, ``rejected`` (integrity), ``screened_out``, ``diverged`` (every screening LR, or the
+full run, hit a NaN/inf loss or non-finite parameters), ``error`` (an exception in task, plugin or
+optimizer code; the message names the task, its plugin, the phase and the error), ``timeout``
+(``ProtocolConfig.timeout_s`` passed).
+
+Differences from the original, each a documented choice: the data is shuffled every pass (set
+``shuffle=False`` for the paper's fixed order); every number above is a field of
+:class:`ProtocolConfig`; a diverged full run is a failure unless ``keep_best_on_divergence`` (the
+paper's TerminateOnNaN kept the best epoch so far).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging
+import os
+import re
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+
+from ..optim.schedules import base_lr_table
+from ..space.genome import Genome
+from .result import EvalResult
+from .tasks import Task, TaskDataError
+from .training import TrainingTimeout, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProtocolConfig:
+    """Every number of the protocol (module docstring); defaults are the paper's (paper-spec §5.4.3)."""
+    screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
+    screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
+    screen_epochs: int = 4
+    screen_early_stop_epoch: int = 2
+    screen_early_stop_acc: float = 0.25
+    stage_a_threshold: float = 0.25
+    threshold: float = 0.40
+    epochs: int | None = None            # full run; None: the task's (40 for the built-in tasks)
+    full_early_stop_epoch: int = 4
+    full_early_stop_acc: float = 0.40
+    step_scale: float = 1.0              # multiplies steps per epoch, T and W (cheap smoke runs)
+    lr: float | None = None              # a fixed peak LR: skip the screen
+    shuffle: bool = True                 # False: the paper's fixed batch order
+    keep_best_on_divergence: bool = False
+    check_finite: bool = False           # EvolvedOptimizer checks every update (one reduction a step)
+    nan_check_every: int = 1             # test the loss for NaN/inf every N steps (GPU: >1 saves syncs)
+    timeout_s: float | None = None       # wall-clock budget of one evaluation
+    num_threads: int | None = None       # torch.set_num_threads during the evaluation
+    evaluate_test: bool = False          # score the final model on the task's test split, if it has one
+    apply_task_overrides: bool = True    # let a task adjust fields (its ``protocol_overrides``)
+
+    def __post_init__(self):
+        self.screen_lrs_a = tuple(float(v) for v in self.screen_lrs_a)
+        self.screen_lrs_b = tuple(float(v) for v in self.screen_lrs_b)
+        if not self.screen_lrs_a and self.lr is None:
+            raise ValueError("screen_lrs_a is empty and no fixed lr is given")
+        if self.step_scale <= 0:
+            raise ValueError(f"step_scale must be > 0, got {self.step_scale}")
+        if self.screen_epochs < 1:
+            raise ValueError(f"screen_epochs must be >= 1, got {self.screen_epochs}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1 or None, got {self.epochs}")
+
+    def for_task(self, task: Task) -> "ProtocolConfig":
+        """This config with the task's ``protocol_overrides`` applied (unless turned off)."""
+        if not self.apply_task_overrides or not task.protocol_overrides:
+            return self
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(task.protocol_overrides) - known
+        if unknown:
+            raise ValueError(f"task {task.name!r}: unknown protocol_overrides {sorted(unknown)}")
+        return dataclasses.replace(self, **task.protocol_overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Step counts of one evaluation of a task under a config."""
+    epochs: int
+    steps_per_epoch: int
+    screen_epochs: int
+    screen_steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, task: Task, config: ProtocolConfig) -> "Budget":
+        s = config.step_scale
+
+        def scaled(n: int) -> int:
+            return max(1, int(round(n * s)))
+        epochs = config.epochs or task.epochs
+        spe = scaled(task.steps_per_epoch)
+        T = scaled(task.total_steps) if task.total_steps else epochs * spe
+        W = min(int(round(task.warmup_steps * s)), T)
+        return cls(epochs, spe, config.screen_epochs, scaled(task.screen_steps), T, W)
+
+
+# -- optimizers --------------------------------------------------------------------------------
+
+class _TableLambda:
+    """Picklable ``lr_lambda``: a per-step table, its last value held past the end."""
+
+    def __init__(self, table: list[float]):
+        self.table = table
+
+    def __call__(self, step: int) -> float:
+        # LambdaLR asks for step T after the last optimizer step: hold the last value, quietly
+        return self.table[min(step, len(self.table) - 1)]
+
+
+@dataclass
+class OptimizerSpec:
+    """An optimizer the protocol can build: a genome, or a ``torch.optim`` class with keyword args."""
+    name: str
+    genome: Genome | None = None
+    torch_class: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """What the result record stores in ``genome``: the genome text, or ``torch:NAME(...)``."""
+        if self.genome is not None:
+            return self.genome.to_text()
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"torch:{self.torch_class}" + (f"({args})" if args else "")
+
+    def build(self, params, lr: float, total_steps: int, warmup_steps: int, seed: int = 0,
+              check_finite: bool = False):
+        """(optimizer, scheduler or None) for one run, with the base warm-up + cosine schedule."""
+        if self.genome is not None:
+            from ..optim.optimizer import EvolvedOptimizer
+            opt = EvolvedOptimizer(params, self.genome, lr=lr, total_steps=total_steps,
+                                   warmup_steps=warmup_steps, check_finite=check_finite, seed=seed)
+            return opt, None
+        cls = getattr(torch.optim, self.torch_class)
+        opt = cls(params, lr=lr, **self.kwargs)
+        table = base_lr_table(total_steps, warmup_steps, "warmup_cosine")
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, _TableLambda(table))
+
+
+_TORCH_SPEC = re.compile(r"^torch:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def _torch_optimizer_class(name: str) -> str:
+    classes = {n: n for n in dir(torch.optim)
+               if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+               and n != "Optimizer"}
+    if name in classes:
+        return name
+    lower = {n.lower(): n for n in classes}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    raise ValueError(f"torch.optim has no optimizer {name!r}; known: {', '.join(sorted(classes))}")
+
+
+def _parse_kwargs(text: str, spec: str) -> dict:
+    out: dict[str, Any] = {}
+    if not text or not text.strip():
+        return out
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"{spec!r}: cannot read the arguments ({exc.msg})") from None
+    if not isinstance(call, ast.Call) or call.args:
+        raise ValueError(f"{spec!r}: arguments must be keyword=value")
+    for kw in call.keywords:
+        if kw.arg is None:
+            raise ValueError(f"{spec!r}: ** is not allowed")
+        try:
+            out[kw.arg] = ast.literal_eval(kw.value)    # literals only: numbers, bools, tuples, strings
+        except ValueError:
+            raise ValueError(f"{spec!r}: the value of {kw.arg!r} is not a literal") from None
+    return out
+
+
+def resolve_optimizer(spec) -> OptimizerSpec:
+    """An :class:`OptimizerSpec` from a zoo name, a genome file, genome text, a :class:`Genome`, or
+    ``torch:NAME`` / ``torch:NAME(key=value, ...)`` for a ``torch.optim`` class (values are literals;
+    read with :func:`ast.literal_eval`, never evaluated)."""
+    if isinstance(spec, OptimizerSpec):
+        return spec
+    if isinstance(spec, Genome):
+        return OptimizerSpec(name=spec.to_text(), genome=spec)
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"an optimizer is a zoo name, genome file, genome text, Genome or 'torch:NAME', "
+                        f"not {type(spec).__name__}")
+    text = spec.strip()
+    if text.startswith("torch:"):
+        m = _TORCH_SPEC.match(text)
+        if m is None:
+            raise ValueError(f"{spec!r}: expected 'torch:NAME' or 'torch:NAME(key=value, ...)'")
+        cls = _torch_optimizer_class(m.group(1))
+        kwargs = _parse_kwargs(m.group(2) or "", spec)
+        if "lr" in kwargs:
+            raise ValueError(f"{spec!r}: the peak lr is chosen by the protocol; do not pass lr")
+        return OptimizerSpec(name=text, torch_class=cls, kwargs=kwargs)
+    from .. import resolve_genome
+    genome = resolve_genome(text)
+    name = text if ("~" not in text or os.path.exists(text)) else genome.to_text()
+    return OptimizerSpec(name=name, genome=genome)
+
+
+# -- the protocol ------------------------------------------------------------------------------
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class _Failure(Exception):
+    """Internal: ends an evaluation with a status and message."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``exc``'s traceback."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return ""
+    fr = tb[-1]
+    return f" [at {os.path.basename(fr.filename)}:{fr.lineno} in {fr.name}]"
+
+
+def _error(task: Task | None, phase: str, exc: BaseException) -> _Failure:
+    if isinstance(exc, TaskDataError):
+        return _Failure("error", str(exc))
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    who = f"task {task.name!r} (plugin {task.provider!r})" if task is not None else "evaluation"
+    return _Failure("error", f"{who}: {phase} raised {type(exc).__name__}" + (f": {msg}" if msg else "")
+                    + _where(exc))
+
+
+def evaluate_genome(genome, task: Task, seed: int = 0, config: ProtocolConfig | None = None,
+                    device: str | torch.device | None = None, integrity_checks=None) -> EvalResult:
+    """Evaluate ``genome`` on ``task`` under the protocol (module docstring).  Never raises.
+
+    ``genome``: a :class:`Genome`, genome text, zoo name, genome file, ``torch:NAME`` or an
+    :class:`OptimizerSpec` (see :func:`resolve_optimizer`).  ``integrity_checks``: checks (list or
+    ``{name: check}``) to run first; None runs none.  ``device``: default CUDA when available.
+    """
+    t0 = time.perf_counter()
+    device_name = str(device) if device is not None else default_device()
+    config = config or ProtocolConfig()
+    task_name = getattr(task, "name", str(task))
+    result = EvalResult(genome=genome if isinstance(genome, str) else "", task=task_name, seed=int(seed),
+                        status="error", device=device_name, worker=worker_id())
+    try:
+        _evaluate(genome, task, int(seed), config, torch.device(device_name), integrity_checks, result)
+        result.status = "ok"
+    except _Failure as f:
+        result.status, result.message = f.status, f.message
+        result.fitness = None
+    except Exception as exc:  # noqa: BLE001 - the protocol never raises
+        result.status, result.message = "error", _error(None, "the protocol", exc).message
+        result.fitness = None
+    result.seconds = time.perf_counter() - t0
+    if result.status != "ok":
+        log.debug("%s on %s: %s %s", result.optimizer or result.genome, task_name, result.status, result.message)
+    return result
+
+
+evaluate = evaluate_genome
+
+
+def evaluate_optimizer(spec, task: Task, seed: int = 0, config: ProtocolConfig | None = None,
+                       device=None) -> EvalResult:
+    """The protocol for any optimizer spec, e.g. ``"torch:Adam"`` (same as :func:`evaluate_genome`
+    without integrity checks)."""
+    return evaluate_genome(spec, task, seed=seed, config=config, device=device)
+
+
+def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: torch.device, checks,
+              result: EvalResult) -> None:
+    if not isinstance(task, Task):
+        raise _Failure("error", f"expected a deapnos Task, got {type(task).__name__}")
+    try:
+        spec = resolve_optimizer(genome)
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("error", f"cannot resolve optimizer {genome!r}: {type(exc).__name__}: {exc}") from None
+    result.genome, result.optimizer = spec.text, spec.name
+    try:
+        config = config.for_task(task)
+        budget = Budget.of(task, config)
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, "its protocol settings", exc) from None
+    deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
+    if not config.shuffle:
+        task = task.replace(options={"shuffle": False})
+
+    # 0. integrity
+    if spec.genome is not None:
+        result.flip = bool(spec.genome.flip)
+    if checks is not None and spec.genome is not None:
+        from .integrity import run_integrity_checks
+        genome_copy = spec.genome.copy()
+        try:
+            res = run_integrity_checks(genome_copy, checks)
+        except Exception as exc:  # noqa: BLE001 - a configuration error (unknown check name)
+            raise _Failure("error", f"integrity checks: {type(exc).__name__}: {exc}") from None
+        if not res.passed:
+            raise _Failure("error" if getattr(res, "error", False) else "rejected", res.reason or "rejected")
+        spec = dataclasses.replace(spec, genome=genome_copy)
+        result.flip = bool(genome_copy.flip)
+        result.genome = genome_copy.to_text()
+
+    # data (once per evaluation; the generator is re-seeded before each run)
+    threads_before = torch.get_num_threads()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+               if device.type == "cuda" else [])
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=True):
+            torch.manual_seed(seed)
+            try:
+                data = task.build_data(device, seed)
+            except Exception as exc:  # noqa: BLE001
+                raise _error(task, "loading data", exc) from None
+            _run_protocol(spec, task, data, seed, config, budget, device, deadline, result)
+    finally:
+        if config.num_threads:
+            torch.set_num_threads(threads_before)
+
+
+def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
+             budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_epoch: int,
+             early_acc: float, validate: bool):
+    """Train a fresh model once; returns the TrainOutcome and the model."""
+    torch.manual_seed(seed)
+    if data.generator is not None:
+        data.generator.manual_seed(seed)
+    try:
+        model = task.build_model(data.num_classes).to(device)
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, "building the model", exc) from None
+    try:
+        opt, sched = spec.build(model.parameters(), lr, budget.total_steps, budget.warmup_steps, seed=seed,
+                                check_finite=config.check_finite)
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("error", f"building optimizer {spec.name!r}: {type(exc).__name__}: {exc}") from None
+
+    def early_stop(epoch: int, record: dict) -> bool:
+        return epoch >= early_epoch and record["train_acc"] < early_acc
+
+    try:
+        outcome = train(model, opt, data.train, epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler=sched,
+                        val_data=data.val if validate else None, loss_fn=task.loss, accuracy_fn=task.accuracy,
+                        metric=task.metric, device=device, early_stop=early_stop, deadline=deadline,
+                        check_every=config.nan_check_every)
+    except TrainingTimeout as exc:
+        raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, f"training (lr={lr:g})", exc) from None
+    return outcome, model
+
+
+def choose_lr(scores: list[float]) -> int:
+    """Index of the best screening score, in screening order; ties go to the earliest."""
+    if not scores:
+        raise ValueError("no screening scores")
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
+                  result: EvalResult):
+    screen = result.screen
+    if config.lr is not None:
+        lr = float(config.lr)
+    else:
+        def screen_lrs(lrs: Iterable[float]):
+            for value in lrs:
+                outcome, _ = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
+                                      epochs=budget.screen_epochs, steps_per_epoch=budget.screen_steps_per_epoch,
+                                      early_epoch=config.screen_early_stop_epoch,
+                                      early_acc=config.screen_early_stop_acc, validate=False)
+                entry = {"lr": value, "score": outcome.best_train_acc, "epochs": len(outcome.curve),
+                         "diverged": outcome.diverged, "stopped_early": outcome.stopped_early}
+                if outcome.diverged:
+                    entry["divergence"] = outcome.divergence
+                screen.append(entry)
+
+        screen_lrs(config.screen_lrs_a)
+        scores = [e["score"] for e in screen]
+
+        def fail(stage: str, thr: float):
+            if all(e["diverged"] for e in screen):
+                raise _Failure("diverged", f"every screening run diverged ({screen[0].get('divergence', '')} "
+                                           f"at lr={screen[0]['lr']:g}, ...)")
+            raise _Failure("screened_out", f"LR screen {stage}: best train accuracy {max(scores):.3f} < {thr}")
+
+        if max(scores) < config.stage_a_threshold:
+            fail("A", config.stage_a_threshold)
+        screen_lrs(config.screen_lrs_b)
+        scores = [e["score"] for e in screen]
+        if max(scores) < config.threshold:
+            fail("A+B", config.threshold)
+        lr = screen[choose_lr(scores)]["lr"]
+    result.lr = lr
+
+    outcome, model = _one_run(spec, task, data, seed, lr, config, budget, device, deadline,
+                              epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch,
+                              early_epoch=config.full_early_stop_epoch, early_acc=config.full_early_stop_acc,
+                              validate=True)
+    result.curve = outcome.curve
+    result.steps = outcome.steps
+    result.stopped_early = outcome.stopped_early
+    if outcome.curve:
+        last = outcome.curve[-1]
+        result.final_accuracy = last.get("val_score")
+        result.final_train_loss = last.get("train_loss")
+        result.fitness = outcome.best("val_score")
+    if outcome.diverged:
+        if not (config.keep_best_on_divergence and outcome.curve):
+            raise _Failure("diverged", f"full run at lr={lr:g}: {outcome.divergence}")
+        result.message = f"full run stopped: {outcome.divergence}"
+    if result.fitness is None:
+        raise _Failure("error", f"task {task.name!r}: the full run finished no epoch")
+    if config.evaluate_test and data.test is not None:
+        from .training import validate
+        try:
+            result.test_accuracy = validate(model, data.test, device, task.loss, task.accuracy, task.metric)["val_score"]
+        except Exception as exc:  # noqa: BLE001
+            raise _error(task, "scoring the test split", exc) from None
+
+
+__all__ = ["ProtocolConfig", "Budget", "choose_lr", "OptimizerSpec", "resolve_optimizer", "evaluate_genome", "evaluate",
+           "evaluate_optimizer", "default_device", "worker_id"]
