@@ -14,6 +14,7 @@ A :class:`Plan` is a straight list of instructions over flat tensors.  Compilati
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ import torch
 from deap import gp
 
 from ..space.genome import tree_text
+from ..space import ops as _ops
 from ..space.ops import NONNEG_TWINS
 from ..space.psets import DECAY_ON_BRANCH, Decay, Tensor
 from ..space.operands import OperandContext
@@ -29,36 +31,53 @@ from .schedules import check_horizon, scalar_tree_code, tree_table
 
 CONST, STEP, FULL = "const", "step", "full"
 
+# ops through which a positive per-step scale passes unchanged: f(x s) = f(x) s for s > 0
+_SCALE_THROUGH = {_ops.k_neg, _ops.k_abs, _ops.k_relu, _ops.k_negrelu}
+_SQRTS = {_ops.k_sqrt, _ops.k_sqrt_nonneg}
+_DIVS = {_ops.k_div: _ops.k_div_eps, _ops.k_div_nonneg: _ops.k_div_nonneg_eps}
+
 
 @dataclass
 class Instr:
-    """One step of a plan: ``out`` buffer <- ``fn`` of argument values.
+    """One step of a plan: ``out`` <- ``fn`` of argument values.
 
-    ``kind``: ``operand`` (fn is an OperandSpec.compute), ``op`` (an OpSpec kernel), ``scale``
-    (multiply by a step table: a decay on a full branch) or ``fill`` (materialise a scalar value).
-    ``args`` are value ids; ``label`` is the subtree's text, for error messages and export.
+    ``kind``: ``operand`` (fn is an OperandSpec.compute), ``state`` (a state slot used as it is:
+    no computation, no buffer), ``op`` (an OpSpec kernel), ``scale`` (multiply by the per-step
+    scalar ``scales[scale_id][t]``) or ``fill`` (materialise a per-step or constant value).
+    ``args`` are value ids; ``eps_scale`` (div kernels) divides the epsilon by a per-step scale.
+    ``label`` is the subtree's text, for error messages and export.
     """
     kind: str
     fn: Callable | None
     args: tuple[int, ...]
     out: int                   # value id produced
-    buf: int                   # workspace buffer index
+    buf: int                   # workspace buffer index (-1: none)
     needs: tuple[str, ...] = ()
     accepts_out: bool = True
     uses_scratch: bool = False
     label: str = ""
     name: str = ""
     state_key: str | None = None   # per-node state dict key for stateful ops
+    scale_id: int | None = None
+    eps_scale: int | None = None
 
 
 @dataclass
 class Plan:
-    """A compiled genome for a given horizon ``total_steps``."""
+    """A compiled genome for a given horizon ``total_steps``.
+
+    The direction it computes is ``U = tensor(root) * scales[root_scale][t]``: per-step scalar
+    factors (bias corrections, decays on branches) travel beside tensors and are applied to the
+    learning rate at the end instead of costing a pass over the parameters each.
+    """
     total_steps: int
     instrs: list[Instr]
     values: dict[int, tuple[str, Any]]  # value id -> (CONST, float) | (STEP, float32 table) | (FULL, None)
     recipes: dict[int, str]             # value id -> source computing a CONST/STEP payload (for export)
-    root: int
+    scales: list[list[float]]           # per-step scalar factors, by scale id
+    scale_recipes: list[str]            # source computing each (for export)
+    root: int                           # value id of the tensor of U
+    root_scale: int | None
     n_buffers: int
     states: tuple[str, ...]          # EMA-like state slots to allocate and update, in order
     state_specs: tuple
@@ -75,8 +94,12 @@ class _Builder:
     def __init__(self, space, T):
         self.space, self.T = space, T
         self.values: dict[int, tuple[str, Any]] = {}
-        self.nonneg: dict[int, bool] = {}   # value id -> known to be >= 0 everywhere
-        self.recipes: dict[int, str] = {}   # value id -> source of its CONST/STEP payload
+        self.nonneg: dict[int, bool] = {}     # value id -> known to be >= 0 everywhere
+        self.recipes: dict[int, str] = {}     # value id -> source of its CONST/STEP payload
+        self.tensor_of: dict[int, int] = {}   # FULL value id -> id of the instruction output holding it
+        self.scale_of: dict[int, int] = {}    # FULL value id -> scale id (absent: 1)
+        self.scales: list[list[float]] = []
+        self.scale_recipes: list[str] = []
         self.instrs: list[Instr] = []
         self.memo: dict[str, int] = {}
         self.next_id = 0
@@ -85,11 +108,13 @@ class _Builder:
         self.stateful = 0
         self.needs_generator = False
 
+    # -- values ------------------------------------------------------------------------------
+
     def new_value(self, kind, payload=None, nonneg: bool = False, recipe: str | None = None) -> int:
         vid = self.next_id
+        self.next_id += 1
         if recipe is not None:
             self.recipes[vid] = recipe
-        self.next_id += 1
         self.values[vid] = (kind, payload)
         if kind == CONST:
             nonneg = payload >= 0
@@ -97,6 +122,52 @@ class _Builder:
             nonneg = bool((payload >= 0).all())
         self.nonneg[vid] = nonneg
         return vid
+
+    def emit(self, ins_kind, fn, args, nonneg=False, scale=None, **kw) -> int:
+        vid = self.new_value(FULL, nonneg=nonneg)
+        self.tensor_of[vid] = vid
+        if scale is not None:
+            self.scale_of[vid] = scale
+        self.instrs.append(Instr(ins_kind, fn, tuple(args), vid, -1, **kw))
+        return vid
+
+    def new_scale(self, values: list[float], recipe: str) -> int:
+        self.scales.append(values)
+        self.scale_recipes.append(recipe)
+        return len(self.scales) - 1
+
+    def positive(self, sid: int | None) -> bool:
+        return sid is None or all(v > 0 for v in self.scales[sid])
+
+    def scale_product(self, a: int | None, b: int | None) -> int | None:
+        if a is None or b is None:
+            return b if a is None else a
+        return self.new_scale([x * y for x, y in zip(self.scales[a], self.scales[b])],
+                              f"[a * b for a, b in zip(S[{a}], S[{b}])]")
+
+    def scale_ratio(self, a: int | None, b: int | None) -> int | None:
+        if b is None:
+            return a
+        if a is None:
+            return self.new_scale([1.0 / y for y in self.scales[b]], f"[1.0 / b for b in S[{b}]]")
+        return self.new_scale([x / y for x, y in zip(self.scales[a], self.scales[b])],
+                              f"[a / b for a, b in zip(S[{a}], S[{b}])]")
+
+    def unscaled(self, vid: int) -> int:
+        """The id of a tensor holding the value itself: multiplies a scaled value out (one pass)."""
+        if self.values[vid][0] != FULL:
+            return vid
+        sid = self.scale_of.get(vid)
+        if sid is None:
+            return self.tensor_of[vid]
+        return self.emit("scale", None, (self.tensor_of[vid],), nonneg=self.nonneg[vid], scale_id=sid,
+                         label="scale", name="scale")
+
+    def arg(self, vid: int) -> int:
+        """Instruction argument for a value: its tensor (scale handled by the caller) or table."""
+        return self.tensor_of.get(vid, vid)
+
+    # -- tree walk ---------------------------------------------------------------------------
 
     def build(self, tree: gp.PrimitiveTree, i: int) -> tuple[int, int]:
         """Compile the subtree at ``i``; returns (value id, index past the subtree)."""
@@ -119,31 +190,45 @@ class _Builder:
         return True
 
     def _build(self, tree, i, node, key):
-        space = self.space
         if node.arity == 0:
-            spec = space.operands[node.name]
-            if spec.constant is not None:
-                return self.new_value(CONST, float(spec.constant), recipe=repr(float(spec.constant)))
-            for slot in spec.states:
-                if slot not in self.states:
-                    self.states.append(slot)
-            self.reads_params |= spec.reads_params
-            vid = self.new_value(FULL, nonneg=spec.nonneg)
-            self.instrs.append(Instr("operand", spec.compute, (), vid, -1, label=key, name=node.name))
-            return vid
+            return self._operand(node, key)
         if node.name == DECAY_ON_BRANCH:
-            decay_table = tree_table(tree, space, self.T, i + 1).to(torch.float32)
-            decay_code = f"_table32({scalar_tree_code(tree, space, i + 1)}, T)"
-            x, _ = self.build(tree, tree.searchSubtree(i + 1).stop)
-            kind, payload = self.values[x]
-            if kind != FULL:
-                return self.new_value(STEP, decay_table * _as_table(kind, payload),
-                                      recipe=f"({decay_code} * {self._table_code(x)})")
-            dvid = self.new_value(STEP, decay_table, recipe=decay_code)
-            vid = self.new_value(FULL, nonneg=self.nonneg[x] and self.nonneg[dvid])
-            self.instrs.append(Instr("scale", None, (x, dvid), vid, -1, label=key, name="decay"))
-            return vid
-        spec = space.op_spec(Tensor, node.name)
+            return self._decay(tree, i, key)
+        return self._op(tree, i, node, key)
+
+    def _operand(self, node, key):
+        spec = self.space.operands[node.name]
+        if spec.constant is not None:
+            return self.new_value(CONST, float(spec.constant), recipe=repr(float(spec.constant)))
+        for slot in spec.states:
+            if slot not in self.states:
+                self.states.append(slot)
+        self.reads_params |= spec.reads_params
+        if spec.lazy is not None:
+            slot, fn = spec.lazy
+            sid = self.new_scale([fn(t) for t in range(self.T)], f"[{fn.__name__}(t) for t in range(T)]")
+            return self.emit("state", None, (), nonneg=spec.nonneg, scale=sid, label=key, name=slot)
+        return self.emit("operand", spec.compute, (), nonneg=spec.nonneg, label=key, name=node.name)
+
+    def _decay(self, tree, i, key):
+        space = self.space
+        decay_table = tree_table(tree, space, self.T, i + 1).to(torch.float32)
+        decay_code = f"_table32({scalar_tree_code(tree, space, i + 1)}, T)"
+        x, _ = self.build(tree, tree.searchSubtree(i + 1).stop)
+        kind, payload = self.values[x]
+        if kind != FULL:
+            return self.new_value(STEP, decay_table * _as_table(kind, payload),
+                                  recipe=f"({decay_code} * {self._table_code(x)})")
+        dvid = self.new_value(STEP, decay_table, recipe=decay_code)
+        # the decayed branch is the same tensor with one more per-step factor: no pass at all
+        d_sid = self.new_scale(decay_table.tolist(), f"v{dvid}.tolist()")
+        vid = self.new_value(FULL, nonneg=self.nonneg[x] and self.nonneg[dvid])
+        self.tensor_of[vid] = self.tensor_of[x]
+        self.scale_of[vid] = self.scale_product(self.scale_of.get(x), d_sid)
+        return vid
+
+    def _op(self, tree, i, node, key):
+        spec = self.space.op_spec(Tensor, node.name)
         state_key = None
         if "state" in spec.needs:   # numbered in prefix order, as Genome.state_needed names them
             self.stateful += 1
@@ -152,7 +237,7 @@ class _Builder:
         for _ in range(node.arity):
             a, j = self.build(tree, j)
             args.append(a)
-        if node.name == "id" and spec.fn.__name__ == "k_identity":
+        if node.name == "id" and spec.fn is _ops.k_identity:
             return args[0]
         kinds = [self.values[a][0] for a in args]
         if spec.pure and all(k != FULL for k in kinds):
@@ -162,19 +247,39 @@ class _Builder:
                 return self.new_value(CONST, float(folded), recipe=f"float({call})")
             return self.new_value(STEP, torch.broadcast_to(folded, (self.T,)).to(torch.float32).clone(),
                                   recipe=f"torch.broadcast_to({call}, (T,)).to(torch.float32).clone()")
+        nonneg = spec.nonneg or self._keeps_nonneg(node.name, args)
         if not spec.pure:
-            # ops with state, randomness or tensor boundaries run on full tensors only
-            args = [self._materialise(a) for a in args]
-        self.needs_generator |= "generator" in spec.needs
+            # ops with state, randomness or tensor boundaries run on full, unscaled tensors only
+            self.needs_generator |= "generator" in spec.needs
+            targs = [self.unscaled(self._materialise(a)) for a in args]
+            return self.emit("op", spec.fn, targs, nonneg=nonneg, needs=spec.needs, accepts_out=spec.accepts_out,
+                             uses_scratch=spec.uses_scratch, label=key, name=node.name, state_key=state_key)
         fn = spec.fn
         twin = NONNEG_TWINS.get(fn)
         if twin is not None and self.nonneg[args[twin[0]]]:
             fn = twin[1]
-        vid = self.new_value(FULL, nonneg=spec.nonneg or self._keeps_nonneg(node.name, args))
-        self.instrs.append(Instr("op", fn, tuple(args), vid, -1, needs=spec.needs,
-                                 accepts_out=spec.accepts_out, uses_scratch=spec.uses_scratch,
-                                 label=key, name=node.name, state_key=state_key))
-        return vid
+        scales = [self.scale_of.get(a) for a in args]
+        out_scale, eps_scale = None, None
+        if fn is _ops.k_mul:
+            out_scale = self.scale_product(*scales)
+            targs = [self.arg(a) for a in args]
+        elif (fn in _SQRTS or fn in _SCALE_THROUGH) and self.positive(scales[0]):
+            out_scale = (scales[0] if fn in _SCALE_THROUGH or scales[0] is None else
+                         self.new_scale([math.sqrt(v) for v in self.scales[scales[0]]],
+                                        f"[math.sqrt(a) for a in S[{scales[0]}]]"))
+            targs = [self.arg(args[0])]
+        elif fn in _DIVS:
+            a, b = args
+            sb = scales[1] if self.positive(scales[1]) else None
+            tb = self.arg(b) if sb is not None else self.unscaled(b)
+            out_scale = self.scale_ratio(scales[0], sb)
+            targs = [self.arg(a), tb]
+            if sb is not None:
+                fn, eps_scale = _DIVS[fn], sb
+        else:
+            targs = [self.unscaled(a) for a in args]
+        return self.emit("op", fn, targs, nonneg=nonneg, scale=out_scale, accepts_out=spec.accepts_out,
+                         uses_scratch=spec.uses_scratch, label=key, name=node.name, eps_scale=eps_scale)
 
     def _keeps_nonneg(self, name, args):
         """Sign facts of the built-in binary ops that cost nothing to know."""
@@ -192,21 +297,19 @@ class _Builder:
         return f"v{vid}"
 
     def _materialise(self, vid):
-        kind, _ = self.values[vid]
-        if kind == FULL:
+        if self.values[vid][0] == FULL:
             return vid
-        out = self.new_value(FULL)
-        self.instrs.append(Instr("fill", None, (vid,), out, -1, label="fill", name="fill"))
-        return out
+        return self.emit("fill", None, (vid,), nonneg=self.nonneg[vid], label="fill", name="fill")
 
 
 def _as_table(kind, payload):
     return torch.tensor(payload, dtype=torch.float32) if kind == CONST else payload
 
 
-def _assign_buffers(instrs: list[Instr], root: int, values) -> int:
+def _assign_buffers(instrs: list[Instr], root: int) -> int:
     """Give each instruction a workspace buffer: reuse dead buffers, write in place over a dying
-    input where the op allows it.  Returns the number of buffers."""
+    input where the op allows it.  ``state`` instructions need none and are never written.
+    Returns the number of buffers."""
     last_use: dict[int, int] = {}
     for k, ins in enumerate(instrs):
         for a in ins.args:
@@ -216,7 +319,9 @@ def _assign_buffers(instrs: list[Instr], root: int, values) -> int:
     free: list[int] = []
     n = 0
     for k, ins in enumerate(instrs):
-        dying = [a for a in ins.args if a in buf_of and last_use.get(a) == k and values[a][0] == FULL]
+        if ins.kind == "state":
+            continue
+        dying = [a for a in dict.fromkeys(ins.args) if a in buf_of and last_use.get(a) == k]
         inplace_ok = ins.kind in ("op", "scale") and ins.accepts_out and "state" not in ins.needs
         if inplace_ok and dying:
             ins.buf = buf_of[dying[0]]
@@ -227,9 +332,7 @@ def _assign_buffers(instrs: list[Instr], root: int, values) -> int:
             ins.buf = n
             n += 1
         buf_of[ins.out] = ins.buf
-        for a in set(dying):
-            if buf_of[a] != ins.buf:
-                free.append(buf_of[a])
+        free.extend(buf_of[a] for a in dying if buf_of[a] != ins.buf)
     return n
 
 
@@ -239,13 +342,14 @@ def compile_genome(genome, total_steps: int, compat: bool = False) -> Plan:
     space = genome.space
     b = _Builder(space, total_steps)
     root, _ = b.build(genome.update, 0)
-    if b.values[root][0] != FULL:
-        root = b._materialise(root)
-    n = _assign_buffers(b.instrs, root, b.values)
+    root = b._materialise(root)
+    root_scale = b.scale_of.get(root)
+    root_tensor = b.tensor_of[root]   # may be a state slot itself (`none ~ v_hat`): read, never written
+    n = _assign_buffers(b.instrs, root_tensor)
     stateful = tuple(ins.state_key for ins in b.instrs if ins.state_key)
-    return Plan(total_steps, b.instrs, b.values, b.recipes, root, n, tuple(b.states),
-                tuple(space.states[s] for s in b.states), b.reads_params, stateful, b.needs_generator,
-                genome.to_text())
+    return Plan(total_steps, b.instrs, b.values, b.recipes, b.scales, b.scale_recipes, root_tensor, root_scale,
+                n, tuple(b.states), tuple(space.states[s] for s in b.states), b.reads_params, stateful,
+                b.needs_generator, genome.to_text())
 
 
 class PlanRunner(FlatState):
@@ -264,21 +368,32 @@ class PlanRunner(FlatState):
 
     def direction(self, g: torch.Tensor, t: int, params_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The flat update direction U at 0-based step ``t`` (already clamped to the horizon)."""
+        u, scale = self.direction_scaled(g, t, params_fn)
+        return u if scale == 1.0 else torch.mul(u, scale)
+
+    def direction_scaled(self, g, t, params_fn):
+        """(tensor, scalar) whose product is U: the optimizer folds the scalar into the LR."""
         plan = self.plan
         ctx = OperandContext(g, t, self.state, params_fn)
         for spec in plan.state_specs:
             spec.update(self.state[spec.name], ctx)
         vals: dict[int, torch.Tensor] = {}
+        scales = plan.scales
         for ins in plan.instrs:
+            if ins.kind == "state":
+                vals[ins.out] = self.state[ins.name]
+                continue
             buf = self.buffers[ins.buf]
             if ins.kind == "operand":
                 v = ins.fn(ctx, out=buf)
             elif ins.kind == "scale":
-                v = torch.mul(vals[ins.args[0]], self._value(vals, ins.args[1], t), out=buf)
+                v = torch.mul(vals[ins.args[0]], scales[ins.scale_id][t], out=buf)
             elif ins.kind == "fill":
                 v = buf.fill_(self._value(vals, ins.args[0], t))
             else:
                 args = [self._value(vals, a, t) for a in ins.args]
+                if ins.eps_scale is not None:
+                    args.append(1e-7 / scales[ins.eps_scale][t])
                 kw = {}
                 for need in ins.needs:
                     if need == "state":
@@ -295,7 +410,7 @@ class PlanRunner(FlatState):
                 if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
                     v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))
             vals[ins.out] = v
-        return vals[plan.root]
+        return vals[plan.root], (1.0 if plan.root_scale is None else scales[plan.root_scale][t])
 
     def _value(self, vals, vid, t):
         if vid in vals:

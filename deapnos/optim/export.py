@@ -91,6 +91,9 @@ def export_source(genome, name: str = "EvolvedOptimizer") -> str:
             src.add(ins.fn)
     for spec in plan.state_specs:
         src.add(spec.update)
+    for spec in space.operands.values():
+        if spec.lazy is not None and any(spec.lazy[1].__name__ in r for r in plan.scale_recipes):
+            src.add(spec.lazy[1])
     tables = _tables_source(plan, genome, space, src)
     engine = _engine_source(plan)
     cls = _class_name(name)
@@ -138,14 +141,16 @@ def _tables_source(plan, genome, space, src: _Sources) -> str:
              f"    return torch.broadcast_to({sched_code}, (T,)).clone()",
              "", "",
              "def _step_tables(T):",
-             '    """Decay and constant values of the update tree: id -> 0-d or (T,) float32 tensor."""',
+             '    """Decay and constant values of the update tree (id -> 0-d or (T,) float32 tensor) and',
+             '    the per-step scalar factors S (bias corrections, decays on branches) by scale id."""',
              "    t = torch.arange(T, dtype=torch.float64)"]
-    out_ids = []
     for vid in sorted(plan.recipes):
         lines.append(f"    v{vid} = {plan.recipes[vid]}")
-        out_ids.append(vid)
-    items = ", ".join(f"{vid}: v{vid}" for vid in out_ids)
-    lines.append(f"    return {{{items}}}")
+    lines.append("    S = []")
+    for recipe in plan.scale_recipes:
+        lines.append(f"    S.append({recipe})")
+    items = ", ".join(f"{vid}: v{vid}" for vid in sorted(plan.recipes))
+    lines.append(f"    return {{{items}}}, S")
     return "\n".join(lines) + "\n"
 
 
@@ -153,19 +158,20 @@ def _engine_source(plan) -> str:
     lines = ["class _Engine(FlatState):",
              '    """The compiled update tree over one flat bucket."""',
              "",
-             "    def __init__(self, tables, numel, sizes, device, dtype, generator=None):",
+             "    def __init__(self, tables, scales, numel, sizes, device, dtype, generator=None):",
              f"        super().__init__(numel, sizes, device, dtype, {tuple(plan.states)!r}, "
              f"{tuple(plan.stateful_keys)!r}, {plan.n_buffers}, "
              f"{any(i.uses_scratch for i in plan.instrs)!r}, generator)",
              "        self.tables = {k: (v.to(device) if isinstance(v, torch.Tensor)",
              "                           else torch.tensor(v, dtype=dtype, device=device))",
              "                       for k, v in tables.items()}",
+             "        self.scales = scales",
              "",
-             "    def direction(self, g, t, params_fn):",
+             "    def direction_scaled(self, g, t, params_fn):",
              "        ctx = OperandContext(g, t, self.state, params_fn)"]
     for spec in plan.state_specs:
         lines.append(f"        {spec.update.__name__}(self.state[{spec.name!r}], ctx)")
-    lines.append("        b, s, tab = self.buffers, self.scratch, self.tables")
+    lines.append("        b, s, tab, S = self.buffers, self.scratch, self.tables, self.scales")
 
     def ref(vid):
         kind = plan.values[vid][0]
@@ -175,14 +181,18 @@ def _engine_source(plan) -> str:
 
     for ins in plan.instrs:
         out = f"b[{ins.buf}]"
-        if ins.kind == "operand":
+        if ins.kind == "state":
+            expr = f"self.state[{ins.name!r}]"
+        elif ins.kind == "operand":
             expr = f"{ins.fn.__name__}(ctx, out={out})"
         elif ins.kind == "scale":
-            expr = f"torch.mul({ref(ins.args[0])}, {ref(ins.args[1])}, out={out})"
+            expr = f"torch.mul({ref(ins.args[0])}, S[{ins.scale_id}][t], out={out})"
         elif ins.kind == "fill":
             expr = f"{out}.fill_({ref(ins.args[0])})"
         else:
             args = [ref(a) for a in ins.args]
+            if ins.eps_scale is not None:
+                args.append(f"1e-7 / S[{ins.eps_scale}][t]")
             for need in ins.needs:
                 args.append({"state": f"state=self.op_state[{ins.state_key!r}]", "t": "t=t",
                              "generator": "generator=self.generator", "sizes": "sizes=self.sizes"}[need])
@@ -194,7 +204,8 @@ def _engine_source(plan) -> str:
             if not ins.accepts_out:
                 expr = f"_as_full({expr}, {out})"
         lines.append(f"        v{ins.out} = {expr}  # {ins.label}")
-    lines.append(f"        return v{plan.root}")
+    scale = "1.0" if plan.root_scale is None else f"S[{plan.root_scale}][t]"
+    lines.append(f"        return v{plan.root}, {scale}")
     if any(not i.accepts_out for i in plan.instrs if i.kind == "op"):
         lines = ["def _as_full(v, buf):",
                  "    if not isinstance(v, torch.Tensor) or v.shape != buf.shape:",
@@ -224,10 +235,10 @@ def _optimizer_source(cls: str, genome, plan) -> str:
         self.momentum_values = momentum_table(total_steps, warmup_steps, hold_steps, momentum)
         self.sign = {sign!r}
         self.momentum_kind = {genome.momentum!r}
-        self._tables = _step_tables(total_steps){gen}
+        self._tables, self._scales = _step_tables(total_steps){gen}
 
     def _new_engine(self, numel, sizes, device, dtype):
-        return _Engine(self._tables, numel, sizes, device, dtype, self.generator)
+        return _Engine(self._tables, self._scales, numel, sizes, device, dtype, self.generator)
 
 
 Optimizer = {cls}

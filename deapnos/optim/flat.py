@@ -115,6 +115,10 @@ class FlatState:
     def direction(self, g, t, params_fn):
         raise NotImplementedError
 
+    def direction_scaled(self, g, t, params_fn):
+        """(tensor, scalar) whose product is the update direction U."""
+        return self.direction(g, t, params_fn), 1.0
+
 
 def _compute_dtype(dtype):
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
@@ -237,13 +241,13 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     def _step_bucket(self, bucket, t, lr_t, m_t):
         g = bucket.gather_grads()
-        u = bucket.engine.direction(g, t, bucket.gather_params)
-        if self.check_finite and not bool(torch.isfinite(u).all()):
+        u, scale = bucket.engine.direction_scaled(g, t, bucket.gather_params)
+        if self.check_finite and not (math.isfinite(scale) and bool(torch.isfinite(u).all())):
             self.diverged = True
             if self.divergence is None:
                 self.divergence = f"step {self.step_count}: non-finite update from {self.identity!r}"
             return
-        alpha = self.sign * lr_t
+        alpha = self.sign * lr_t * scale
         kind = self.momentum_kind
         if kind == "none":
             bucket.add_to_params(u, alpha)

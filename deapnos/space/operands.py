@@ -42,6 +42,7 @@ class OperandSpec:
     constant: float | None = None
     nonneg: bool = False
     doc: str = ""
+    lazy: tuple | None = None   # (slot, scale(t)): the value is state[slot] * scale(t), never copied
 
 
 class OperandContext:
@@ -95,6 +96,19 @@ def o_g2(ctx, out):
 
 def o_g3(ctx, out):
     return torch.mul(torch.mul(ctx.g, ctx.g, out=out), ctx.g, out=out)
+
+
+def bc_v(t):
+    """Bias correction of v at 0-based step t."""
+    return 1.0 / (1.0 - 0.9 ** (t + 1))
+
+
+def bc_s(t):
+    return 1.0 / (1.0 - 0.99 ** (t + 1))
+
+
+def bc_lam(t):
+    return 1.0 / (1.0 - 0.999 ** (t + 1))
 
 
 def o_v_hat(ctx, out):
@@ -196,10 +210,12 @@ OPERANDS = (
     _op("g", o_g, "g", "g", "gradient (0)"),
     _op("g2", o_g2, "g^2", "g^{2}", "g^2 (1)", nonneg=True),
     _op("g3", o_g3, "g^3", "g^{3}", "g^3 (2)"),
-    _op("v_hat", o_v_hat, "v hat", "\\hat{v}", "bias-corrected EMA of g, beta 0.9 (3)", ("v",)),
-    _op("s_hat", o_s_hat, "s hat", "\\hat{s}", "bias-corrected EMA of g^2, beta 0.99 (4)", ("s",), nonneg=True),
+    _op("v_hat", o_v_hat, "v hat", "\\hat{v}", "bias-corrected EMA of g, beta 0.9 (3)", ("v",),
+        lazy=("v", bc_v)),
+    _op("s_hat", o_s_hat, "s hat", "\\hat{s}", "bias-corrected EMA of g^2, beta 0.99 (4)", ("s",), nonneg=True,
+        lazy=("s", bc_s)),
     _op("lam_hat", o_lam_hat, "lam hat", "\\hat{\\lambda}", "bias-corrected EMA of g^3, beta 0.999 (5)",
-        ("lam",)),
+        ("lam",), lazy=("lam", bc_lam)),
     _op("one", o_one, "1", "1", "constant 1 (6)", constant=1.0, nonneg=True),
     _op("two", o_two, "2", "2", "constant 2 (7)", constant=2.0, nonneg=True),
     _op("w_1e6", o_w_1e6, "10-6w", "10^{-6} w", "1e-6 w (8)", reads_params=True),

@@ -209,6 +209,19 @@ def k_div_nonneg(a, b, out=None, scratch=None):
     return torch.div(a, d, out=out)
 
 
+def k_div_eps(a, b, eps, out=None, scratch=None):
+    # k_div with a per-step epsilon: the optimizer divides a / (b' s + 1e-7) as (a / (b' + 1e-7/s)) / s
+    d = torch.abs(b, out=_tmp(scratch, 0, b))
+    d = torch.add(d, eps, out=d)
+    d = torch.copysign(d, b, out=d)
+    return torch.div(a, d, out=out)
+
+
+def k_div_nonneg_eps(a, b, eps, out=None, scratch=None):
+    d = torch.add(b, eps, out=_tmp(scratch, 0, b))
+    return torch.div(a, d, out=out)
+
+
 def k_divsqrt(a, b, out=None, scratch=None):
     # a / sqrt(1 + b^2)
     d = torch.mul(b, b, out=_tmp(scratch, 0, b))

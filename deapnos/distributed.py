@@ -1,0 +1,269 @@
+"""Map backends (serial, local process pool, SCOOP) and the worker side of an evaluation.
+
+``toolbox.map`` is the one seam between the search and the machines (DESIGN.md, "Distribution").
+Every backend's ``map(fn, items, on_result=None)`` returns the results in input order, like the
+built-in ``map``, and calls ``on_result(index, result)`` as each one arrives, so that the search can
+log every finished evaluation at once even while others still run.
+
+What crosses to a worker is small: a payload dict with the genome text, task name, seed, the
+protocol config as a dict, and the plugin list (:func:`make_payload`).  The worker
+(:func:`evaluate_payload`) builds the plugin manager, space and tasks once per process, runs
+:func:`deapnos.evaluate.protocol.evaluate_genome` and returns the ``EvalResult`` as a dict; it never
+raises.  Each worker process runs torch with one thread and, when GPUs exist, claims one GPU for
+its lifetime (:func:`claim_device`).
+
+SCOOP re-imports the entry file on every worker and exits 0 even when the program failed; see
+``deapnos/run.py`` for the entry point and the ``deapnos run`` wrapper that checks the outcome.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("serial", "pool", "scoop")
+
+# Per-process worker state (the plugin manager, space and tasks are built once per process).
+_WORKER: dict = {}
+
+
+# ----------------------------------------------------------------------------------------------
+# worker side
+# ----------------------------------------------------------------------------------------------
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def under_scoop() -> bool:
+    try:
+        import scoop
+    except ImportError:
+        return False
+    return bool(getattr(scoop, "IS_RUNNING", False))
+
+
+def _claim_index(count: int) -> int:
+    """A per-host index for this process: the first free lock file in a folder shared by the
+    workers of one launch (``DEAPNOS_RUN_TOKEN``, else the SCOOP broker port); pid otherwise."""
+    token = os.environ.get("DEAPNOS_RUN_TOKEN")
+    if not token and under_scoop():
+        import scoop
+        broker = getattr(scoop, "BROKER", None)
+        token = f"scoop{getattr(broker, 'task_port', '')}" if broker is not None else None
+    if not token:
+        return os.getpid()
+    folder = os.path.join(tempfile.gettempdir(), f"deapnos-devices-{token}")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(4096):
+        try:
+            fd = os.open(os.path.join(folder, str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return i
+    return os.getpid()
+
+
+def claim_device(preference: str = "auto", index: int | None = None) -> str:
+    """The device this worker process uses for its lifetime: ``cpu``, or ``cuda:k`` with
+    k = worker index mod the number of GPUs (``torch.cuda.set_device`` is called)."""
+    if preference == "cpu":
+        return "cpu"
+    import torch
+    if not torch.cuda.is_available():
+        if preference == "cuda":
+            raise RuntimeError("run.device = 'cuda' but torch sees no GPU")
+        return "cpu"
+    count = torch.cuda.device_count()
+    if index is None:
+        index = _claim_index(count)
+    k = index % count
+    torch.cuda.set_device(k)
+    return f"cuda:{k}"
+
+
+def worker_setup(threads: int = 1, device: str = "auto", index: int | None = None) -> dict:
+    """Idempotent per-process set-up: torch threads and the claimed device."""
+    if "device" not in _WORKER:
+        import torch
+        torch.set_num_threads(max(1, int(threads)))
+        _WORKER["device"] = claim_device(device, index)
+        _WORKER["threads"] = threads
+        log.debug("worker %s uses %s with %d torch thread(s)", worker_id(), _WORKER["device"], threads)
+    return _WORKER
+
+
+def _environment(plugins: tuple, compat: bool):
+    """(plugin manager, space, tasks) of this process for a plugin list, built once."""
+    key = ("env", plugins, compat)
+    env = _WORKER.get(key)
+    if env is None:
+        from deapnos import plugins as _plugins
+        pm = _plugins.get_plugin_manager(extra_plugins=plugins)
+        space = _plugins.build_space(pm, compat=compat)
+        tasks = _plugins.all_tasks(pm)
+        env = _WORKER[key] = (pm, space, tasks)
+    return env
+
+
+def make_payload(genome_text: str, task: str, seed: int, protocol: dict | None = None,
+                 plugins=(), compat: bool = False, device: str = "auto", threads: int = 1,
+                 task_overrides: dict | None = None, data_dir: str = "") -> dict:
+    """What crosses to a worker: plain data only."""
+    return {"genome": genome_text, "task": task, "seed": int(seed), "protocol": dict(protocol or {}),
+            "plugins": list(plugins), "compat": bool(compat), "device": device, "threads": int(threads),
+            "task_overrides": dict(task_overrides or {}), "data_dir": data_dir}
+
+
+def evaluate_payload(payload: dict) -> dict:
+    """Evaluate one genome on one task with one seed, in this worker; returns an EvalResult dict.
+    Never raises: an exception becomes a result with status ``error`` naming it."""
+    from deapnos.evaluate.result import EvalResult
+    t0 = time.time()
+    try:
+        state = worker_setup(payload.get("threads", 1), payload.get("device", "auto"))
+        pm, space, tasks = _environment(tuple(payload.get("plugins", ())), bool(payload.get("compat")))
+        from deapnos.evaluate import protocol as _protocol
+        from deapnos.space.genome import Genome
+        name = payload["task"]
+        if name not in tasks:
+            raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
+        genome = Genome.parse(payload["genome"], space=space)
+        task = tasks[name]
+        if payload.get("task_overrides"):
+            task = task.replace(**payload["task_overrides"])
+        if payload.get("data_dir"):
+            os.environ["DEAPNOS_DATA"] = payload["data_dir"]
+        config = _protocol.ProtocolConfig(**payload.get("protocol", {}))
+        result = _protocol.evaluate_genome(genome, task, seed=payload["seed"], config=config,
+                                           device=state["device"])
+        out = result.to_dict()
+    except Exception as exc:   # noqa: BLE001 - a worker must answer
+        tb = traceback.format_exc(limit=4)
+        out = EvalResult(genome=payload.get("genome", ""), task=payload.get("task", ""),
+                         seed=int(payload.get("seed", 0)), status="error",
+                         message=f"{type(exc).__name__}: {exc}\n{tb}").to_dict()
+    out["worker"] = worker_id()
+    if not out.get("seconds"):
+        out["seconds"] = time.time() - t0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# backends
+# ----------------------------------------------------------------------------------------------
+
+class SerialBackend:
+    """In-process map (tests, debugging)."""
+    name = "serial"
+
+    def __init__(self, workers: int = 1, threads: int = 1, device: str = "auto"):
+        self.workers = 1
+        self.threads, self.device = threads, device
+
+    def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
+        out = []
+        for i, item in enumerate(items):
+            r = fn(item)
+            if on_result is not None:
+                on_result(i, r)
+            out.append(r)
+        return out
+
+    def close(self):
+        pass
+
+
+def _pool_init(counter, threads, device):
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    worker_setup(threads, device, index)
+
+
+class PoolBackend:
+    """A local process pool (``spawn`` start method: safe with torch and CUDA)."""
+    name = "pool"
+
+    def __init__(self, workers: int = 2, threads: int = 1, device: str = "auto"):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        self.workers = workers
+        self._counter = ctx.Value("i", 0)
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
+                                         initargs=(self._counter, threads, device))
+
+    def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
+        items = list(items)
+        futures = {self._pool.submit(fn, item): i for i, item in enumerate(items)}
+        out = [None] * len(items)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f]):
+                i = futures[fut]
+                out[i] = fut.result()
+                if on_result is not None:
+                    on_result(i, out[i])
+        return out
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ScoopBackend:
+    """SCOOP futures; only inside ``python -m scoop`` (the origin evaluates too)."""
+    name = "scoop"
+
+    def __init__(self, workers: int | None = None, threads: int = 1, device: str = "auto"):
+        if not under_scoop():
+            raise RuntimeError("the scoop backend needs the program to run under SCOOP: use "
+                               "`deapnos run --backend scoop` (it launches SCOOP) or "
+                               "`python -m scoop -n N deapnos.run ...`")
+        import scoop
+        self.workers = getattr(scoop, "SIZE", workers) or workers
+        # the origin evaluates futures too: set it up like every worker
+        worker_setup(threads, device)
+
+    def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
+        from scoop import futures
+        items = list(items)
+        fs = [futures.submit(fn, item) for item in items]
+        index = {id(f): i for i, f in enumerate(fs)}
+        out = [None] * len(items)
+        for fut in futures.as_completed(fs):
+            i = index[id(fut)]
+            out[i] = fut.result()
+            if on_result is not None:
+                on_result(i, out[i])
+        return out
+
+    def close(self):
+        pass
+
+
+def make_backend(name: str, workers: int = 1, threads: int = 1, device: str = "auto"):
+    if name == "serial":
+        return SerialBackend(workers, threads, device)
+    if name == "pool":
+        return PoolBackend(workers, threads, device)
+    if name == "scoop":
+        return ScoopBackend(workers, threads, device)
+    raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
+
+
+def toolbox_with_map(backend, toolbox=None):
+    """A DEAP toolbox whose ``map`` is the backend's (the one seam)."""
+    from deap import base
+    toolbox = toolbox or base.Toolbox()
+    toolbox.register("map", backend.map)
+    return toolbox

@@ -1,0 +1,386 @@
+"""The report of a search run: ``deapnos report RUN_DIR`` (also written at the end of a run).
+
+``RUN_DIR/report.md`` holds:
+
+* the run: config, algorithm, wall time, evaluations by status, integrity and duplicate rejections,
+  cache hits, evaluation seconds and the share spent on candidates that failed (screened out,
+  diverged, error, timeout) or were never chosen;
+* the leaderboard of the last elimination rung against the baselines (mean over seeds, difference
+  to the reference baseline, normally Adam);
+* each winner's equation (text and LaTeX), its genome text and JSON, and a standalone ``.py``
+  module (:func:`deapnos.optim.export.export_source`; only torch needed) under ``winners/``;
+* plots (matplotlib, Agg) under ``plots/``: fitness per timestep for every particle, the winners'
+  learning-rate schedules, learning curves of the winners against Adam;
+* the hall of fame.
+
+It reads only the run folder's JSON/TOML files (the checkpoint is not needed).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .search.store import ELIMINATION, HALL_OF_FAME, RunStore
+
+log = logging.getLogger(__name__)
+
+FAILED = ("screened_out", "diverged", "error", "timeout")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (deapnos run)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+
+
+def run_command(args) -> int:
+    try:
+        path = write_report(args.run_dir, plots=not args.no_plots)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# numbers from the log
+# ----------------------------------------------------------------------------------------------
+
+def log_stats(records: list[dict], particles: list[dict] | None = None) -> dict:
+    """Counts and seconds from an evaluation log (the benchmark uses them too)."""
+    evals = [r for r in records if r.get("event") == "evaluation"]
+    trained = [r for r in evals if not r.get("cached")]
+    status = Counter(r.get("status") for r in trained)
+    seconds = sum(float(r.get("seconds") or 0.0) for r in trained)
+    failed_s = sum(float(r.get("seconds") or 0.0) for r in trained if r.get("status") in FAILED)
+    chosen = set()
+    for row in particles or []:
+        if row.get("timestep", 0) > 0 and row.get("moved"):
+            chosen.add((row["timestep"], row["particle"], row.get("genome")))
+    search_evals = [r for r in trained if r.get("kind") in ("mutant", "random")]
+    not_chosen_s = sum(float(r.get("seconds") or 0.0) for r in search_evals
+                       if (r.get("timestep"), r.get("particle"), r.get("genome")) not in chosen)
+    search_s = sum(float(r.get("seconds") or 0.0) for r in search_evals)
+    integrity = [r for r in records if r.get("event") == "rejected"]
+    dups = [r for r in records if r.get("event") == "duplicate"]
+    workers = Counter(r.get("worker") for r in trained)
+    return {
+        "attempts": len(evals), "trained": len(trained), "cached": len(evals) - len(trained),
+        "status": dict(status), "seconds": seconds, "failed_seconds": failed_s,
+        "failed_share": failed_s / seconds if seconds else 0.0,
+        "search_seconds": search_s, "not_chosen_share": not_chosen_s / search_s if search_s else 0.0,
+        "integrity_rejections": len(integrity),
+        "integrity_seconds": sum(float(r.get("seconds") or 0.0) for r in integrity),
+        "duplicates_rejected": len(dups), "workers": dict(workers),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+# ----------------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_particles(particles: list[dict], path: Path) -> bool:
+    if not particles:
+        return False
+    plt = _plt()
+    by: dict[int, list] = {}
+    restarts: dict[int, list] = {}
+    for row in particles:
+        f = row.get("fitness")
+        y = f if (f is not None and f >= 0) else math.nan
+        by.setdefault(row["particle"], []).append((row["timestep"], y))
+        if row.get("restarted"):
+            restarts.setdefault(row["particle"], []).append((row["timestep"], y))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    restarted_at = {(pi, t) for pi, pts in restarts.items() for t, _ in pts}
+    for pi, pts in sorted(by.items()):
+        pts.sort()
+        segments, cur = [], []
+        for t, y in pts:                       # a restart starts a new life: a new line segment
+            cur.append((t, y))
+            if (pi, t) in restarted_at:
+                segments.append(cur)
+                cur = []
+        segments.append(cur)
+        color = None
+        for k, seg in enumerate(s for s in segments if s):
+            line, = ax.plot([p[0] for p in seg], [p[1] for p in seg], marker="o", ms=3, lw=1, color=color,
+                            label=f"particle {pi}" if k == 0 else None)
+            color = line.get_color()
+    for pi, pts in restarts.items():
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="x", color="k", zorder=3)
+    ax.set_xlabel("timestep (0 = initial particle)")
+    ax.set_ylabel("fitness of the particle (search task)")
+    ax.set_title("particles: fitness per timestep (x: aged out, restarted)")
+    if len(by) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _budget(cfg: dict, task_name: str):
+    """(T, W) of a task under the run's protocol, or None when its plugin is not available."""
+    try:
+        from .evaluate.protocol import Budget, ProtocolConfig
+        from .plugins import all_tasks, get_plugin_manager
+        pm = get_plugin_manager(cfg.get("run", {}).get("plugins", []), strict=False)
+        task = all_tasks(pm)[task_name]
+        over = cfg.get("tasks", {}).get(task_name)
+        if over:
+            task = task.replace(**over)
+        protocol = ProtocolConfig(**cfg.get("protocol", {})).for_task(task)
+        b = Budget.of(task, protocol)
+        return b.total_steps, b.warmup_steps
+    except Exception:   # noqa: BLE001 - a plot without the exact horizon is still useful
+        return None
+
+
+def plot_schedules(winners: list[dict], reference: dict | None, T: int, W: int, path: Path) -> bool:
+    from .optim.schedules import base_lr_table, tree_table
+    from .space.genome import Genome
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    base = base_lr_table(T, W)
+    drawn = 0
+    for row in winners + ([reference] if reference else []):
+        try:
+            g = Genome.parse(row["genome"])
+            mult = tree_table(g.schedule, g.space, T).tolist()
+        except Exception:   # noqa: BLE001
+            continue
+        lr = row.get("lr") or 1.0
+        ax.plot(range(T), [lr * b * m for b, m in zip(base, mult)],
+                ls="--" if row.get("baseline") else "-", label=f"{row['label']} (peak lr {lr:g})")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_yscale("log")
+    ax.set_xlabel(f"step (T = {T}, warm-up W = {W})")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning-rate schedules: peak lr x warm-up/cosine x schedule tree")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_curves(rows: list[dict], seed: str, path: Path) -> bool:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = 0
+    for row in rows:
+        res = (row.get("results") or {}).get(seed) or {}
+        curve = res.get("curve") or []
+        pts = [(c.get("step", i), c.get("val_score", c.get("val_acc"))) for i, c in enumerate(curve)]
+        pts = [(x, y) for x, y in pts if y is not None]
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="--" if row.get("baseline") else "-",
+                marker="." if len(pts) < 50 else None, label=row["label"])
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation score")
+    ax.set_title(f"learning curves (seed {seed}) against the baselines")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# the report
+# ----------------------------------------------------------------------------------------------
+
+def _fmt(x, digits=4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def export_winner(row: dict, folder: Path) -> tuple[str | None, str]:
+    """Write ``winners/<label>.json`` and, when possible, ``winners/<label>.py``; returns
+    (python file name or None, note)."""
+    from .space.genome import Genome
+    folder.mkdir(parents=True, exist_ok=True)
+    g = Genome.parse(row["genome"])
+    g.save(folder / f"{row['label']}.json", name=row["label"])
+    try:
+        from .optim.export import export_source
+    except ImportError:
+        return None, "deapnos.optim.export is not available: no standalone module written"
+    try:
+        src = export_source(g, name=f"Evolved{row['label'].capitalize()}")
+    except Exception as exc:   # noqa: BLE001 - e.g. a plugin op without source
+        return None, f"export failed: {type(exc).__name__}: {exc}"
+    (folder / f"{row['label']}.py").write_text(src, encoding="utf-8")
+    return f"{row['label']}.py", ""
+
+
+def write_report(run_dir, plots: bool = True) -> Path:
+    """Write ``report.md`` (and plots, winners) for a run folder; returns its path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").exists():
+        raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
+    import tomllib
+    store = RunStore(run_dir)
+    cfg = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    _space_from(cfg)
+    records = store.read_log()
+    particles = store.read_particles()
+    hof = store.read_json(HALL_OF_FAME, []) or []
+    elim = store.read_json(ELIMINATION, {}) or {}
+    summary = store.read_json("summary.json", {}) or {}
+    status = store.read_status() or {}
+    stats = log_stats(records, particles)
+    run, search = cfg.get("run", {}), cfg.get("search", {})
+    out = [f"# deapnos search report: {run.get('name', run_dir.name)}", ""]
+    out += [f"- run folder: `{run_dir}`",
+            f"- algorithm: {run.get('algorithm')} (seed {run.get('seed')}, compat {run.get('compat')}), "
+            f"backend {run.get('backend')} with {run.get('workers')} worker(s)",
+            f"- search: n = {search.get('particles')} particles, k = {search.get('timesteps')} timesteps, "
+            f"m = {search.get('mutants')} mutants per timestep, initial population "
+            f"{search.get('init_factor', 0) * search.get('particles', 0)} on `{search.get('init_task')}`, "
+            f"evolution on `{search.get('task')}`",
+            f"- status: {status.get('status', 'unknown')}" + (f" ({status.get('error')})" if status.get("error") else ""),
+            f"- wall time: {_fmt(summary.get('wall_seconds'), 1)} s; evaluation time (sum over workers): "
+            f"{stats['seconds']:.1f} s", ""]
+    cache = summary.get("cache", {})
+    out += ["## Evaluations", "",
+            f"- evaluation attempts: {stats['attempts']} ({stats['trained']} trained, {stats['cached']} answered by "
+            "the cache)",
+            f"- status of the trained: " + (", ".join(f"{k} {v}" for k, v in sorted(stats["status"].items())) or "-"),
+            f"- integrity rejections: {stats['integrity_rejections']} ({stats['integrity_seconds']:.2f} s); "
+            f"duplicates rejected before training: {stats['duplicates_rejected']}",
+            f"- dedup cache: {cache.get('lookups', 0)} lookups, {cache.get('key_hits', 0)} canonical-key hits, "
+            f"{cache.get('fingerprint_hits', 0)} fingerprint hits (hit rate {_fmt(cache.get('hit_rate'), 3)}), "
+            f"{cache.get('result_hits', 0)} results reused",
+            f"- share of evaluation time on candidates that failed (screened out, diverged, error, timeout): "
+            f"{stats['failed_share']:.1%}; on search candidates never chosen: {stats['not_chosen_share']:.1%}",
+            f"- workers: " + ", ".join(f"`{w}` {n}" for w, n in sorted(stats["workers"].items())), ""]
+    # leaderboard
+    board = elim.get("leaderboard") or []
+    rungs = elim.get("rungs") or []
+    winners = [row for row in board if not row.get("baseline")][:cfg.get("report", {}).get("top", 3)]
+    last = rungs[-1] if rungs else None
+    if board:
+        out += [f"## Leaderboard: `{last['task']}`, seeds {last['seeds']}", "",
+                f"Mean score over seeds (failures count -1); Δ against `{board[0].get('reference')}`.", "",
+                "| rank | optimizer | mean | std | n | Δ | genome |", "|---|---|---|---|---|---|---|"]
+        for row in board:
+            vs = row.get("vs_reference")
+            out.append(f"| {row['rank']} | {'**' + row['label'] + '**' if not row['baseline'] else row['label']} | "
+                       f"{_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
+                       f"{'' if row['baseline'] or vs is None else f'{vs:+.4f}'} | `{_md_escape(row['genome'])}` |")
+        out.append("")
+        if len(rungs) > 1:
+            out += ["Elimination ladder:", ""]
+            for i, rung in enumerate(rungs):
+                out.append(f"- rung {i + 1}: `{rung['task']}` seeds {rung['seeds']}, {len(rung['entries'])} entries, "
+                           f"climbing: {', '.join(rung['survivors']) or '-'}")
+            out.append("")
+    else:
+        out += ["## Leaderboard", "", "No elimination results (elimination disabled or not finished).", ""]
+    # winners
+    if winners:
+        out += ["## Winners", ""]
+        rows_by_label = {r["label"]: r for r in (last["entries"] if last else [])}
+        for row in winners:
+            from .space.genome import Genome
+            g = Genome.parse(row["genome"])
+            py, note = export_winner(row, run_dir / "winners")
+            out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
+                    f"- equation: `{_md_escape(str(g))}`",
+                    f"- genome: `{_md_escape(g.to_text())}`",
+                    f"- files: [winners/{row['label']}.json](winners/{row['label']}.json)"
+                    + (f", [winners/{py}](winners/{py}) (standalone, needs only torch)" if py else f" ({note})"),
+                    "", "$$", g.to_latex(), "$$", ""]
+            lrs = [r.get("lr") for r in (rows_by_label.get(row["label"], {}).get("results") or {}).values()]
+            if any(lrs):
+                out += [f"- peak LRs chosen by the screen: {', '.join(_fmt(x, 6) for x in lrs)}", ""]
+    # plots
+    if plots:
+        pdir = run_dir / "plots"
+        pdir.mkdir(exist_ok=True)
+        figs = []
+        if plot_particles(particles, pdir / "particles.png"):
+            figs.append(("Fitness per timestep for every particle", "plots/particles.png"))
+        if last and winners:
+            rows_by_label = {r["label"]: r for r in last["entries"]}
+            first_seed = str(last["seeds"][0])
+            sched_rows = []
+            for row in winners + [r for r in board if r.get("baseline")]:
+                res = (rows_by_label.get(row["label"], {}).get("results") or {}).get(first_seed) or {}
+                sched_rows.append({**row, "lr": res.get("lr")})
+            tw = _budget(cfg, last["task"]) or (1000, 100)
+            ref = next((r for r in sched_rows if r.get("baseline")), None)
+            if plot_schedules([r for r in sched_rows if not r.get("baseline")], ref, tw[0], tw[1],
+                              pdir / "schedules.png"):
+                figs.append(("Learning-rate schedules of the winners (dashed: reference)", "plots/schedules.png"))
+            curve_rows = [rows_by_label[r["label"]] for r in winners + [b for b in board if b.get("baseline")]
+                          if r["label"] in rows_by_label]
+            if plot_curves(curve_rows, first_seed, pdir / "curves.png"):
+                figs.append(("Learning curves against the baselines", "plots/curves.png"))
+        if figs:
+            out += ["## Plots", ""]
+            for title, rel in figs:
+                out += [f"### {title}", "", f"![{title}]({rel})", ""]
+    # hall of fame
+    if hof:
+        out += ["## Hall of fame (search task)", "", "| rank | mean | std | n | equation |", "|---|---|---|---|---|"]
+        for row in hof:
+            out.append(f"| {row['rank']} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
+                       f"`{_md_escape(row.get('equation') or row['genome'])}` |")
+        out.append("")
+    path = run_dir / "report.md"
+    path.write_text("\n".join(out), encoding="utf-8")
+    return path
+
+
+def _space_from(cfg: dict) -> None:
+    """Make genome text of plugin primitives readable: build the run's plugin space as default."""
+    plugins = cfg.get("run", {}).get("plugins", [])
+    try:
+        from .plugins import build_space, get_plugin_manager
+        build_space(get_plugin_manager(plugins, strict=False), compat=cfg.get("run", {}).get("compat", False))
+    except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
+        log.warning("could not build the run's plugin space (%s); using the paper's", exc)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="deapnos report", description="write the report of a search run")
+    configure_parser(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""Search configuration: TOML files, documented defaults, validation, ``a.b=value`` overrides.
+
+Every number of paper-spec §5 is a field here with the paper's value as its default (the ``paper``
+config); ``quickstart`` shrinks the budget.  Files are read with :mod:`tomllib` (no eval); a bad
+field gets an error naming it and its allowed values.
+
+Sections (see ``docs/search.md`` and ``deapnos/configs/paper.toml`` for every field):
+
+* ``[run]``       seed, algorithm, map backend, workers, output folder, plugins, compat mode;
+* ``[search]``    the particle algorithm (paper-spec §5.1-§5.5): n, k, m, ages, restarts, tasks;
+* ``[init]``      random genomes (paper-spec §1.6);
+* ``[mutation]``  operator probabilities and limits (paper-spec §5.6, §2.5);
+* ``[cache]``     the dedup cache (paper-spec §8.1.7);
+* ``[protocol]``  passed to :class:`deapnos.evaluate.protocol.ProtocolConfig`;
+* ``[elimination]`` the ladder of tasks after the search, with ``[[elimination.rungs]]``;
+* ``[report]``    what the report shows and exports.
+
+Paper symbols: n = ``search.particles`` = 50, k = ``search.timesteps`` = 5 ("Depth 1/5 .. 5/5"),
+m = ``search.mutants`` = 7 mutants per timestep.  The original's comments swap k and m
+(paper-spec §5.1); the algorithm and its log do 5 timesteps of 7 mutants.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+BUILTIN_CONFIGS = ("quickstart", "paper")
+DEFAULT_CONFIG = "quickstart"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the field."""
+
+
+def _f(default, doc: str, choices=None, minimum=None, maximum=None, item_choices=None):
+    """A dataclass field with its documentation and constraints in the metadata."""
+    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum, "item_choices": item_choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("search", "name of the run; run folders are <output_dir>/<name>-<time>")
+    seed: int = _f(0, "seed of every random choice of the search (same seed, same run)", minimum=0)
+    algorithm: str = _f("particles", "particles: the paper's particle algorithm with aging; random: random "
+                        "search with the same budget and evaluator", choices=("particles", "random"))
+    backend: str = _f("serial", "map backend: serial (in-process), pool (local process pool) or scoop",
+                      choices=("serial", "pool", "scoop"))
+    workers: int = _f(1, "worker processes of the pool/scoop backends", minimum=1)
+    output_dir: str = _f("runs", "folder under which run folders are created")
+    plugins: list = _f([], "extra plugin modules to load (like -p), besides the entry points")
+    compat: bool = _f(False, "reproduce the authors' code: no aging, best child always replaces the parent, "
+                      "unary-root decay p=0.85, no schedule-tree mutation, MaxValue unreachable by mutation "
+                      "(paper-spec §8.2)")
+    device: str = _f("auto", "auto: one GPU per worker when GPUs exist, else CPU; cpu; cuda",
+                     choices=("auto", "cpu", "cuda"))
+    torch_threads: int = _f(1, "torch threads per worker process", minimum=1)
+    report: bool = _f(True, "write report.md (plots, leaderboard, exported winners) at the end of the run")
+    data_dir: str = _f("", "root of the datasets ($DEAPNOS_DATA) for tasks that need data, e.g. CIFAR-10; "
+                       "'' keeps the environment's")
+
+
+@dataclass
+class SearchConfig:
+    particles: int = _f(50, "n: number of particles (paper 50)", minimum=1)
+    timesteps: int = _f(5, "k: timesteps per particle (paper 5, 'Depth 1/5..5/5')", minimum=0)
+    mutants: int = _f(7, "m: mutant slots per particle and timestep (paper 7)", minimum=1)
+    init_factor: int = _f(10, "initial population = init_factor x particles random genomes (paper 10 -> 500)",
+                          minimum=1)
+    attempts: int = _f(4, "evaluation attempts per mutant slot: a failed mutant is redrawn (paper 4)", minimum=1)
+    init_task: str = _f("cifar10-convnet", "surrogate task of the initial population (paper: ConvNet base 32, "
+                        "8000 steps)")
+    task: str = _f("cifar10-convnet48", "surrogate task of the evolution (paper: ConvNet base 48, augmented, "
+                   "16000 steps)")
+    eval_seed: int = _f(0, "seed of every search evaluation (common random numbers: model init, data order)",
+                        minimum=0)
+    reevaluate_particles: bool = _f(True, "re-evaluate each particle on the search task before its first "
+                                    "timestep (paper: 'INIT PARTICLE')")
+    max_age: int = _f(3, "aging: a particle whose best fitness has not improved for more than max_age "
+                      "timesteps restarts; 0 turns aging off (the paper has no aging)", minimum=0)
+    restart: str = _f("fresh", "how an aged-out particle restarts: fresh (a new random genome) or hof (a mutant "
+                      "of a random hall-of-fame member)", choices=("fresh", "hof"))
+    acceptance: str = _f("always", "always: the particle moves to its best child even when it is worse (paper); "
+                         "improve: only when the child beats the particle", choices=("always", "improve"))
+    hall_of_fame: int = _f(10, "genomes kept in hall_of_fame.json, ranked by mean fitness over seeds", minimum=1)
+    momentum_kinds: list = _f(["none", "mom", "nest"], "momentum kinds drawn at initialisation and by the "
+                              "momentum mutation (paper: None, Mom, Nest)",
+                              item_choices=("none", "mom", "nest", "nesterov"))
+    integrity_checks: list = _f(["sphere"], "integrity checks a genome must pass (paper-spec §5.3); [] runs none")
+    reeval_top: int = _f(0, "after each timestep re-evaluate the top reeval_top of the hall of fame with the "
+                         "extra seeds (paper-spec §8.1.3); 0 = off", minimum=0)
+    reeval_seeds: list = _f([1, 2], "extra evaluation seeds of the re-evaluation")
+    max_tries: int = _f(200, "mutation/sampling draws per candidate before giving up (integrity failures, "
+                        "duplicates and no-op mutations are redrawn)", minimum=1)
+
+
+@dataclass
+class InitConfig:
+    """Random genomes, resembling the original's graph initialisation (paper-spec §1.6)."""
+    hidden_nodes: int = _f(5, "budget of op nodes below the root (the original's 5 hidden nodes)", minimum=1)
+    p_identity: float = _f(0.2, "probability that a unary op is the identity", minimum=0.0, maximum=1.0)
+    p_operand: float = _f(0.8, "probability that an argument is an operand rather than another op node",
+                          minimum=0.0, maximum=1.0)
+    p_hidden_binary: float = _f(0.25, "probability that a hidden node is binary", minimum=0.0, maximum=1.0)
+    p_root_binary: float = _f(0.75, "probability that the root is binary", minimum=0.0, maximum=1.0)
+    p_decay: float = _f(0.15, "probability of a decay on each edge", minimum=0.0, maximum=1.0)
+    p_root_unary_decay: float = _f(0.15, "decay probability on a unary root's edge (the original's test is "
+                                   "inverted: 0.85 in compat mode)", minimum=0.0, maximum=1.0)
+    p_schedule: float = _f(0.0, "probability that a random genome starts with a random LR-schedule tree "
+                           "(the original has none)", minimum=0.0, maximum=1.0)
+
+
+@dataclass
+class MutationConfig:
+    """Shares of the mutation operators (normalised) and the limits every mutant respects."""
+    op: float = _f(0.40, "change an op to another of the same type and arity (paper 40%)", minimum=0.0)
+    branch: float = _f(0.30, "change a connection: replace an argument by an operand or a branch (paper 30%)",
+                       minimum=0.0)
+    toggle: float = _f(0.10, "unary <-> binary toggle (insert / shrink an argument) (paper 10%)", minimum=0.0)
+    momentum: float = _f(0.10, "change the momentum kind (paper 10%)", minimum=0.0)
+    decay: float = _f(0.10, "add / remove / mutate a decay on an edge (paper 10%)", minimum=0.0)
+    schedule: float = _f(0.05, "mutate the LR-schedule tree (not in the paper; 0 in compat mode). Shares are "
+                         "normalised: with the defaults the paper's five shares are scaled by 1/1.05",
+                         minimum=0.0)
+    max_height: int = _f(12, "height limit of the update tree (DEAP height: a leaf is 0)", minimum=1)
+    max_size: int = _f(80, "node limit of the update tree", minimum=3)
+    decay_max_height: int = _f(2, "height limit of a decay expression (the original's 2-node decay graph)",
+                               minimum=0)
+    schedule_max_height: int = _f(3, "height limit of the LR-schedule tree", minimum=0)
+    schedule_max_value: float = _f(20.0, "a schedule multiplier must stay in [0, schedule_max_value] and be finite",
+                                   minimum=0.0)
+    branch_p_operand: float = _f(0.8, "a new argument is an operand with this probability, else a branch",
+                                 minimum=0.0, maximum=1.0)
+    branch_p_copy: float = _f(0.5, "a new branch copies an existing subtree (the original reconnects to another "
+                              "hidden node) with this probability, else it is freshly generated",
+                              minimum=0.0, maximum=1.0)
+    branch_nodes: int = _f(2, "op-node budget of a freshly generated branch", minimum=1)
+    decay_tries: int = _f(50, "draws of a decay/schedule expression until one is valid (paper-spec §2.3)",
+                          minimum=1)
+
+
+@dataclass
+class CacheConfig:
+    """The global dedup cache (paper-spec §8.1.7)."""
+    fingerprint: bool = _f(True, "also dedup by behaviour: the first updates on a fixed probe problem, rounded")
+    probe_steps: int = _f(24, "steps of the probe problem", minimum=1)
+    digits: int = _f(6, "significant digits the probe trajectory is rounded to", minimum=1, maximum=15)
+
+
+@dataclass
+class RungConfig:
+    task: str = _f("digits", "task of this rung")
+    seeds: list = _f([0, 1, 2], "seeds: every survivor and baseline is evaluated with each")
+    keep: float = _f(0.5, "fraction of the candidates that climbs to the next rung", minimum=0.0, maximum=1.0)
+
+
+@dataclass
+class EliminationConfig:
+    enabled: bool = _f(True, "run the progressive elimination after the search")
+    candidates: int = _f(5, "top of the hall of fame that enters the first rung", minimum=1)
+    baselines: list = _f(["adam"], "zoo optimizers evaluated at every rung with the same seeds")
+    min_keep: int = _f(1, "at least this many candidates climb each rung", minimum=1)
+    rungs: list = _f([], "the ladder: a list of [[elimination.rungs]] tables (task, seeds, keep)")
+
+
+@dataclass
+class ReportConfig:
+    top: int = _f(3, "winners shown with equation, LaTeX, schedule and exported .py", minimum=1)
+    plots: bool = _f(True, "draw the plots (matplotlib, Agg)")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    mutation: MutationConfig = field(default_factory=MutationConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    protocol: dict = field(default_factory=dict)
+    tasks: dict = field(default_factory=dict)
+    elimination: EliminationConfig = field(default_factory=EliminationConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = ""    # where it was read from (not a TOML field)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            if f.name == "source":
+                continue
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            out[f.name] = copy.deepcopy(value)
+        return out
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+
+SECTIONS = {"run": RunConfig, "search": SearchConfig, "init": InitConfig, "mutation": MutationConfig,
+            "cache": CacheConfig, "elimination": EliminationConfig, "report": ReportConfig}
+# checked when the run starts: [protocol] against ProtocolConfig, [tasks.NAME] against Task fields
+FREE_SECTIONS = ("protocol", "tasks")
+TASK_OVERRIDE_FIELDS = ("data_path", "epochs", "steps_per_epoch", "screen_steps_per_epoch", "batch_size",
+                        "total_steps", "warmup_steps", "options", "protocol_overrides")
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------------
+
+def _type_name(t) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "a list", dict: "a table"}.get(t, str(t))
+
+
+def _coerce(path: str, value, f: dataclasses.Field):
+    """Check one value against its field; return it (ints become floats where a float is asked)."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    want = type(default)
+    meta = f.metadata
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+        raise ConfigError(f"config field {path} = {value!r}: expected {_type_name(want)}"
+                          + (f" (allowed: {', '.join(map(str, meta['choices']))})" if meta.get("choices") else ""))
+    if want is float and not math.isfinite(value):
+        raise ConfigError(f"config field {path} = {value!r}: expected a finite number")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"config field {path} = {value!r}: allowed values: {', '.join(meta['choices'])}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"config field {path} = {value!r}: must be >= {meta['min']}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f"config field {path} = {value!r}: must be <= {meta['max']}")
+    if meta.get("item_choices") and isinstance(value, list):
+        for item in value:
+            if item not in meta["item_choices"]:
+                raise ConfigError(f"config field {path}: {item!r} is not allowed; allowed values: "
+                                  f"{', '.join(meta['item_choices'])}")
+    return value
+
+
+def _build_section(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section [{path}] must be a table, found {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config field {path}.{unknown[0]} (allowed in [{path}]: "
+                          f"{', '.join(sorted(known))})")
+    kwargs = {name: _coerce(f"{path}.{name}", value, known[name]) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def validate(data: dict, source: str = "") -> Config:
+    """A :class:`Config` from a (merged) TOML document; raises :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError("a config is a TOML table")
+    allowed = set(SECTIONS) | set(FREE_SECTIONS)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown config section [{unknown[0]}] (allowed: {', '.join(sorted(allowed))})")
+    cfg = Config(source=source)
+    for name, cls in SECTIONS.items():
+        if name in data:
+            setattr(cfg, name, _build_section(cls, data[name], name))
+    if "protocol" in data:
+        if not isinstance(data["protocol"], dict):
+            raise ConfigError("config section [protocol] must be a table")
+        cfg.protocol = copy.deepcopy(data["protocol"])
+    if "tasks" in data:
+        if not isinstance(data["tasks"], dict) or not all(isinstance(v, dict) for v in data["tasks"].values()):
+            raise ConfigError("config section [tasks] holds one table per task: [tasks.NAME] with fields "
+                              + ", ".join(TASK_OVERRIDE_FIELDS))
+        for name, table in data["tasks"].items():
+            bad = sorted(set(table) - set(TASK_OVERRIDE_FIELDS))
+            if bad:
+                raise ConfigError(f"unknown config field tasks.{name}.{bad[0]} (allowed: "
+                                  f"{', '.join(TASK_OVERRIDE_FIELDS)})")
+        cfg.tasks = copy.deepcopy(data["tasks"])
+    rungs = []
+    for i, rung in enumerate(cfg.elimination.rungs):
+        if isinstance(rung, RungConfig):
+            rungs.append(rung)
+            continue
+        rungs.append(_build_section(RungConfig, rung, f"elimination.rungs[{i}]"))
+        if not rungs[-1].seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                          for s in rungs[-1].seeds):
+            raise ConfigError(f"config field elimination.rungs[{i}].seeds: a non-empty list of integers >= 0")
+    cfg.elimination.rungs = rungs
+    _check_lists(cfg)
+    return cfg
+
+
+def _check_lists(cfg: Config):
+    s = cfg.search
+    if not s.momentum_kinds:
+        raise ConfigError("config field search.momentum_kinds: at least one kind "
+                          "(allowed: none, mom, nest, nesterov)")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s.reeval_seeds):
+        raise ConfigError(f"config field search.reeval_seeds = {s.reeval_seeds!r}: a list of integers >= 0")
+    if s.reeval_top and s.eval_seed in s.reeval_seeds:
+        raise ConfigError(f"config field search.reeval_seeds: must not contain search.eval_seed={s.eval_seed}")
+    for name in ("plugins",):
+        if not all(isinstance(x, str) for x in getattr(cfg.run, name)):
+            raise ConfigError(f"config field run.{name}: a list of module names (strings)")
+    for path, items in (("search.integrity_checks", s.integrity_checks),
+                        ("elimination.baselines", cfg.elimination.baselines)):
+        if not all(isinstance(x, str) for x in items):
+            raise ConfigError(f"config field {path}: a list of names (strings)")
+    m = cfg.mutation
+    if sum((m.op, m.branch, m.toggle, m.momentum, m.decay, m.schedule)) <= 0:
+        raise ConfigError("config section [mutation]: the operator shares op, branch, toggle, momentum, "
+                          "decay, schedule must not all be 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# reading, merging, overrides
+# ----------------------------------------------------------------------------------------------
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A built-in config name (``quickstart``, ``paper``) or a TOML file path."""
+    text = str(name_or_path)
+    if text in BUILTIN_CONFIGS:
+        return CONFIG_DIR / f"{text}.toml"
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"config file {text!r} not found (built-in configs: {', '.join(BUILTIN_CONFIGS)})")
+    return path
+
+
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Recursive merge of TOML tables (``over`` wins; lists are replaced, not appended)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.field=value``: the value is read as TOML (``4``, ``0.5``, ``true``, ``["adam"]``,
+    ``"text"``) and falls back to a plain string (``search.task=digits``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. search.particles=4)")
+    key, raw = text.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"override {text!r}: the key must be section.field (e.g. search.particles=4)")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {text!r}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(name_or_path: str | Path | None = None, overrides=(), extra: dict | None = None) -> Config:
+    """Read a config (default: quickstart), merge ``extra`` then the ``a.b=value`` overrides, validate."""
+    path = config_path(name_or_path or DEFAULT_CONFIG)
+    data = read_toml(path)
+    if extra:
+        data = merge(data, extra)
+    data = apply_overrides(data, overrides)
+    return validate(data, source=str(path))
+
+
+def config_from_dict(data: dict, overrides=()) -> Config:
+    return validate(apply_overrides(data, overrides), source="<dict>")
+
+
+# ----------------------------------------------------------------------------------------------
+# writing TOML (the snapshot in the run folder); tomllib only reads
+# ----------------------------------------------------------------------------------------------
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dump_toml(data: dict, _prefix: str = "") -> str:
+    """Minimal TOML writer for config documents: tables, arrays of tables, scalars, lists."""
+    scalars, blocks = [], []
+    for key, value in data.items():
+        name = f"{_prefix}{_toml_key(key)}"
+        if isinstance(value, dict):
+            body = dump_toml(value, name + ".")
+            blocks.append(f"[{name}]" + (f"\n{body}" if body and not body.startswith("[") else
+                                         (f"\n\n{body}" if body else "")))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                body = dump_toml(item, name + ".")
+                blocks.append(f"[[{name}]]" + (f"\n{body}" if body else ""))
+        else:
+            scalars.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    parts = (["\n".join(scalars)] if scalars else []) + blocks
+    out = "\n\n".join(parts)
+    return out + "\n" if not _prefix else out
+
+
+def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
+    """``{section: [(field, default, doc)]}``, for docs and ``--help``."""
+    out = {}
+    for name, cls in list(SECTIONS.items()) + [("elimination.rungs", RungConfig)]:
+        rows = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f.name, default, f.metadata.get("doc", "")))
+        out[name] = rows
+    return out

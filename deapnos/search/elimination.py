@@ -1,0 +1,114 @@
+"""Progressive elimination: a ladder of tasks after the search (DESIGN.md, data flow step 5).
+
+The original has no such stage (paper-spec §6); the paper's candidates were transferred to larger
+tasks and compared with Adam and friends.  Here:
+
+* the top ``elimination.candidates`` of the hall of fame enter the first rung;
+* at every rung (``[[elimination.rungs]]``: task, seeds, keep) every surviving candidate AND every
+  baseline (``elimination.baselines``, zoo names such as ``adam``) is evaluated with the same seeds
+  under the same protocol, all in one map;
+* candidates are ranked by their mean score over the seeds (failures score -1); the top ``keep``
+  fraction (at least ``min_keep``) climbs to the next rung;
+* the last rung is the leaderboard: survivors and baselines by mean score, with the difference to the
+  first baseline (the reference, normally Adam).
+
+Without configured rungs the ladder is one rung on the search task with the search seeds.
+Every rung is checkpointed; a resumed run continues at the first unfinished rung.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+from .evaluator import EvalRequest, score_of
+
+log = logging.getLogger(__name__)
+
+
+def _stats(scores: list[float]) -> tuple[float, float]:
+    if not scores:
+        return -1.0, 0.0
+    mean = sum(scores) / len(scores)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in scores) / len(scores))
+
+
+def default_rungs(cfg) -> list[dict]:
+    seeds = [cfg.search.eval_seed] + ([s for s in cfg.search.reeval_seeds] if cfg.search.reeval_top else [])
+    return [{"task": cfg.search.task, "seeds": seeds, "keep": 1.0}]
+
+
+def entrants(search) -> tuple[list[dict], list[dict]]:
+    """(candidates, baselines) as dicts: label, genome text, representative key."""
+    from .. import zoo
+    cfg = search.cfg
+    cands = []
+    for rank, e in enumerate(search.state.hof.ranked()[:cfg.elimination.candidates], 1):
+        cands.append({"label": f"c{rank}", "genome": e["genome"], "rep": e["key"], "baseline": False,
+                      "search_mean": search.state.hof.mean(e)})
+    bases = []
+    for name in cfg.elimination.baselines:
+        g = zoo.get(name, space=search.space)
+        lk = search.cache.lookup(g, count=False)
+        bases.append({"label": name, "genome": g.to_text(), "rep": lk.rep, "baseline": True})
+    return cands, bases
+
+
+def run_elimination(search) -> dict:
+    """Run (or continue) the ladder of ``search`` (a :class:`ParticleSearch`); the progress lives in
+    ``search.state.elimination`` and ends with a ``leaderboard``."""
+    cfg = search.cfg
+    st = search.state.elimination
+    if not cfg.elimination.enabled:
+        st.setdefault("rungs", [])
+        st["leaderboard"] = []
+        return st
+    rungs = [{"task": r.task, "seeds": list(r.seeds), "keep": r.keep} for r in cfg.elimination.rungs] \
+        or default_rungs(cfg)
+    if "candidates" not in st:
+        cands, bases = entrants(search)
+        st.update({"candidates": cands, "baselines": bases, "survivors": [c["label"] for c in cands], "rungs": []})
+    by_label = {e["label"]: e for e in st["candidates"] + st["baselines"]}
+    for r in range(len(st["rungs"]), len(rungs)):
+        rung = rungs[r]
+        entries = [by_label[l] for l in st["survivors"]] + st["baselines"]
+        log.info("elimination rung %d/%d on %s: %d candidates + %d baselines x %d seeds", r + 1, len(rungs),
+                 rung["task"], len(st["survivors"]), len(st["baselines"]), len(rung["seeds"]))
+        reqs, where = [], []
+        for e in entries:
+            for seed in rung["seeds"]:
+                meta = {"kind": "rung", "rung": r, "label": e["label"], "baseline": e["baseline"]}
+                reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search._seq(), meta))
+                where.append((e["label"], seed))
+        records = search.evaluator.run(reqs)
+        per: dict[str, dict] = {e["label"]: {"scores": {}, "results": {}} for e in entries}
+        for (label, seed), rec in zip(where, records):
+            per[label]["scores"][str(seed)] = score_of(rec)
+            per[label]["results"][str(seed)] = {k: rec.get(k) for k in ("status", "fitness", "final_accuracy", "lr",
+                                                                          "seconds", "message", "curve", "test_accuracy")}
+            if rung["task"] == cfg.search.task and not rec.get("baseline"):
+                search.state.hof.add(rec)
+        rows = []
+        for e in entries:
+            mean, std = _stats(list(per[e["label"]]["scores"].values()))
+            rows.append({"label": e["label"], "genome": e["genome"], "key": e["rep"], "baseline": e["baseline"],
+                         "mean": mean, "std": std, **per[e["label"]]})
+        cand_rows = sorted([row for row in rows if not row["baseline"]],
+                           key=lambda row: (-row["mean"], st["survivors"].index(row["label"])))
+        keep = max(cfg.elimination.min_keep, math.ceil(rung["keep"] * len(cand_rows))) if cand_rows else 0
+        survivors = [row["label"] for row in cand_rows[:keep]]
+        st["rungs"].append({"task": rung["task"], "seeds": rung["seeds"], "keep": rung["keep"], "entries": rows,
+                            "survivors": survivors})
+        st["survivors"] = survivors
+        search.store.write_json("elimination.json", st)
+        search.checkpoint()
+    last = st["rungs"][-1] if st["rungs"] else {"entries": [], "survivors": []}
+    board = [row for row in last["entries"] if row["baseline"] or row["label"] in last["survivors"]]
+    board.sort(key=lambda row: -row["mean"])
+    ref = next((row for row in last["entries"] if row["baseline"]), None)
+    st["leaderboard"] = [{"rank": i + 1, "label": row["label"], "genome": row["genome"], "baseline": row["baseline"],
+                          "mean": row["mean"], "std": row["std"], "n": len(row["scores"]),
+                          "vs_reference": (row["mean"] - ref["mean"]) if ref else None,
+                          "reference": ref["label"] if ref else None, "task": last.get("task")}
+                         for i, row in enumerate(board)]
+    search.store.write_json("elimination.json", st)
+    return st

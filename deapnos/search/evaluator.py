@@ -1,0 +1,176 @@
+"""Batches of evaluations through the map backend, with the cache, the log and resume.
+
+An :class:`EvalRequest` names a genome (text and representative key), a task, a seed, and where it
+comes from (kind, particle, timestep, slot, attempt).  :meth:`Evaluator.run` answers a batch:
+
+1. a result already known for (representative key, task, seed) is reused (a cache hit, logged
+   with ``cached: true`` and 0 seconds);
+2. a result in the log of a resumed run is reused (not logged again);
+3. the rest go out through ONE ``toolbox.map`` call; each result is appended to the log and flushed
+   the moment it arrives, and the ``deapnos_evaluation_finished`` observers hear of it.
+
+Each request carries a ``seq`` number assigned when the search creates it, in a deterministic
+order; a resumed run that replays its last timestep creates the same requests with the same
+``seq`` and the log does not repeat them.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+from ..distributed import evaluate_payload, worker_id
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class EvalRequest:
+    genome: str          # genome text
+    rep: str             # representative canonical key (cache identity)
+    task: str
+    seed: int
+    seq: int
+    meta: dict = field(default_factory=dict)   # kind, particle, timestep, slot, attempt, label, key
+
+
+def score_of(record: dict | None) -> float:
+    """Selection fitness of a result record: the fitness when ok, else -1 (the paper's FAILED)."""
+    if not record or record.get("status") != "ok" or record.get("fitness") is None:
+        return -1.0
+    return float(record["fitness"])
+
+
+class Evaluator:
+    """Runs batches of :class:`EvalRequest` (module docstring)."""
+
+    def __init__(self, backend, store, cache, payload_base: dict, resume_results: dict | None = None,
+                 on_evaluation=None, map_fn=None, task_overrides: dict | None = None, counts=None):
+        self.backend = backend
+        self.map = map_fn or backend.map       # toolbox.map: the one seam
+        self.store = store
+        self.cache = cache
+        self.payload_base = dict(payload_base)
+        self.task_overrides = task_overrides or {}
+        self.resume_results = resume_results or {}
+        self.on_evaluation = on_evaluation
+        self.counts = counts if counts is not None else {}
+        for k in ("evaluated", "cached", "resumed"):
+            self.counts.setdefault(k, 0)
+
+    def _payload(self, req: EvalRequest) -> dict:
+        p = dict(self.payload_base)
+        p.update({"genome": req.genome, "task": req.task, "seed": int(req.seed)})
+        p["task_overrides"] = dict(self.task_overrides.get(req.task) or {})
+        return p
+
+    def _record(self, req: EvalRequest, result: dict, cached: bool = False) -> dict:
+        rec = {"event": "evaluation", "seq": req.seq, **req.meta, "rep": req.rep, "task": req.task,
+               "seed": int(req.seed)}
+        res = {k: v for k, v in result.items() if k not in ("task", "seed")}
+        res["genome"] = req.genome        # the requested text (a cache hit may come from an equivalent)
+        rec.update(res)
+        rec["cached"] = cached
+        if cached:
+            rec["seconds"] = 0.0
+            rec["worker"] = worker_id()
+        return rec
+
+    def run(self, requests: list[EvalRequest]) -> list[dict]:
+        """Records (dicts: the EvalResult fields plus the request's) in request order."""
+        out: list[dict | None] = [None] * len(requests)
+        to_run: list[int] = []
+        first_of: dict[tuple, int] = {}
+        followers: list[int] = []
+        for i, req in enumerate(requests):
+            rkt = (req.rep, req.task, int(req.seed))
+            known = self.cache.get(*rkt)
+            if known is not None:
+                self.cache.count_result_hit()
+                self.counts["cached"] += 1
+                out[i] = self._record(req, known, cached=True)
+                self.store.append(out[i])
+                continue
+            if rkt in first_of:
+                followers.append(i)
+                continue
+            prior = self.resume_results.get(rkt)
+            if prior is not None:
+                self.counts["resumed"] += 1
+                rec = self._record(req, prior, cached=bool(prior.get("cached")))
+                for k in ("seconds", "worker", "device"):
+                    if k in prior:
+                        rec[k] = prior[k]
+                out[i] = rec
+                self.cache.put(*rkt, _result_part(prior))
+                self.store.append(rec)
+                first_of[rkt] = i
+                continue
+            first_of[rkt] = i
+            to_run.append(i)
+
+        bar = _progress(len(to_run), requests[to_run[0]].meta if to_run else {})
+
+        def arrived(k: int, result: dict):
+            i = to_run[k]
+            rec = self._record(requests[i], result)
+            out[i] = rec
+            self.store.append(rec)
+            self.counts["evaluated"] += 1
+            if bar is not None:
+                bar.update(1)
+            if self.on_evaluation is not None:
+                self.on_evaluation(rec)
+
+        if to_run:
+            payloads = [self._payload(requests[i]) for i in to_run]
+            if _accepts_on_result(self.map):
+                self.map(evaluate_payload, payloads, on_result=arrived)
+            else:                                   # a plain map: results arrive all at once
+                _map_then_report(self.map, payloads, arrived)
+            if bar is not None:
+                bar.close()
+            for i in to_run:
+                req = requests[i]
+                self.cache.put(req.rep, req.task, int(req.seed), _result_part(out[i]))
+        for i in followers:
+            req = requests[i]
+            src = out[first_of[(req.rep, req.task, int(req.seed))]]
+            self.cache.count_result_hit()
+            self.counts["cached"] += 1
+            out[i] = self._record(req, _result_part(src), cached=True)
+            self.store.append(out[i])
+        return out
+
+
+RESULT_KEYS = ("genome", "status", "fitness", "final_accuracy", "final_train_loss", "lr", "curve", "screen",
+               "seconds", "device", "worker", "message", "flip", "optimizer", "steps", "stopped_early",
+               "test_accuracy")
+
+
+def _result_part(record: dict) -> dict:
+    return {k: copy.deepcopy(record[k]) for k in RESULT_KEYS if k in record}
+
+
+def _progress(total: int, meta: dict):
+    """A tqdm bar for a batch when stderr is a terminal (None otherwise)."""
+    import sys
+    if total < 2 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    where = meta.get("kind", "")
+    if meta.get("timestep"):
+        where += f" t{meta['timestep']}"
+    return tqdm(total=total, desc=f"evaluating {where}".strip(), unit="eval", leave=False)
+
+
+def _accepts_on_result(fn) -> bool:
+    import inspect
+    try:
+        return "on_result" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _map_then_report(map_fn, payloads, arrived):
+    for k, result in enumerate(map_fn(evaluate_payload, payloads)):
+        arrived(k, result)
