@@ -67,7 +67,8 @@ class OperandContext:
 # ---------------------------------------------------------------------------------------------
 
 def update_v(buf, ctx):
-    buf.mul_(0.9).add_(ctx.g, alpha=0.1)
+    # 0.9 v + 0.1 g, in one pass (as torch's Adam updates its first moment)
+    buf.lerp_(ctx.g, 0.1)
 
 
 def update_s(buf, ctx):
