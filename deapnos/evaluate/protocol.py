@@ -129,8 +129,11 @@ class Budget:
         epochs = config.epochs or task.epochs
         spe = scaled(task.steps_per_epoch)
         T = scaled(task.total_steps) if task.total_steps else epochs * spe
+        screen_spe = scaled(task.screen_steps)
+        # a screening run must not outlast the optimizer's horizon (decays and LR are tables of T)
+        T = max(T, config.screen_epochs * screen_spe)
         W = min(int(round(task.warmup_steps * s)), T)
-        return cls(epochs, spe, config.screen_epochs, scaled(task.screen_steps), T, W)
+        return cls(epochs, spe, config.screen_epochs, screen_spe, T, W)
 
 
 # -- optimizers --------------------------------------------------------------------------------
