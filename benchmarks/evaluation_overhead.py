@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import time
 import warnings
@@ -85,49 +84,11 @@ def overhead(repeats: int, lr: float = 0.01) -> None:
     print(f"   ratio protocol / bare: {mp / mb:.3f}   (target <= 1.15: {'OK' if mp / mb <= 1.15 else 'OVER'})")
 
 
-def random_genomes(n: int, seed: int):
-    from deap import gp
-
-    from deapnos.space import MOMENTUM_KINDS, Genome, Tensor, get_default_space, parse_tree
-    space = get_default_space()
-    rng = random.Random(seed)
-    one = parse_tree("one", "schedule", space)
-    out = []
-    for _ in range(n):
-        random.seed(rng.randrange(2**32))          # genGrow draws from the module-level generator
-        tree = gp.PrimitiveTree(gp.genGrow(space.update_pset, 1, 4, type_=Tensor))
-        out.append(Genome(tree, gp.PrimitiveTree(list(one)), rng.choice(MOMENTUM_KINDS), False, space))
-    return out
-
-
 def integrity(n: int, seed: int = 0) -> None:
-    try:
-        from deapnos_plugins.sphere import ShiftedSphereCheck
-        sequential = ShiftedSphereCheck(sequential=True)
-    except (ImportError, TypeError) as exc:
-        print(f"2. integrity checks: SKIPPED, the sphere plugin with sequential=True is not available ({exc})")
-        return
-    batched = ShiftedSphereCheck()
-    genomes = random_genomes(n, seed)
-    warm = genomes[0].copy()
-    batched.check(warm)
-    sequential.check(warm)
-    tb = ts = 0.0
-    agree = 0
-    for g in genomes:
-        a, b = g.copy(), g.copy()
-        t0 = time.perf_counter()
-        rb = batched.check(a)
-        t1 = time.perf_counter()
-        rs = sequential.check(b)
-        t2 = time.perf_counter()
-        tb += t1 - t0
-        ts += t2 - t1
-        agree += (rb.passed, rb.flip) == (rs.passed, rs.flip)
-    print(f"2. integrity checks on {n} random genomes")
-    print(f"   batched (12 trials in one run):     {n / tb:8.1f} checks/s")
-    print(f"   sequential (12 x 35-step loop):     {n / ts:8.1f} checks/s")
-    print(f"   speed-up batched / sequential: {ts / tb:.2f}x; verdicts agree on {agree}/{n}")
+    """The second half is benchmarks/integrity_check.py, run in this process."""
+    import integrity_check     # benchmarks/ is on sys.path when this file runs as a script
+    print("2. integrity checks, batched over the sequential 12-trial loop")
+    integrity_check.main(["--genomes", str(n), "--seed", str(seed), "--threads", str(torch.get_num_threads())])
 
 
 def main(argv=None):

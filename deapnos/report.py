@@ -90,6 +90,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, ax, path: Path) -> bool:
+    """Legend, grid, write the PNG, free the figure."""
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_particles(particles: list[dict], path: Path) -> bool:
     if not particles:
         return False
@@ -173,12 +183,7 @@ def plot_schedules(winners: list[dict], reference: dict | None, T: int, W: int, 
     ax.set_xlabel(f"step (T = {T}, warm-up W = {W})")
     ax.set_ylabel("learning rate")
     ax.set_title("learning-rate schedules: peak lr x warm-up/cosine x schedule tree")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, path)
 
 
 def plot_curves(rows: list[dict], seed: str, path: Path) -> bool:
@@ -201,12 +206,7 @@ def plot_curves(rows: list[dict], seed: str, path: Path) -> bool:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation score")
     ax.set_title(f"learning curves (seed {seed}) against the baselines")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, ax, path)
 
 
 # ----------------------------------------------------------------------------------------------

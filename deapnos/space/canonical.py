@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from . import ops as _ops
+from .genome import format_text
 from .psets import DECAY_ON_BRANCH, Schedule, Tensor
 
 IDEMPOTENT = {"abs": _ops.k_abs, "relu": _ops.k_relu, "negrelu": _ops.k_negrelu, "norm": _ops.k_norm}
@@ -117,14 +118,8 @@ def canonical_tree_text(tree, space) -> str:
 def canonical_text(genome) -> str:
     """The canonical text of a genome: ``kind ~ update | lr = schedule | flip``."""
     space = genome.space
-    update = canonical_tree_text(genome.update, space)
-    sched = canonical_tree_text(genome.schedule, space)
-    text = f"{genome.momentum} ~ {update}"
-    if sched != "one":
-        text += f" | lr = {sched}"
-    if genome.flip:
-        text += " | flip"
-    return text
+    return format_text(genome.momentum, canonical_tree_text(genome.update, space),
+                       canonical_tree_text(genome.schedule, space), genome.flip)
 
 
 def canonical_key(genome) -> str:

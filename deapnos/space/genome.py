@@ -170,6 +170,16 @@ def tree_text(tree: gp.PrimitiveTree) -> str:
     return out[0] if out else ""
 
 
+def format_text(momentum: str, update: str, schedule: str, flip: bool) -> str:
+    """The one-line text form from its parts (``lr`` only when the schedule is not ``one``)."""
+    parts = [f"{momentum} ~ {update}"]
+    if schedule != "one":
+        parts.append(f"lr = {schedule}")
+    if flip:
+        parts.append("flip")
+    return " | ".join(parts)
+
+
 @dataclass(eq=False)
 class Genome:
     """An optimizer of the search space.
@@ -311,13 +321,7 @@ class Genome:
     # -- output ------------------------------------------------------------------------------
 
     def to_text(self) -> str:
-        parts = [f"{self.momentum} ~ {tree_text(self.update)}"]
-        sched = tree_text(self.schedule)
-        if sched != "one":
-            parts.append(f"lr = {sched}")
-        if self.flip:
-            parts.append("flip")
-        return " | ".join(parts)
+        return format_text(self.momentum, tree_text(self.update), tree_text(self.schedule), self.flip)
 
     def to_dict(self, name: str | None = None) -> dict:
         data = {"format": JSON_FORMAT, "version": JSON_VERSION, "momentum": self.momentum,
