@@ -30,7 +30,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import pluggy
 

@@ -8,7 +8,7 @@ import torch
 from deap import gp
 
 from deapnos.space import Genome, GenomeParseError, SpaceError, build_space, default_space
-from deapnos.space.psets import Decay, Schedule, Tensor, validate_pset
+from deapnos.space.psets import Decay, Schedule, Tensor
 from deapnos.space import ops as ops_mod
 
 SPACE = build_space()

@@ -15,7 +15,7 @@ A :class:`Plan` is a straight list of instructions over flat tensors.  Compilati
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -24,7 +24,7 @@ from deap import gp
 from ..space.genome import tree_text
 from ..space import ops as _ops
 from ..space.ops import NONNEG_TWINS
-from ..space.psets import DECAY_ON_BRANCH, Decay, Tensor
+from ..space.psets import DECAY_ON_BRANCH, Tensor
 from ..space.operands import OperandContext
 from .flat import FlatState
 from .schedules import check_horizon, scalar_tree_code, tree_table
@@ -336,7 +336,7 @@ def _assign_buffers(instrs: list[Instr], root: int) -> int:
     return n
 
 
-def compile_genome(genome, total_steps: int, compat: bool = False) -> Plan:
+def compile_genome(genome, total_steps: int) -> Plan:
     """Compile ``genome.update`` for a run of ``total_steps`` steps."""
     check_horizon(total_steps)
     space = genome.space
@@ -406,9 +406,12 @@ class PlanRunner(FlatState):
                         kw["sizes"] = self.sizes
                 if ins.uses_scratch:
                     kw["scratch"] = self.scratch
-                v = ins.fn(*args, **kw, out=buf) if ins.accepts_out else ins.fn(*args, **kw)
-                if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
-                    v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))
+                if ins.accepts_out:
+                    v = ins.fn(*args, **kw, out=buf)
+                else:   # a plugin op: its result may be a new tensor, a scalar or broadcastable
+                    v = ins.fn(*args, **kw)
+                    if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
+                        v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))
             vals[ins.out] = v
         return vals[plan.root], (1.0 if plan.root_scale is None else scales[plan.root_scale][t])
 

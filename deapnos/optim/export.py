@@ -17,7 +17,7 @@ from ..space import operands as _operands_mod
 from ..space import ops as _ops_mod
 from ..space.render import genome_str
 from . import flat as _flat_mod
-from .compiler import CONST, FULL, STEP, compile_genome
+from .compiler import CONST, FULL, compile_genome
 from .schedules import scalar_tree_code
 
 _IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")

@@ -12,7 +12,7 @@ from ..space.psets import SearchSpace
 from .flat import BASE_SCHEDULES, base_lr_table, check_horizon, clamp_step, momentum_table
 
 __all__ = ["BASE_SCHEDULES", "base_lr_table", "check_horizon", "clamp_step", "momentum_table", "tree_table",
-           "decay_is_valid", "subtree_end", "ScheduleLambda"]
+           "decay_is_valid", "ScheduleLambda"]
 
 def tree_table(tree: gp.PrimitiveTree, space: SearchSpace, total_steps: int, start: int = 0) -> torch.Tensor:
     """Values of a Decay or Schedule tree on t = 0..T-1 (float64), evaluated on the whole grid.
@@ -59,11 +59,6 @@ def scalar_tree_code(tree, space: SearchSpace, start: int = 0) -> str:
                 break
             stack[-1][1].append(code)
     return out
-
-
-def subtree_end(tree, start: int) -> int:
-    """Index one past the subtree rooted at ``start``."""
-    return tree.searchSubtree(start).stop
 
 
 def decay_is_valid(tree: gp.PrimitiveTree, space: SearchSpace, start: int = 0, horizon: int = 100) -> bool:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from deap import gp
 
-from .psets import (DECAY_ON_BRANCH, MOMENTUM_KINDS, Decay, Schedule, SearchSpace, Tensor,
+from .psets import (MOMENTUM_KINDS, Decay, Schedule, SearchSpace, Tensor,
                     get_default_space)
 
 JSON_FORMAT = "deapnos.genome"
@@ -304,7 +305,6 @@ class Genome:
     @classmethod
     def load(cls, path, space: SearchSpace | None = None) -> "Genome":
         """Read a genome file: JSON (``.json``, or text starting with ``{``) or the text form."""
-        from pathlib import Path
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -334,7 +334,6 @@ class Genome:
         return json.dumps(self.to_dict(name), indent=indent)
 
     def save(self, path, name: str | None = None) -> None:
-        from pathlib import Path
         Path(path).write_text(self.to_json(name) + "\n", encoding="utf-8")
 
     def __str__(self) -> str:

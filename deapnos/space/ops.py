@@ -21,7 +21,7 @@ Protection (the fixes of paper-spec §8.2, applied by default):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from deap import gp
 
-from .psets import DECAY_ON_BRANCH, Decay, Schedule, Tensor
+from .psets import DECAY_ON_BRANCH, Tensor
 
 KIND_PREFIX = {"none": "None", "mom": "Mom", "nest": "Nest", "nesterov": "Nesterov"}
 KIND_LATEX = {"none": "", "mom": "\\text{momentum}", "nest": "\\text{Nest (search)}",
