@@ -14,21 +14,41 @@ torch.set_num_threads(1)
 QUICK = ["--step-scale", "0.3", "--epochs", "6", "--device", "cpu", "--threads", "1", "--no-progress"]
 
 
-def test_evaluate_command_table_json_and_plot(tmp_path, capsys):
+def test_evaluate_grid_tunes_everyone_alike_and_reports_intervals(tmp_path, capsys):
     out = tmp_path / "res"
     rc = main(["evaluate", "-o", "adam", "-o", "torch:SGD(momentum=0.9)", "-o", "none ~ one", "--task", "digits",
-               "--seeds", "2", "--out", str(out), *QUICK])
+               "--seeds", "2", "--lrs", "1,0.1,0.01", "--out", str(out), *QUICK])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "fitness (mean ± std)" in text and "torch:SGD(momentum=0.9)" in text and "screened_out:2" in text
+    assert "fitness (mean ± 95% CI)" in text and "torch:SGD(momentum=0.9)" in text and "tuning: grid" in text
     doc = json.loads((out / "results.json").read_text())
-    assert doc["seeds"] == [0, 1] and len(doc["results"]) == 6
-    assert {r["status"] for r in doc["results"] if r["optimizer"] == "adam"} == {"ok"}
+    # every optimizer: 3 LRs x 2 seeds full runs; the summary keeps the chosen LR's 2 seeds
+    assert doc["seeds"] == [0, 1] and len(doc["runs"]) == 3 * 3 * 2 and len(doc["results"]) == 3 * 2
+    assert doc["tuning"] == "grid" and doc["lrs"] == [1.0, 0.1, 0.01]
     rows = {r["optimizer"]: r for r in doc["summary"]}
-    assert rows["adam"]["n_ok"] == 2 and rows["adam"]["fitness_mean"] > 0.5 and rows["none ~ one"]["n_ok"] == 0
+    for name, row in rows.items():
+        runs = [r for r in doc["runs"] if r["optimizer"] == name]
+        by_lr = {}
+        for r in runs:
+            by_lr.setdefault(r["lr"], []).append(r["fitness"] if r["status"] == "ok" else None)
+        # the chosen LR is the one with the best mean validation score (all seeds trained here)
+        best = max(by_lr, key=lambda lr: sum(by_lr[lr]) / 2 if None not in by_lr[lr] else -1)
+        assert row["lrs"] == [best], (name, by_lr, row["lrs"])
+        assert row["fitness_mean"] == pytest.approx(sum(by_lr[best]) / 2)
+    assert rows["adam"]["verdict"] == "reference" and rows["adam"]["fitness_mean"] > 0.5
+    # a constant update is far worse than adam on both seeds: the interval lies below zero
+    assert rows["none ~ one"]["verdict"] == "worse" and rows["none ~ one"]["vs_reference"]["high"] < 0
     assert doc["config"]["step_scale"] == 0.3 and doc["config"]["epochs"] == 6
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_evaluate_screen_tuning_is_the_search_protocol(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["evaluate", "-o", "adam", "--task", "digits", "--seeds", "1", "--tuning", "screen",
+                 "--out", str(out), *QUICK]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["tuning"] == "screen" and len(doc["runs"]) == 1 and len(doc["runs"][0]["screen"]) == 7
 
 
 def test_evaluate_command_reports_bad_input(capsys):
@@ -42,9 +62,9 @@ def test_evaluate_command_reports_bad_input(capsys):
 def test_evaluate_command_error_exit_code(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DEAPNOS_CIFAR10", raising=False)
     rc = main(["evaluate", "-o", "adam", "--task", "cifar10-convnet", "--data-path", str(tmp_path / "none"), *QUICK])
-    assert rc == 1
+    assert rc == 2
     captured = capsys.readouterr()
-    assert "error:1" in captured.out and "cifar-10-python.tar.gz" in captured.err
+    assert captured.out == "" and "cifar-10-python.tar.gz" in captured.err and str(tmp_path / "none") in captured.err
 
 
 def test_summary_statistics():
@@ -53,4 +73,20 @@ def test_summary_statistics():
     (row,) = summarize(rs)
     assert row["n"] == 3 and row["n_ok"] == 2 and row["fitness_mean"] == pytest.approx(0.6)
     assert row["fitness_std"] == pytest.approx(0.1414, abs=1e-3) and row["statuses"] == {"ok": 2, "diverged": 1}
-    assert "0.6000 ± 0.1414" in format_table([row])
+    # 95% t-interval with 1 degree of freedom: 12.706 x 0.1414 / sqrt(2) = 1.2706
+    assert row["fitness_ci95"] == pytest.approx(1.2706, abs=1e-3)
+    assert "0.6000 ± 1.2706" in format_table([row])
+
+
+def test_summary_verdicts_are_paired_and_never_claim_a_win_inside_the_noise():
+    def runs(name, fits):
+        return [EvalResult("g", "t", s, "ok", fitness=f, optimizer=name) for s, f in enumerate(fits)]
+    ref = runs("ref", [0.50, 0.60, 0.70])
+    clear = runs("clear", [0.52, 0.62, 0.72])        # +0.02 on every seed: a paired win
+    noisy = runs("noisy", [0.60, 0.50, 0.75])        # +0.017 on average, inside the noise
+    rows = {r["optimizer"]: r for r in summarize(ref + clear + noisy, reference="ref")}
+    assert rows["ref"]["verdict"] == "reference"
+    assert rows["clear"]["verdict"] == "better" and rows["clear"]["vs_reference"]["mean"] == pytest.approx(0.02)
+    assert rows["noisy"]["verdict"] == "tie" and rows["noisy"]["vs_reference"]["low"] < 0
+    failed = runs("failed", [0.9, 0.9]) + [EvalResult("g", "t", 2, "diverged", optimizer="failed")]
+    assert {r["optimizer"]: r for r in summarize(ref + failed, reference="ref")}["failed"]["verdict"] == "worse"

@@ -180,10 +180,28 @@ def test_fixed_lr_skips_the_screen():
     assert r.ok and r.screen == [] and r.lr == 0.3
 
 
-def test_degenerate_genome_is_screened_out_at_stage_a():
-    r = evaluate_genome("none ~ one", toy_task(), device="cpu")
+def test_degenerate_genome_is_screened_out_at_stage_a_of_the_paper_screen():
+    r = evaluate_genome("none ~ one", toy_task(), config=ProtocolConfig(screen="paper"), device="cpu")
     assert r.status == "screened_out" and "screen A" in r.message
     assert len(r.screen) == 3 and r.fitness is None and r.score() == -1.0
+
+
+def test_relative_screen_scores_progress_and_screens_out_an_optimizer_that_does_not_train():
+    # "none ~ zero" never moves the weights: no LR removes any of the initial loss
+    r = evaluate_genome("none ~ zero", toy_task(), device="cpu")
+    assert r.status == "screened_out" and "progress" in r.message, (r.status, r.message)
+    assert len(r.screen) == 7 and all(abs(e["score"]) < 1e-6 for e in r.screen)
+    adam = evaluate_genome("adam", toy_task(), device="cpu")
+    assert adam.ok and max(e["score"] for e in adam.screen) > 0.3
+    # the chosen LR is the one that removed the largest share of the initial loss
+    best = max(adam.screen, key=lambda e: e["score"])
+    assert adam.lr == best["lr"]
+
+
+def test_relative_screen_counts_a_blow_up_as_divergence():
+    cfg = ProtocolConfig(screen_lrs_a=(1e6,), screen_lrs_b=(), diverge_factor=1.5)
+    r = evaluate_genome("sgd", toy_task(), config=cfg, device="cpu")
+    assert r.status == "diverged" and r.screen[0]["diverged"], (r.status, r.screen)
 
 
 def test_diverging_genome_is_diverged():
@@ -375,7 +393,7 @@ def test_adam_beats_degenerate_optimizers_on_digits():
     assert adam.status == "ok" and adam.fitness > 0.9, (adam.status, adam.fitness, adam.message)
     assert adam.seconds < 60
     none = evaluate_genome("none ~ one", task, seed=0, device="cpu")
-    assert none.status == "screened_out" and none.score() == -1
+    assert none.score() < 0.5 < adam.score()
     tiny = evaluate_genome("sgd", task, seed=0, config=ProtocolConfig(lr=1e-5), device="cpu")
     assert tiny.ok and tiny.fitness < 0.5 < adam.fitness
 

@@ -56,7 +56,8 @@ def search(env, tmp_path, fake, *overrides, name="run"):
     pm, space, checks = env
     cfg = config_from_dict({"search": {"particles": 3, "timesteps": 4, "mutants": 3, "init_factor": 2,
                                        "init_task": "digits", "task": "digits"},
-                            "elimination": {"enabled": False}}, list(overrides))
+                            "elimination": {"enabled": False}, "fitness": {"relative": False}},
+                           list(overrides))
     store = RunStore(tmp_path / name, create=True)
     return ParticleSearch(cfg, store, None, None, space, checks, map_fn=fake), store
 

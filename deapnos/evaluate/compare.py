@@ -1,17 +1,26 @@
-"""``deapnos evaluate``: compare optimizers on tasks under the protocol.
+"""``deapnos evaluate``: compare optimizers fairly on tasks, with confidence intervals.
 
-    deapnos evaluate --optimizer adam --optimizer opt10 --optimizer torch:SGD(momentum=0.9) \\
-                     --task digits --seeds 3 --out results/ [--device cpu] [-p MODULE]
+    deapnos evaluate -O adam -O opt10 -O "torch:SGD(momentum=0.9)" --task digits-hard --seeds 3
 
 Optimizers are zoo names, genome files, genome text or ``torch:NAME`` (see
-:func:`deapnos.evaluate.protocol.resolve_optimizer`); all go through the same protocol, seeds and
-budget.  Prints a table (mean +- std fitness over the seeds that finished, the LRs chosen, seconds
-per evaluation); with ``--out`` writes ``results.json`` (every :class:`EvalResult` and the summary)
-and ``curves.png`` (validation score per epoch).
+:func:`deapnos.evaluate.protocol.resolve_optimizer`).  Every optimizer gets the same tuning budget
+(``--tuning``):
+
+* ``grid`` (the default): a full-length run at every LR of the grid (``--lrs``; default the protocol's
+  seven decades 10 .. 1e-5) with every seed; the LR chosen is the one with the best mean validation
+  score over the seeds, the same rule for everyone.  Nothing is screened out by a threshold.
+* ``screen``: the search's cheap protocol (LR screen, then one full run per seed).
+* ``--lr X``: one fixed LR for everyone.
+
+The table reports, per task and optimizer, the score at the chosen LR as mean ± 95% interval over
+the seeds, and the paired difference to the reference (``--reference``, default the first optimizer)
+with a verdict: ``better`` only when the interval excludes zero (:mod:`deapnos.evaluate.stats`).
+With ``--out`` it writes ``results.json`` (every run, the chosen LRs, the summary) and ``curves.png``.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -23,22 +32,33 @@ from pathlib import Path
 
 from .protocol import ProtocolConfig, default_device, evaluate_genome, resolve_optimizer
 from .result import EvalResult
+from .stats import interval, paired_difference
+
+DEFAULT_GRID = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--optimizer", action="append", required=True, metavar="SPEC",
+    parser.add_argument("-O", "-o", "--optimizer", action="append", required=True, metavar="SPEC",
                         help="zoo name, genome file, genome text or torch:NAME[(k=v,...)]; repeat to compare")
+    parser.add_argument("--reference", metavar="SPEC",
+                        help="the optimizer the others are compared with (default: the first --optimizer)")
+    parser.add_argument("--tuning", choices=("grid", "screen"), default="grid",
+                        help="grid: full-length runs over the LR grid, LR chosen on validation (default); "
+                             "screen: the search's cheap LR screen")
+    parser.add_argument("--lrs", metavar="LR,LR,...",
+                        help="the LR grid of --tuning grid (default: 10,1,0.1,0.01,1e-3,1e-4,1e-5)")
     parser.add_argument("-t", "--task", action="append", metavar="NAME",
                         help="task name (surrogate or fitness task); repeatable; default: digits")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds per optimizer and task (default 1)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="number of seeds per optimizer, task and LR (default 3: a 95%% interval needs 2+)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--out", metavar="DIR", help="write results.json and curves.png here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="MODULE",
                         help="load a plugin module or entry-point name; 'no:NAME' blocks one")
-    parser.add_argument("--lr", type=float, help="fixed peak LR: skip the LR screen")
+    parser.add_argument("--lr", type=float, help="one fixed peak LR for everyone: no tuning")
     parser.add_argument("--epochs", type=int, help="full-run epochs (default: the task's, 40)")
     parser.add_argument("--step-scale", type=float, default=1.0,
                         help="multiply steps per epoch, T and W (e.g. 0.1 for a quick look)")
@@ -61,8 +81,11 @@ def _find_tasks(names: list[str], pm) -> dict:
     return {n: tasks[n] for n in names}
 
 
-def summarize(results: list[EvalResult], names: dict[str, str] | None = None) -> list[dict]:
-    """One row per (task, optimizer) in first-seen order: mean/std fitness of the ok seeds, statuses."""
+def summarize(results: list[EvalResult], reference: str | None = None) -> list[dict]:
+    """One row per (task, optimizer) in first-seen order: the ok seeds' fitness as mean, sample std
+    and 95% interval, statuses, and (with ``reference``, an optimizer name) the paired difference to
+    the reference per seed with its verdict.  A seed that failed while the reference trained makes
+    the verdict ``worse``."""
     groups: dict[tuple[str, str], list[EvalResult]] = {}
     for r in results:
         groups.setdefault((r.task, r.optimizer or r.genome), []).append(r)
@@ -70,10 +93,14 @@ def summarize(results: list[EvalResult], names: dict[str, str] | None = None) ->
     for (task, opt), rs in groups.items():
         fits = [r.fitness for r in rs if r.ok and r.fitness is not None]
         finals = [r.final_accuracy for r in rs if r.ok and r.final_accuracy is not None]
+        iv = interval(fits) if fits else None
         rows.append({
             "task": task, "optimizer": opt, "n": len(rs), "n_ok": len(fits),
-            "fitness_mean": statistics.fmean(fits) if fits else None,
-            "fitness_std": statistics.stdev(fits) if len(fits) > 1 else (0.0 if fits else None),
+            "fitness_mean": iv.mean if iv else None,
+            "fitness_std": iv.std if iv else None,
+            "fitness_ci95": (iv.half_width if iv and math.isfinite(iv.half_width) else None),
+            **(_versus(rs, groups.get((task, reference))) if reference and opt != reference
+               else {"vs_reference": None, "verdict": "reference" if opt == reference else None}),
             "final_mean": statistics.fmean(finals) if finals else None,
             "lrs": sorted({r.lr for r in rs if r.lr is not None}),
             "statuses": dict(Counter(r.status for r in rs)),
@@ -83,16 +110,37 @@ def summarize(results: list[EvalResult], names: dict[str, str] | None = None) ->
     return rows
 
 
+def _versus(rs: list[EvalResult], refs: list[EvalResult] | None) -> dict:
+    if not refs:
+        return {"vs_reference": None, "verdict": None}
+    mine = {r.seed: r.fitness for r in rs if r.ok and r.fitness is not None}
+    theirs = {r.seed: r.fitness for r in refs if r.ok and r.fitness is not None}
+    diff = paired_difference(mine, theirs)
+    failed = any(s not in mine for s in theirs)
+    return {"vs_reference": diff.to_dict() if diff else None,
+            "verdict": "worse" if failed else (diff.verdict() if diff else None)}
+
+
 def format_table(rows: list[dict]) -> str:
-    header = ("task", "optimizer", "fitness (mean ± std)", "final", "ok", "lr chosen", "s/eval", "status")
+    header = ("task", "optimizer", "fitness (mean ± 95% CI)", "Δ vs reference", "verdict", "final", "ok",
+              "lr chosen", "s/eval", "status")
     lines = []
     for r in rows:
-        fit = (f"{r['fitness_mean']:.4f} ± {r['fitness_std']:.4f}" if r["fitness_mean"] is not None else "-")
+        if r["fitness_mean"] is None:
+            fit = "-"
+        elif r.get("fitness_ci95") is None:
+            fit = f"{r['fitness_mean']:.4f} (1 seed)"
+        else:
+            fit = f"{r['fitness_mean']:.4f} ± {r['fitness_ci95']:.4f}"
+        vs = r.get("vs_reference")
+        delta = "-" if not vs else (f"{vs['mean']:+.4f} ± {vs['ci95']:.4f}" if vs.get("ci95") is not None
+                                    else f"{vs['mean']:+.4f} (1 seed)")
         final = f"{r['final_mean']:.4f}" if r["final_mean"] is not None else "-"
         lrs = ",".join(f"{v:g}" for v in r["lrs"]) or "-"
         status = " ".join(f"{k}:{v}" for k, v in r["statuses"].items())
         opt = r["optimizer"] if len(r["optimizer"]) <= 40 else r["optimizer"][:37] + "..."
-        lines.append((r["task"], opt, fit, final, f"{r['n_ok']}/{r['n']}", lrs, f"{r['seconds_mean']:.1f}", status))
+        lines.append((r["task"], opt, fit, delta, r.get("verdict") or ("reference" if r.get("reference") else "-"),
+                      final, f"{r['n_ok']}/{r['n']}", lrs, f"{r['seconds_mean']:.1f}", status))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
@@ -132,6 +180,27 @@ def plot_curves(results: list[EvalResult], path: Path) -> None:
     plt.close(fig)
 
 
+def choose_grid_lr(by_lr: dict[float, list[EvalResult]]) -> float:
+    """The LR of a grid whose runs trained on the most seeds, then with the best mean validation
+    score over them; ties go to the larger LR (the grid's order)."""
+    def key(lr):
+        fits = [r.fitness for r in by_lr[lr] if r.ok and r.fitness is not None]
+        return (len(fits), statistics.fmean(fits) if fits else -math.inf)
+    return max(by_lr, key=key)
+
+
+def parse_lrs(text: str | None) -> tuple[float, ...]:
+    if not text:
+        return DEFAULT_GRID
+    try:
+        lrs = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--lrs {text!r}: expected numbers separated by commas, e.g. 1e-1,1e-2,1e-3") from None
+    if not lrs or any(not (math.isfinite(v) and v > 0) for v in lrs):
+        raise ValueError(f"--lrs {text!r}: every LR must be a positive number")
+    return lrs
+
+
 def run_command(args: argparse.Namespace) -> int:
     from .. import plugins
     if args.seeds < 1:
@@ -139,12 +208,16 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     try:
         specs = [resolve_optimizer(s) for s in args.optimizer]
+        reference = resolve_optimizer(args.reference) if args.reference else specs[0]
+        lrs = parse_lrs(args.lrs)
     except (ValueError, TypeError, OSError) as exc:
         print(f"deapnos evaluate: {exc}", file=sys.stderr)
         return 2
+    if reference.name not in [s.name for s in specs]:
+        specs.insert(0, reference)
     try:
         pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
-        tasks = _find_tasks(args.task or ["digits"], pm)
+        tasks = _find_tasks(args.task or ["digits-hard"], pm)
         checks = plugins.integrity_checks(pm) if args.integrity else None
     except SystemExit as exc:
         print(exc, file=sys.stderr)
@@ -154,33 +227,57 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     if args.data_path:
         tasks = {n: t.replace(data_path=args.data_path) for n, t in tasks.items()}
+    for task in tasks.values():       # a missing dataset: say so once, before any run
+        try:
+            task.check_available()
+        except Exception as exc:  # noqa: BLE001 - TaskDataError names the path and how to get the data
+            print(f"deapnos evaluate: {exc}", file=sys.stderr)
+            return 2
     config = ProtocolConfig(lr=args.lr, epochs=args.epochs, step_scale=args.step_scale, num_threads=args.threads,
                             timeout_s=args.timeout, shuffle=not args.no_shuffle, evaluate_test=args.test)
+    tuning = "fixed" if args.lr is not None else args.tuning
     device = args.device or default_device()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    jobs = [(t, s, seed) for t in tasks.values() for s in specs for seed in seeds]
+    grid = lrs if tuning == "grid" else (None,)
+    jobs = [(t, s, lr, seed) for t in tasks.values() for s in specs for lr in grid for seed in seeds]
     from tqdm import tqdm
-    results: list[EvalResult] = []
+    runs: list[EvalResult] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc="evaluate", unit="eval", disable=args.no_progress, file=sys.stderr) as bar:
-        for task, spec, seed in jobs:
-            bar.set_postfix_str(f"{task.name} {spec.name[:30]} seed {seed}")
-            r = evaluate_genome(spec, task, seed=seed, config=config, device=device, integrity_checks=checks)
-            results.append(r)
+    with tqdm(total=len(jobs), desc="evaluate", unit="run", disable=args.no_progress, file=sys.stderr) as bar:
+        for task, spec, lr, seed in jobs:
+            bar.set_postfix_str(f"{task.name} {spec.name[:30]} " + (f"lr {lr:g} " if lr else "") + f"seed {seed}")
+            cfg = config if lr is None else dataclasses.replace(config, lr=lr)
+            r = evaluate_genome(spec, task, seed=seed, config=cfg, device=device, integrity_checks=checks)
+            runs.append(r)
             plugins.notify(pm, "deapnos_evaluation_finished", result=r)
             bar.update(1)
-    rows = summarize(results)
+    results, chosen = runs, {}
+    if tuning == "grid":
+        results = []
+        for task in tasks.values():
+            for spec in specs:
+                by_lr = {lr: [r for r, (t, s, l, _) in zip(runs, jobs) if t is task and s is spec and l == lr]
+                         for lr in grid}
+                lr = choose_grid_lr(by_lr)
+                chosen[f"{task.name} | {spec.name}"] = lr
+                results += by_lr[lr]
+    rows = summarize(results, reference=reference.name)
     print(format_table(rows))
+    print(f"tuning: {tuning}" + (f" over LRs {', '.join(f'{v:g}' for v in grid)}, chosen on validation"
+                                 if tuning == "grid" else "") +
+          f"; {len(seeds)} seed(s); Δ: paired difference to {reference.name} per seed, mean ± 95% interval; "
+          "'better' only when the interval excludes zero")
     for r in results:
         if r.status == "error":
             print(f"error: {r.optimizer} on {r.task} (seed {r.seed}): {r.message}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        doc = {"format": "deapnos.evaluate", "version": 1, "device": device, "seeds": seeds,
+        doc = {"format": "deapnos.evaluate", "version": 2, "device": device, "seeds": seeds, "tuning": tuning,
+               "lrs": list(grid) if tuning == "grid" else None, "chosen_lr": chosen, "reference": reference.name,
                "seconds": time.perf_counter() - t0, "config": config.to_dict(),
                "tasks": {n: t.summary() for n, t in tasks.items()},
-               "summary": rows, "results": [r.to_dict() for r in results]}
+               "summary": rows, "results": [r.to_dict() for r in results], "runs": [r.to_dict() for r in runs]}
         (out / "results.json").write_text(json.dumps(doc, indent=1, default=_json_default))
         try:
             plot_curves(results, out / "curves.png")

@@ -1,24 +1,31 @@
-"""The evaluation protocol: LR screen, full run, fitness (paper-spec §5.4.3), as one function that never
-raises.
+"""The evaluation protocol: LR screen, full run, fitness, as one function that never raises.
 
 For a genome (or a real ``torch.optim`` optimizer) on a task, with a seed:
 
 0. *Integrity* (optional): run the given checks; a failure is ``rejected``.  A check may set ``flip``.
-1. *LR screen A*: for each peak LR in ``screen_lrs_a`` (paper: 10, 1e-2, 1e-5) train a fresh model for
-   ``screen_epochs`` (4) x the task's screening steps per epoch, with an early stop at the end of an
-   epoch of index >= ``screen_early_stop_epoch`` (2) whose running train accuracy is below
-   ``screen_early_stop_acc`` (0.25).  The score of an LR is its best epoch train accuracy.  If every
-   score is below ``stage_a_threshold`` (0.25): ``screened_out``.
-2. *LR screen B*: the same for ``screen_lrs_b`` (1, 1e-1, 1e-3, 1e-4).  If the best of all scores is
-   below ``threshold`` (0.40): ``screened_out``.
-3. *LR choice*: the argmax of the scores in screening order; ties go to the earliest.
-4. *Full run*: ``epochs`` (the task's, 40 for every built-in task) x the task's steps per epoch,
-   validating after every epoch, with an early stop at the end of an epoch of index >=
-   ``full_early_stop_epoch`` (4) whose train accuracy is below ``full_early_stop_acc`` (0.40).  An early
-   stop is not a failure (the run simply scores low).
-5. *Fitness*: the best validation score over the epochs (accuracy, or 1/perplexity for language
-   models).  The result also records the final epoch's score, the final train loss, the curve, the LR
-   chosen, the screen, the seed, seconds, device and worker.
+1. *LR screen*: for each peak LR of ``screen_lrs_a`` then ``screen_lrs_b`` (together the paper's grid
+   10, 1e-2, 1e-5, 1, 1e-1, 1e-3, 1e-4) train a fresh model for ``screen_epochs`` (4) x the task's
+   screening steps per epoch.  Two rules, chosen by ``screen``:
+
+   * ``relative`` (the default; no assumption about the task): an LR's score is its *progress*, the
+     share of the untrained model's loss it removed, ``1 - best epoch train loss / initial loss``.
+     A run stops as diverged when the loss is NaN/inf or an epoch's train loss exceeds
+     ``diverge_factor`` x the initial loss.  The candidate is ``screened_out`` only when no LR made
+     ``min_progress`` of progress (it does no better than the untrained model: chance).
+   * ``paper`` (the authors' protocol, tuned to their CIFAR-10 surrogate): an LR's score is its best
+     epoch train accuracy; a run stops at the end of an epoch of index >= ``screen_early_stop_epoch``
+     (2) whose accuracy is below ``screen_early_stop_acc`` (0.25); ``screened_out`` if every score of
+     ``screen_lrs_a`` is below ``stage_a_threshold`` (0.25), or the best of all is below
+     ``threshold`` (0.40).
+
+2. *LR choice*: the argmax of the scores in screening order; ties go to the earliest.
+3. *Full run*: ``epochs`` (the task's) x the task's steps per epoch, validating after every epoch.
+   Its early stop (not a failure: the run simply scores its best epoch so far) is, under ``relative``,
+   a train loss above ``diverge_factor`` x the initial loss, and under ``paper`` an epoch of index >=
+   ``full_early_stop_epoch`` (4) whose train accuracy is below ``full_early_stop_acc`` (0.40).
+4. *Fitness*: the best validation score over the epochs (the task's metric: accuracy, 1/perplexity
+   or -ln(loss)).  The result also records the final epoch's score, the final train loss, the curve,
+   the LR chosen, the screen, the seed, seconds, device and worker.
 
 Every run (each screening LR and the full run) uses an optimizer built for the full run's horizon
 ``T = epochs x steps_per_epoch`` and warm-up ``W``, so, as in the paper, screening runs see only (part
@@ -41,6 +48,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import logging
+import math
 import os
 import re
 import socket
@@ -60,9 +68,16 @@ from .training import TrainingTimeout, train
 log = logging.getLogger(__name__)
 
 
+SCREENS = ("relative", "paper")
+
+
 @dataclass
 class ProtocolConfig:
-    """Every number of the protocol (module docstring); defaults are the paper's (paper-spec §5.4.3)."""
+    """Every number of the protocol (module docstring).  The LR grid and the ``paper`` screen's
+    thresholds are the paper's; ``screen`` defaults to the task-agnostic ``relative`` rule."""
+    screen: str = "relative"             # relative | paper (module docstring)
+    diverge_factor: float = 3.0          # relative: a train loss above this x the initial loss diverges
+    min_progress: float = 0.05           # relative: screened out unless some LR removes this share of the loss
     screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
     screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
     screen_epochs: int = 4
@@ -95,6 +110,12 @@ class ProtocolConfig:
             raise ValueError(f"screen_epochs must be >= 1, got {self.screen_epochs}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1 or None, got {self.epochs}")
+        if self.screen not in SCREENS:
+            raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {self.screen!r}")
+        if not self.diverge_factor > 1:
+            raise ValueError(f"diverge_factor must be > 1, got {self.diverge_factor}")
+        if not 0 <= self.min_progress < 1:
+            raise ValueError(f"min_progress must be in [0, 1), got {self.min_progress}")
 
     def for_task(self, task: Task) -> "ProtocolConfig":
         """This config with the task's ``protocol_overrides`` applied (unless turned off)."""
@@ -372,8 +393,7 @@ def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: tor
 
 
 def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
-             budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_epoch: int,
-             early_acc: float, validate: bool):
+             budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_stop, validate: bool):
     """Train a fresh model once; returns the TrainOutcome and the model."""
     torch.manual_seed(seed)
     if data.generator is not None:
@@ -388,19 +408,72 @@ def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config
     except Exception as exc:  # noqa: BLE001
         raise _Failure("error", f"building optimizer {spec.name!r}: {type(exc).__name__}: {exc}") from None
 
-    def early_stop(epoch: int, record: dict) -> bool:
-        return epoch >= early_epoch and record["train_acc"] < early_acc
-
     try:
         outcome = train(model, opt, data.train, epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler=sched,
                         val_data=data.val if validate else None, loss_fn=task.loss, accuracy_fn=task.accuracy,
                         metric=task.metric, device=device, early_stop=early_stop, deadline=deadline,
                         check_every=config.nan_check_every)
+
     except TrainingTimeout as exc:
         raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
     except Exception as exc:  # noqa: BLE001
         raise _error(task, f"training (lr={lr:g})", exc) from None
     return outcome, model
+
+
+class _AccuracyStop:
+    """The paper's early stop: at the end of an epoch of index >= ``epoch``, train accuracy < ``acc``."""
+
+    def __init__(self, epoch: int, acc: float):
+        self.epoch, self.acc = epoch, acc
+
+    def __call__(self, epoch: int, record: dict) -> bool:
+        return epoch >= self.epoch and record["train_acc"] < self.acc
+
+
+class _BlowUpStop:
+    """The relative early stop: an epoch's train loss above ``factor`` x the untrained model's loss."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+        self.fired = False
+
+    def __call__(self, epoch: int, record: dict) -> bool:
+        initial = record.get("initial_loss")
+        if initial is None or not math.isfinite(initial) or initial <= 0:
+            return False
+        self.fired = record["train_loss"] > self.factor * initial
+        return self.fired
+
+
+def progress(outcome, untrained: float) -> float:
+    """Share of the untrained model's loss that the best epoch removed: ``1 - best / untrained``
+    (0 when the loss never fell; negative when it rose)."""
+    losses = [r["train_loss"] for r in outcome.curve if math.isfinite(r.get("train_loss", math.nan))]
+    if not losses or not math.isfinite(untrained) or untrained <= 0:
+        return 0.0
+    return 1.0 - min(losses) / untrained
+
+
+@torch.no_grad()
+def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
+    """Mean training loss of the untrained model over the first ``steps`` batches: the same model
+    and batches every screening run starts from (forward passes only, in training mode)."""
+    torch.manual_seed(seed)
+    if data.generator is not None:
+        data.generator.manual_seed(seed)
+    model = task.build_model(data.num_classes).to(device)
+    model.train()
+    total, n, batches = 0.0, 0, iter(data.train)
+    for _ in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(data.train)
+            x, y = next(batches)
+        total += float(task.loss(model(x.to(device)), y.to(device)))
+        n += 1
+    return total / max(n, 1)
 
 
 def choose_lr(scores: list[float]) -> int:
@@ -410,45 +483,65 @@ def choose_lr(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
+def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
+            screen: list) -> float:
+    """Run the LR screen (module docstring) into ``screen``; return the chosen LR or raise _Failure."""
+    paper = config.screen == "paper"
+    untrained = 0.0
+    if not paper:
+        try:
+            untrained = _untrained_loss(task, data, seed, budget.screen_steps_per_epoch, device)
+        except Exception as exc:  # noqa: BLE001
+            raise _error(task, "scoring the untrained model", exc) from None
+
+    def screen_lrs(lrs: Iterable[float]):
+        for value in lrs:
+            stop = (_AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
+                    else _BlowUpStop(config.diverge_factor))
+            outcome, _ = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
+                                  epochs=budget.screen_epochs, steps_per_epoch=budget.screen_steps_per_epoch,
+                                  early_stop=stop, validate=False)
+            diverged = outcome.diverged or (not paper and stop.fired)
+            # a diverged run scores below any run that did not (progress >= 1 - diverge_factor)
+            score = outcome.best_train_acc if paper else (-config.diverge_factor if diverged else progress(outcome, untrained))
+            entry = {"lr": value, "score": score, "epochs": len(outcome.curve), "diverged": diverged,
+                     "stopped_early": outcome.stopped_early}
+            if outcome.diverged:
+                entry["divergence"] = outcome.divergence
+            elif diverged:
+                entry["divergence"] = f"train loss above {config.diverge_factor:g}x the initial loss"
+            screen.append(entry)
+
+    def fail(stage: str, thr: float):
+        scores = [e["score"] for e in screen]
+        if all(e["diverged"] for e in screen):
+            raise _Failure("diverged", f"every screening run diverged ({screen[0].get('divergence', '')} "
+                                       f"at lr={screen[0]['lr']:g}, ...)")
+        what = "train accuracy" if paper else "progress (share of the initial loss removed)"
+        raise _Failure("screened_out", f"LR screen{stage}: best {what} {max(scores):.3f} < {thr}")
+
+    screen_lrs(config.screen_lrs_a)
+    if paper and max(e["score"] for e in screen) < config.stage_a_threshold:
+        fail(" A", config.stage_a_threshold)
+    screen_lrs(config.screen_lrs_b)
+    scores = [e["score"] for e in screen]
+    if paper and max(scores) < config.threshold:
+        fail(" A+B", config.threshold)
+    if not paper and max(scores) < config.min_progress:
+        fail("", config.min_progress)
+    return screen[choose_lr(scores)]["lr"]
+
+
 def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
                   result: EvalResult):
-    screen = result.screen
-    if config.lr is not None:
-        lr = float(config.lr)
-    else:
-        def screen_lrs(lrs: Iterable[float]):
-            for value in lrs:
-                outcome, _ = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
-                                      epochs=budget.screen_epochs, steps_per_epoch=budget.screen_steps_per_epoch,
-                                      early_epoch=config.screen_early_stop_epoch,
-                                      early_acc=config.screen_early_stop_acc, validate=False)
-                entry = {"lr": value, "score": outcome.best_train_acc, "epochs": len(outcome.curve),
-                         "diverged": outcome.diverged, "stopped_early": outcome.stopped_early}
-                if outcome.diverged:
-                    entry["divergence"] = outcome.divergence
-                screen.append(entry)
-
-        screen_lrs(config.screen_lrs_a)
-        scores = [e["score"] for e in screen]
-
-        def fail(stage: str, thr: float):
-            if all(e["diverged"] for e in screen):
-                raise _Failure("diverged", f"every screening run diverged ({screen[0].get('divergence', '')} "
-                                           f"at lr={screen[0]['lr']:g}, ...)")
-            raise _Failure("screened_out", f"LR screen {stage}: best train accuracy {max(scores):.3f} < {thr}")
-
-        if max(scores) < config.stage_a_threshold:
-            fail("A", config.stage_a_threshold)
-        screen_lrs(config.screen_lrs_b)
-        scores = [e["score"] for e in screen]
-        if max(scores) < config.threshold:
-            fail("A+B", config.threshold)
-        lr = screen[choose_lr(scores)]["lr"]
+    lr = float(config.lr) if config.lr is not None else _screen(spec, task, data, seed, config, budget, device,
+                                                                deadline, result.screen)
     result.lr = lr
 
+    stop = (_AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
+            else _BlowUpStop(config.diverge_factor))
     outcome, model = _one_run(spec, task, data, seed, lr, config, budget, device, deadline,
-                              epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch,
-                              early_epoch=config.full_early_stop_epoch, early_acc=config.full_early_stop_acc,
+                              epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch, early_stop=stop,
                               validate=True)
     result.curve = outcome.curve
     result.steps = outcome.steps

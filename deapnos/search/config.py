@@ -38,9 +38,11 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the field."""
 
 
-def _f(default, doc: str, choices=None, minimum=None, maximum=None, item_choices=None):
-    """A dataclass field with its documentation and constraints in the metadata."""
-    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum, "item_choices": item_choices}
+def _f(default, doc: str, choices=None, minimum=None, maximum=None, item_choices=None, names=False):
+    """A dataclass field with its documentation and constraints in the metadata.  ``names``: a name
+    or a non-empty list of names (``search.task = "a"`` or ``["a", "b"]``)."""
+    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum, "item_choices": item_choices,
+            "names": names}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -76,10 +78,11 @@ class SearchConfig:
     init_factor: int = _f(10, "initial population = init_factor x particles random genomes (paper 10 -> 500)",
                           minimum=1)
     attempts: int = _f(4, "evaluation attempts per mutant slot: a failed mutant is redrawn (paper 4)", minimum=1)
-    init_task: str = _f("cifar10-convnet", "surrogate task of the initial population (paper: ConvNet base 32, "
-                        "8000 steps)")
-    task: str = _f("cifar10-convnet48", "surrogate task of the evolution (paper: ConvNet base 48, augmented, "
-                   "16000 steps)")
+    init_task: str = _f("cifar10-convnet", "surrogate task(s) of the initial population (paper: ConvNet base 32, "
+                        "8000 steps); a name or a list of names", names=True)
+    task: str = _f("cifar10-convnet48", "surrogate task(s) of the evolution (paper: ConvNet base 48, augmented, "
+                   "16000 steps); a name or a list: a candidate's fitness aggregates its scores on every "
+                   "one ([fitness])", names=True)
     eval_seed: int = _f(0, "seed of every search evaluation (common random numbers: model init, data order)",
                         minimum=0)
     reevaluate_particles: bool = _f(True, "re-evaluate each particle on the search task before its first "
@@ -100,6 +103,45 @@ class SearchConfig:
     reeval_seeds: list = _f([1, 2], "extra evaluation seeds of the re-evaluation")
     max_tries: int = _f(200, "mutation/sampling draws per candidate before giving up (integrity failures, "
                         "duplicates and no-op mutations are redrawn)", minimum=1)
+
+    @property
+    def tasks(self) -> list[str]:
+        """``task`` as a list of names."""
+        return as_names(self.task)
+
+    @property
+    def init_tasks(self) -> list[str]:
+        """``init_task`` as a list of names."""
+        return as_names(self.init_task)
+
+
+def as_names(value) -> list[str]:
+    """A name or a list of names, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclass
+class FitnessConfig:
+    """What a candidate's fitness is (docs/evaluation.md, "How a fitness is computed")."""
+    relative: bool = _f(True, "score each task relative to the reference optimizer tuned by the same protocol "
+                        "on the same task and seed (true), or use the task's raw score (false: the paper)")
+    reference: str = _f("adam", "the reference optimizer: a zoo name (evaluated once per task and seed, then "
+                        "reused)")
+    aggregate: str = _f("mean", "how the per-task scores of a candidate combine: mean, median or worst "
+                        "(the minimum)", choices=("mean", "median", "worst"))
+    floor: float = _f(-0.9, "relative scores below this are raised to it, so that every trained candidate "
+                      "ranks above a failed one (-1)", minimum=-1.0, maximum=0.0)
+
+
+@dataclass
+class ValidationConfig:
+    """Held-out validation of the winners on tasks never used for selection."""
+    enabled: bool = _f(True, "validate the winners on held-out tasks after the search")
+    tasks: list = _f([], "held-out tasks; [] = every installed suite task that the search and the "
+                     "elimination did not use")
+    seeds: list = _f([0, 1, 2], "seeds of every held-out evaluation (at least 3 for a 95% interval)")
+    candidates: int = _f(2, "winners validated: the top of the leaderboard (or of the hall of fame)",
+                         minimum=1)
 
 
 @dataclass
@@ -186,7 +228,9 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     protocol: dict = field(default_factory=dict)
     tasks: dict = field(default_factory=dict)
+    fitness: FitnessConfig = field(default_factory=FitnessConfig)
     elimination: EliminationConfig = field(default_factory=EliminationConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""    # where it was read from (not a TOML field)
 
@@ -206,7 +250,8 @@ class Config:
 
 
 SECTIONS = {"run": RunConfig, "search": SearchConfig, "init": InitConfig, "mutation": MutationConfig,
-            "cache": CacheConfig, "elimination": EliminationConfig, "report": ReportConfig}
+            "cache": CacheConfig, "fitness": FitnessConfig, "elimination": EliminationConfig,
+            "validation": ValidationConfig, "report": ReportConfig}
 # checked when the run starts: [protocol] against ProtocolConfig, [tasks.NAME] against Task fields
 FREE_SECTIONS = ("protocol", "tasks")
 TASK_OVERRIDE_FIELDS = ("data_path", "epochs", "steps_per_epoch", "screen_steps_per_epoch", "batch_size",
@@ -222,8 +267,21 @@ def _type_name(t) -> str:
             list: "a list", dict: "a table"}.get(t, str(t))
 
 
+def _names(path: str, value):
+    """A name or a non-empty list of distinct names."""
+    if isinstance(value, str) and value:
+        return value
+    if (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
+            and len(set(value)) == len(value)):
+        return list(value)
+    raise ConfigError(f"config field {path} = {value!r}: expected a task name or a non-empty list of "
+                      "distinct names")
+
+
 def _coerce(path: str, value, f: dataclasses.Field):
     """Check one value against its field; return it (ints become floats where a float is asked)."""
+    if f.metadata.get("names"):
+        return _names(path, value)
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     want = type(default)
     meta = f.metadata
@@ -297,6 +355,7 @@ def validate(data: dict, source: str = "") -> Config:
             raise ConfigError(f"config field elimination.rungs[{i}].seeds: a non-empty list of integers >= 0")
     cfg.elimination.rungs = rungs
     _check_lists(cfg)
+    _check_run_name(cfg)
     return cfg
 
 
@@ -307,6 +366,12 @@ def _check_lists(cfg: Config):
                           "(allowed: none, mom, nest, nesterov)")
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s.reeval_seeds):
         raise ConfigError(f"config field search.reeval_seeds = {s.reeval_seeds!r}: a list of integers >= 0")
+    v = cfg.validation
+    if not v.seeds or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v.seeds) \
+            or len(set(v.seeds)) != len(v.seeds):
+        raise ConfigError(f"config field validation.seeds = {v.seeds!r}: a non-empty list of distinct integers >= 0")
+    if not all(isinstance(x, str) and x for x in v.tasks):
+        raise ConfigError(f"config field validation.tasks = {v.tasks!r}: a list of task names")
     if s.reeval_top and s.eval_seed in s.reeval_seeds:
         raise ConfigError(f"config field search.reeval_seeds: must not contain search.eval_seed={s.eval_seed}")
     for name in ("plugins",):
@@ -462,3 +527,66 @@ def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
             rows.append((f.name, default, f.metadata.get("doc", "")))
         out[name] = rows
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# run names and the config fingerprint of a checkpoint
+# ----------------------------------------------------------------------------------------------
+
+RUN_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}"
+# fields a resumed run may change (``deapnos run --resume RUN_DIR --workers 4 run.backend=pool``):
+# where and how the same search runs, not what it computes
+RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.report",
+                      "run.data_dir")
+# besides those, fields the fingerprint ignores: they never change the search's records
+FINGERPRINT_IGNORES = RESUME_OVERRIDABLE + ("run.name", "run.output_dir", "report.top", "report.plots")
+
+
+def _check_run_name(cfg: Config) -> None:
+    import re
+    name = cfg.run.name
+    if not re.fullmatch(RUN_NAME_PATTERN, name):
+        raise ConfigError(f"config field run.name = {name!r}: a run name is a plain name (letters, digits, '_' "
+                          f"and '-', at most 64, no '/' or '.'), so the run folder stays inside run.output_dir; "
+                          f"e.g. run.name=\"my-search\"")
+
+
+def _flatten(data, prefix: str, out: dict) -> dict:
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(value, path + ".", out)     # an empty table adds nothing
+        else:
+            out[path] = value
+    return out
+
+
+def config_fingerprint(cfg: Config) -> dict:
+    """What a checkpoint keeps of the config it was written under: every field that changes the
+    search (``section.field`` -> value; not :data:`FINGERPRINT_IGNORES`) and their SHA-256."""
+    import hashlib
+    import json
+    fields_ = {k: v for k, v in sorted(_flatten(cfg.to_dict(), "", {}).items()) if k not in FINGERPRINT_IGNORES}
+    text = json.dumps(fields_, sort_keys=True, separators=(",", ":"), default=str)
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "fields": json.loads(text)}
+
+
+def fingerprint_differences(saved: dict, cfg: Config) -> list[str]:
+    """The fields in which ``cfg`` differs from a saved :func:`config_fingerprint`, as
+    ``"field: saved -> now"`` texts ([] when the same)."""
+    import json
+    now = config_fingerprint(cfg)
+    if isinstance(saved, dict) and saved.get("sha256") == now["sha256"]:
+        return []
+    old = saved.get("fields") if isinstance(saved, dict) else None
+    if not isinstance(old, dict):
+        return ["the checkpoint's config fingerprint is unreadable"]
+    out = []
+    for key in sorted(set(old) | set(now["fields"])):
+        if key in FINGERPRINT_IGNORES:
+            continue
+        a, b = old.get(key, "<absent>"), now["fields"].get(key, "<absent>")
+        if a != b:
+            out.append(f"{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out or ["the checkpoint's config fingerprint does not match"]
+

@@ -9,10 +9,12 @@ tasks and compared with Adam and friends.  Here:
   under the same protocol, all in one map;
 * candidates are ranked by their mean score over the seeds (failures score -1); the top ``keep``
   fraction (at least ``min_keep``) climbs to the next rung;
-* the last rung is the leaderboard: survivors and baselines by mean score, with the difference to the
-  first baseline (the reference, normally Adam).
+* the last rung is the leaderboard: survivors and baselines by mean score, with the paired difference
+  to the first baseline (the reference, normally Adam) per seed as mean ± 95% interval, and a verdict
+  (better / tie / worse) that says "better" only when the interval excludes zero
+  (:mod:`deapnos.evaluate.stats`).
 
-Without configured rungs the ladder is one rung on the search task with the search seeds.
+Without configured rungs the ladder is one rung per search task with the search seeds.
 Every rung is checkpointed; a resumed run continues at the first unfinished rung.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 
+from ..evaluate.stats import paired_difference
 from .evaluator import EvalRequest, score_of
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,19 @@ def _stats(scores: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in scores) / len(scores))
 
 
+def _versus(row: dict, ref: dict | None) -> dict:
+    """The paired difference to the reference over the seeds (failures score -1) and its verdict."""
+    if ref is None or row is ref:
+        return {"vs_reference_ci": None, "verdict": "reference" if row is ref else None}
+    diff = paired_difference(row["scores"], ref["scores"])
+    if diff is None:
+        return {"vs_reference_ci": None, "verdict": None}
+    return {"vs_reference_ci": diff.to_dict(), "verdict": diff.verdict()}
+
+
 def default_rungs(cfg) -> list[dict]:
     seeds = [cfg.search.eval_seed] + ([s for s in cfg.search.reeval_seeds] if cfg.search.reeval_top else [])
-    return [{"task": cfg.search.task, "seeds": seeds, "keep": 1.0}]
+    return [{"task": task, "seeds": seeds, "keep": 1.0} for task in cfg.search.tasks]
 
 
 def entrants(search) -> tuple[list[dict], list[dict]]:
@@ -85,7 +98,8 @@ def run_elimination(search) -> dict:
             per[label]["scores"][str(seed)] = score_of(rec)
             per[label]["results"][str(seed)] = {k: rec.get(k) for k in ("status", "fitness", "final_accuracy", "lr",
                                                                           "seconds", "message", "curve", "test_accuracy")}
-            if rung["task"] == cfg.search.task and not rec.get("baseline"):
+            # the hall of fame holds search fitness: a raw score only when that is what the search uses
+            if not cfg.fitness.relative and cfg.search.tasks == [rung["task"]] and not rec.get("baseline"):
                 search.state.hof.add(rec)
         rows = []
         for e in entries:
@@ -108,7 +122,7 @@ def run_elimination(search) -> dict:
     st["leaderboard"] = [{"rank": i + 1, "label": row["label"], "genome": row["genome"], "baseline": row["baseline"],
                           "mean": row["mean"], "std": row["std"], "n": len(row["scores"]),
                           "vs_reference": (row["mean"] - ref["mean"]) if ref else None,
-                          "reference": ref["label"] if ref else None, "task": last.get("task")}
+                          **_versus(row, ref), "reference": ref["label"] if ref else None, "task": last.get("task")}
                          for i, row in enumerate(board)]
     search.store.write_json("elimination.json", st)
     return st

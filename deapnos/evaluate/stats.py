@@ -1,0 +1,84 @@
+"""Confidence intervals over seeds and the better / tie / worse verdict.
+
+One rule everywhere (``deapnos evaluate``, the elimination leaderboard, held-out validation): a
+difference against the reference is a *paired* difference per seed (same seed, same initial weights
+and data order), summarised as mean ± the half-width of a two-sided 95% Student-t interval.  A
+candidate is ``better`` only when the whole interval lies above zero, ``worse`` when it lies below,
+and ``tie`` otherwise -- including when there is a single seed, whose interval is unbounded.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+# two-sided 95% quantiles of Student's t, by degrees of freedom (1..30); 1.96 beyond
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+
+def t95(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (``inf`` for df < 1)."""
+    if df < 1:
+        return math.inf
+    return _T95[df - 1] if df <= len(_T95) else 1.96
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of ``n`` values with the half-width of its 95% interval (``inf`` when n < 2)."""
+    mean: float
+    half_width: float
+    n: int
+    std: float          # sample standard deviation (n - 1); 0 for n < 2
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    def verdict(self) -> str:
+        """``better`` / ``worse`` when the interval excludes zero, else ``tie``."""
+        if self.n >= 2 and self.low > 0:
+            return "better"
+        if self.n >= 2 and self.high < 0:
+            return "worse"
+        return "tie"
+
+    def text(self, digits: int = 4, signed: bool = False) -> str:
+        """``mean ± half-width`` (``+`` shown on differences when ``signed``)."""
+        mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
+        return f"{mean} (1 seed)" if self.n < 2 else f"{mean} ± {self.half_width:.{digits}f}"
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "ci95": self.half_width if math.isfinite(self.half_width) else None,
+                "low": self.low if math.isfinite(self.half_width) else None,
+                "high": self.high if math.isfinite(self.half_width) else None,
+                "n": self.n, "std": self.std}
+
+
+def interval(values) -> Interval:
+    """Mean ± 95% t-interval of ``values`` (a non-empty sequence of numbers)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("an interval needs at least one value")
+    mean = statistics.fmean(vals)
+    if len(vals) < 2:
+        return Interval(mean, math.inf, 1, 0.0)
+    std = statistics.stdev(vals)
+    return Interval(mean, t95(len(vals) - 1) * std / math.sqrt(len(vals)), len(vals), std)
+
+
+def paired_difference(candidate: dict, reference: dict) -> Interval | None:
+    """The interval of ``candidate[seed] - reference[seed]`` over the seeds both have (None if none)."""
+    seeds = [s for s in candidate if s in reference]
+    if not seeds:
+        return None
+    return interval([candidate[s] - reference[s] for s in seeds])
+
+
+__all__ = ["Interval", "interval", "paired_difference", "t95"]

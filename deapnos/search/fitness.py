@@ -1,0 +1,85 @@
+"""A candidate's fitness over several tasks, relative to a tuned reference optimizer.
+
+The search evaluates a candidate on every task of ``search.task`` with one seed; each evaluation is
+an ordinary record of the evaluation log (an absolute score: the task's best validation score).  This
+module turns those records into one number (docs/evaluation.md, "How a fitness is computed"):
+
+* with ``fitness.relative`` (the default), a task's score is the candidate's minus the reference's
+  (``fitness.reference``, Adam) on the same task and seed, under the same protocol: for a ``log_loss``
+  task that is the log of the ratio of their validation losses, for an accuracy task the difference
+  of accuracies.  0 means "as good as the tuned reference".  Scores below ``fitness.floor`` are
+  raised to it, so any trained candidate ranks above a failed one;
+* the tasks' scores combine by ``fitness.aggregate``: mean, median or worst (the minimum);
+* a candidate that fails on any task (screened out, diverged, error, ...) fails: it scores -1, the
+  paper's FAILED, below every trained candidate.
+"""
+from __future__ import annotations
+
+import statistics
+
+FAILED = -1.0
+
+
+def aggregate(values: list[float], how: str) -> float:
+    """Combine per-task scores: ``mean``, ``median`` or ``worst``."""
+    if not values:
+        raise ValueError("nothing to aggregate")
+    if how == "mean":
+        return statistics.fmean(values)
+    if how == "median":
+        return statistics.median(values)
+    if how == "worst":
+        return min(values)
+    raise ValueError(f"unknown aggregate {how!r} (mean, median, worst)")
+
+
+def task_score(record: dict, reference: dict | None, floor: float) -> float | None:
+    """The score of one task's record: raw, or relative to ``reference`` (both result dicts);
+    None when the record failed."""
+    if record.get("status") != "ok" or record.get("fitness") is None:
+        return None
+    if reference is None:
+        return float(record["fitness"])
+    return max(float(record["fitness"]) - float(reference["fitness"]), floor)
+
+
+def combine(records: list[dict], references: list[dict | None], cfg) -> dict:
+    """One candidate's record from its per-task records (same genome, same seed, one per task).
+
+    ``references``: the reference's result for each record's (task, seed), or Nones when fitness is
+    not relative.  The combined record keeps the first record's identity (genome, rep, seed, kind,
+    particle, ...), ``status`` (``ok`` or the first failure), ``fitness`` and ``tasks`` (per task:
+    status, raw fitness, score, reference fitness).
+    """
+    first = records[0]
+    out = {k: first.get(k) for k in ("genome", "rep", "seed", "kind", "particle", "timestep", "slot", "attempt",
+                                     "operator", "label", "key", "flip")}
+    per, scores, failure = {}, [], None
+    for rec, ref in zip(records, references):
+        score = task_score(rec, ref, cfg.fitness.floor)
+        per[rec["task"]] = {"status": rec.get("status"), "fitness": rec.get("fitness"), "score": score,
+                            "reference": None if ref is None else ref.get("fitness"), "lr": rec.get("lr")}
+        if score is None:
+            failure = failure or rec
+        else:
+            scores.append(score)
+    out["tasks"] = per
+    out["task"] = "+".join(per)
+    if failure is not None:
+        out.update(status=failure.get("status"), fitness=None,
+                   message=f"{failure['task']}: {failure.get('message', '')}".strip())
+    else:
+        out.update(status="ok", fitness=aggregate(scores, cfg.fitness.aggregate), message="")
+    return out
+
+
+def validation_tasks(cfg, installed: dict) -> list[str]:
+    """The held-out tasks: ``validation.tasks``, or every installed suite task that neither the search
+    nor the elimination uses."""
+    if cfg.validation.tasks:
+        return list(cfg.validation.tasks)
+    used = set(cfg.search.init_tasks) | set(cfg.search.tasks) | {r.task for r in cfg.elimination.rungs}
+    return sorted(n for n, t in installed.items() if getattr(t, "suite", False) and n not in used)
+
+
+__all__ = ["FAILED", "aggregate", "task_score", "combine", "validation_tasks"]
