@@ -77,7 +77,7 @@ class ProtocolConfig:
     thresholds are the paper's; ``screen`` defaults to the task-agnostic ``relative`` rule."""
     screen: str = "relative"             # relative | paper (module docstring)
     diverge_factor: float = 3.0          # relative: a train loss above this x the initial loss diverges
-    min_progress: float = 0.05           # relative: screened out unless some LR removes this share of the loss
+    min_progress: float = 0.02           # relative: screened out unless some LR removes this share of the loss
     screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
     screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
     screen_epochs: int = 4
@@ -462,7 +462,10 @@ def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
     torch.manual_seed(seed)
     if data.generator is not None:
         data.generator.manual_seed(seed)
-    model = task.build_model(data.num_classes).to(device)
+    try:
+        model = task.build_model(data.num_classes).to(device)
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, "building the model", exc) from None
     model.train()
     total, n, batches = 0.0, 0, iter(data.train)
     for _ in range(steps):
@@ -491,6 +494,8 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
     if not paper:
         try:
             untrained = _untrained_loss(task, data, seed, budget.screen_steps_per_epoch, device)
+        except _Failure:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise _error(task, "scoring the untrained model", exc) from None
 
