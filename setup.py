@@ -29,6 +29,10 @@ setup(
         "deapnos": [
             "sphere = deapnos_plugins.sphere",
             "digits = deapnos_plugins.digits",
+            "digits_hard = deapnos_plugins.digits_hard",
+            "stdlib_lm = deapnos_plugins.stdlib_lm",
+            "ill_conditioned = deapnos_plugins.ill_conditioned",
+            "tabular = deapnos_plugins.tabular",
             "cifar10 = deapnos_plugins.cifar10",
             "vision_tasks = deapnos_plugins.vision_tasks",
             "ptb = deapnos_plugins.ptb",

@@ -5,8 +5,10 @@
 * the run: config, algorithm, wall time, evaluations by status, integrity and duplicate rejections,
   cache hits, evaluation seconds and the share spent on candidates that failed (screened out,
   diverged, error, timeout) or were never chosen;
-* the leaderboard of the last elimination rung against the baselines (mean over seeds, difference
-  to the reference baseline, normally Adam);
+* the leaderboard of the last elimination rung against the baselines (mean over seeds, paired
+  difference to the reference baseline, normally Adam, with its 95% interval and verdict);
+* the held-out validation: each winner against the tuned reference on tasks the search never used
+  (:mod:`deapnos.search.validation`), "better" only when the interval excludes zero;
 * each winner's equation (text and LaTeX), its genome text and JSON, and a standalone ``.py``
   module (:func:`deapnos.optim.export.export_source`; only torch needed) under ``winners/``;
 * plots (matplotlib, Agg) under ``plots/``: fitness per timestep for every particle, the winners'
@@ -24,7 +26,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .search.store import ELIMINATION, HALL_OF_FAME, RunStore
+from .search.store import (CONFIG, ELIMINATION, HALL_OF_FAME, RunStore, StoreError, atomic_write_text,
+                           is_plain_name)
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,25 @@ FAILED = ("screened_out", "diverged", "error", "timeout")
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (deapnos run)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+    parser.add_argument("--load-plugins", action="store_true",
+                        help="import the installed plugins and the modules the run folder's config names "
+                             "(run.plugins), to render genomes with plugin primitives and the tasks' exact "
+                             "schedules. Off by default: a run folder may come from anyone, and importing a "
+                             "module it names runs that module's code")
 
 
 def run_command(args) -> int:
+    from .search.config import ConfigError
     try:
-        path = write_report(args.run_dir, plots=not args.no_plots)
-    except FileNotFoundError as exc:
+        path = write_report(args.run_dir, plots=not args.no_plots, load_plugins=args.load_plugins)
+    except (FileNotFoundError, StoreError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        log.debug("report failed", exc_info=True)
+        print(f"error: {args.run_dir}: a JSON file of the run folder holds content deapnos did not write "
+              f"({type(exc).__name__}: {exc}); restore the folder's JSON files from a copy (-v shows where)",
+              file=sys.stderr)
         return 2
     print(path)
     return 0
@@ -108,7 +123,7 @@ def plot_particles(particles: list[dict], path: Path) -> bool:
     restarts: dict[int, list] = {}
     for row in particles:
         f = row.get("fitness")
-        y = f if (f is not None and f >= 0) else math.nan
+        y = f if (f is not None and f > -1) else math.nan      # -1: a failure (relative scores may be < 0)
         by.setdefault(row["particle"], []).append((row["timestep"], y))
         if row.get("restarted"):
             restarts.setdefault(row["particle"], []).append((row["timestep"], y))
@@ -130,8 +145,11 @@ def plot_particles(particles: list[dict], path: Path) -> bool:
             color = line.get_color()
     for pi, pts in restarts.items():
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="x", color="k", zorder=3)
+    best = running_best(particles)
+    if best:
+        ax.plot([t for t, _ in best], [y for _, y in best], color="k", lw=2.2, alpha=0.75, label="best so far")
     ax.set_xlabel("timestep (0 = initial particle)")
-    ax.set_ylabel("fitness of the particle (search task)")
+    ax.set_ylabel("fitness (search tasks; relative: 0 = the reference)")
     ax.set_title("particles: fitness per timestep (x: aged out, restarted)")
     if len(by) <= 12:
         ax.legend(fontsize=7, ncol=2)
@@ -140,6 +158,19 @@ def plot_particles(particles: list[dict], path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def running_best(particles: list[dict]) -> list[tuple[int, float]]:
+    """(timestep, best particle fitness seen up to it) for every timestep of the particle log."""
+    out, best = [], -math.inf
+    for t in sorted({row["timestep"] for row in particles}):
+        for row in particles:
+            f = row.get("fitness")
+            if row["timestep"] == t and f is not None and f > -1:
+                best = max(best, f)
+        if best > -math.inf:
+            out.append((t, best))
+    return out
 
 
 def _budget(cfg: dict, task_name: str):
@@ -227,40 +258,116 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _output_folder(folder: Path) -> Path:
+    """A folder of the run the report writes into (``winners/``, ``plots/``): a real folder, never a
+    link; links planted inside it are removed, so that no write lands outside the run folder."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise StoreError(f"{folder} must be a folder of the run, not a link or a file: remove it (the report "
+                         f"writes it anew)")
+    folder.mkdir(exist_ok=True)
+    for p in folder.iterdir():
+        if p.is_symlink():
+            p.unlink()
+    return folder
+
+
 def export_winner(row: dict, folder: Path) -> tuple[str | None, str]:
     """Write ``winners/<label>.json`` and, when possible, ``winners/<label>.py``; returns
-    (python file name or None, note)."""
+    (python file name or None, note).  The label must be a plain name (it becomes a file name)."""
     from .space.genome import Genome
-    folder.mkdir(parents=True, exist_ok=True)
+    label = row["label"]
+    if not is_plain_name(label):
+        raise StoreError(f"label {label!r} is not a plain name (letters, digits and '_'); a label names files "
+                         f"under winners/, so the report refuses it")
+    _output_folder(folder)
     g = Genome.parse(row["genome"])
-    g.save(folder / f"{row['label']}.json", name=row["label"])
+    atomic_write_text(folder / f"{label}.json", g.to_json(name=label) + "\n")
     try:
         from .optim.export import export_source
     except ImportError:
         return None, "deapnos.optim.export is not available: no standalone module written"
     try:
-        src = export_source(g, name=f"Evolved{row['label'].capitalize()}")
+        src = export_source(g, name=f"Evolved{label.capitalize()}")
     except Exception as exc:   # noqa: BLE001 - e.g. a plugin op without source
         return None, f"export failed: {type(exc).__name__}: {exc}"
-    (folder / f"{row['label']}.py").write_text(src, encoding="utf-8")
-    return f"{row['label']}.py", ""
+    atomic_write_text(folder / f"{label}.py", src)
+    return f"{label}.py", ""
 
 
-def write_report(run_dir, plots: bool = True) -> Path:
-    """Write ``report.md`` (and plots, winners) for a run folder; returns its path."""
+def _check_inputs(run_dir: Path, cfg: dict, hof, elim: dict, summary: dict) -> None:
+    """The run files' shapes the report relies on, and every label a plain name; a file that fails
+    raises :class:`StoreError` naming it, the entry and the field."""
+    def bad(name, what):
+        raise StoreError(f"{run_dir / name}: {what}; deapnos did not write this: restore the file from a copy "
+                         f"of the run folder")
+
+    def num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for section in ("run", "search", "report"):
+        if not isinstance(cfg.get(section, {}), dict):
+            bad(CONFIG, f"[{section}] is not a table")
+    if not isinstance(hof, list):
+        bad(HALL_OF_FAME, "not a JSON array")
+    for i, row in enumerate(hof):
+        if not (isinstance(row, dict) and isinstance(row.get("genome"), str) and num(row.get("mean"))
+                and num(row.get("std")) and "rank" in row and "n" in row):
+            bad(HALL_OF_FAME, f"entry {i} is not a hall-of-fame row (rank, mean, std, n, genome)")
+    board, rungs = elim.get("leaderboard") or [], elim.get("rungs") or []
+    if not isinstance(board, list) or not isinstance(rungs, list):
+        bad(ELIMINATION, "fields 'leaderboard' and 'rungs' must be arrays")
+    for i, row in enumerate(board):
+        if not isinstance(row, dict):
+            bad(ELIMINATION, f"leaderboard[{i}] is not an object")
+        if not is_plain_name(row.get("label")):
+            bad(ELIMINATION, f"leaderboard[{i}].label = {row.get('label')!r} is not a plain name (letters, digits "
+                             f"and '_'), and labels name files under winners/")
+        if not (isinstance(row.get("genome"), str) and num(row.get("mean")) and num(row.get("std"))
+                and "rank" in row and "n" in row):
+            bad(ELIMINATION, f"leaderboard[{i}] is not a leaderboard row (rank, label, mean, std, n, genome)")
+    for i, rung in enumerate(rungs):
+        if not (isinstance(rung, dict) and isinstance(rung.get("seeds"), list) and rung["seeds"]
+                and isinstance(rung.get("entries"), list) and isinstance(rung.get("survivors", []), list)):
+            bad(ELIMINATION, f"rungs[{i}] is not a rung (task, seeds, entries, survivors)")
+        for j, entry in enumerate(rung["entries"]):
+            if not isinstance(entry, dict) or not is_plain_name(entry.get("label")):
+                bad(ELIMINATION, f"rungs[{i}].entries[{j}].label is not a plain name (letters, digits and '_')")
+            if not isinstance(entry.get("results", {}), dict):
+                bad(ELIMINATION, f"rungs[{i}].entries[{j}].results is not an object")
+    if not isinstance(summary.get("cache", {}), dict):
+        bad("summary.json", "field 'cache' is not an object")
+
+
+def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Path:
+    """Write ``report.md`` (and plots, winners) for a run folder; returns its path.
+
+    Everything it writes stays inside the run folder: labels must be plain names, links in the
+    folder are refused or replaced, never written through.  It imports no plugin unless
+    ``load_plugins`` (the run's own ``deapnos run`` passes it: those plugins are already loaded);
+    without, genomes are read in the paper's space.  A damaged or malformed file raises
+    :class:`StoreError` naming it."""
+    from .search.config import read_toml
     run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").exists():
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder; give a run folder (deapnos run)")
+    if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
-    import tomllib
     store = RunStore(run_dir)
-    cfg = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-    _space_from(cfg)
+    store.check_files()
+    try:
+        cfg = read_toml(run_dir / CONFIG)
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{run_dir / CONFIG}: not valid TOML (not UTF-8 text at byte {exc.start}); restore it "
+                         f"from a copy of the run folder") from None
+    if load_plugins:
+        _space_from(cfg)
     records = store.read_log()
     particles = store.read_particles()
-    hof = store.read_json(HALL_OF_FAME, []) or []
-    elim = store.read_json(ELIMINATION, {}) or {}
-    summary = store.read_json("summary.json", {}) or {}
+    hof = store.read_json(HALL_OF_FAME, [], kind=list) or []
+    elim = store.read_json(ELIMINATION, {}, kind=dict) or {}
+    summary = store.read_json("summary.json", {}, kind=dict) or {}
     status = store.read_status() or {}
+    _check_inputs(run_dir, cfg, hof, elim, summary)
     stats = log_stats(records, particles)
     run, search = cfg.get("run", {}), cfg.get("search", {})
     out = [f"# deapnos search report: {run.get('name', run_dir.name)}", ""]
@@ -294,13 +401,16 @@ def write_report(run_dir, plots: bool = True) -> Path:
     last = rungs[-1] if rungs else None
     if board:
         out += [f"## Leaderboard: `{last['task']}`, seeds {last['seeds']}", "",
-                f"Mean score over seeds (failures count -1); Δ against `{board[0].get('reference')}`.", "",
-                "| rank | optimizer | mean | std | n | Δ | genome |", "|---|---|---|---|---|---|---|"]
+                f"Mean score over the seeds that trained; Δ: the paired difference to "
+                f"`{board[0].get('reference')}` seed by seed, mean ± 95% interval. \"better\" only when the "
+                "interval excludes zero.", "",
+                "| rank | optimizer | mean | std | n trained | Δ ± 95% CI | verdict | genome |",
+                "|---|---|---|---|---|---|---|---|"]
         for row in board:
-            vs = row.get("vs_reference")
-            out.append(f"| {row['rank']} | {'**' + row['label'] + '**' if not row['baseline'] else row['label']} | "
-                       f"{_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
-                       f"{'' if row['baseline'] or vs is None else f'{vs:+.4f}'} | `{_md_escape(row['genome'])}` |")
+            label = row["label"] if row["baseline"] else f"**{row['label']}**"
+            n = f"{row['n']}" + (f" ({row['failed']} failed)" if row.get("failed") else "")
+            out.append(f"| {row['rank']} | {label} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {n} | "
+                       f"{_difference(row)} | {row.get('verdict') or ''} | `{_md_escape(row['genome'])}` |")
         out.append("")
         if len(rungs) > 1:
             out += ["Elimination ladder:", ""]
@@ -310,13 +420,22 @@ def write_report(run_dir, plots: bool = True) -> Path:
             out.append("")
     else:
         out += ["## Leaderboard", "", "No elimination results (elimination disabled or not finished).", ""]
+    out += validation_section(store.read_json("validation.json", {}) or {})
     # winners
     if winners:
         out += ["## Winners", ""]
         rows_by_label = {r["label"]: r for r in (last["entries"] if last else [])}
         for row in winners:
+            from .space import GenomeParseError
             from .space.genome import Genome
-            g = Genome.parse(row["genome"])
+            try:
+                g = Genome.parse(row["genome"])
+            except GenomeParseError as exc:      # a plugin primitive, and no --load-plugins
+                out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
+                        f"- genome: `{_md_escape(row['genome'])}`",
+                        f"- not rendered or exported ({exc}); `deapnos report --load-plugins` reads it with the "
+                        f"run's plugins", ""]
+                continue
             py, note = export_winner(row, run_dir / "winners")
             out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
                     f"- equation: `{_md_escape(str(g))}`",
@@ -329,8 +448,7 @@ def write_report(run_dir, plots: bool = True) -> Path:
                 out += [f"- peak LRs chosen by the screen: {', '.join(_fmt(x, 6) for x in lrs)}", ""]
     # plots
     if plots:
-        pdir = run_dir / "plots"
-        pdir.mkdir(exist_ok=True)
+        pdir = _output_folder(run_dir / "plots")
         figs = []
         if plot_particles(particles, pdir / "particles.png"):
             figs.append(("Fitness per timestep for every particle", "plots/particles.png"))
@@ -341,7 +459,7 @@ def write_report(run_dir, plots: bool = True) -> Path:
             for row in winners + [r for r in board if r.get("baseline")]:
                 res = (rows_by_label.get(row["label"], {}).get("results") or {}).get(first_seed) or {}
                 sched_rows.append({**row, "lr": res.get("lr")})
-            tw = _budget(cfg, last["task"]) or (1000, 100)
+            tw = (_budget(cfg, last["task"]) if load_plugins else None) or (1000, 100)
             ref = next((r for r in sched_rows if r.get("baseline")), None)
             if plot_schedules([r for r in sched_rows if not r.get("baseline")], ref, tw[0], tw[1],
                               pdir / "schedules.png"):
@@ -362,8 +480,54 @@ def write_report(run_dir, plots: bool = True) -> Path:
                        f"`{_md_escape(row.get('equation') or row['genome'])}` |")
         out.append("")
     path = run_dir / "report.md"
-    path.write_text("\n".join(out), encoding="utf-8")
+    atomic_write_text(path, "\n".join(out))
     return path
+
+
+def _difference(row: dict) -> str:
+    """``Δ ± half-width`` of a leaderboard row against the reference ('' for the reference)."""
+    ci = row.get("vs_reference_ci")
+    if row.get("baseline") and not ci:
+        return ""
+    if not ci:
+        vs = row.get("vs_reference")
+        return "" if vs is None else f"{vs:+.4f} (1 seed)"
+    return _interval_text(ci)
+
+
+def _interval_text(ci: dict | None) -> str:
+    if not ci:
+        return "-"
+    return f"{ci['mean']:+.4f} ± {ci['ci95']:.4f}" if ci.get("ci95") is not None else f"{ci['mean']:+.4f} (1 seed)"
+
+
+def validation_section(val: dict) -> list[str]:
+    """The held-out validation table (``validation.json``): each winner against the reference."""
+    if not val.get("rows"):
+        note = val.get("note") or "not run (the search has not finished)"
+        return ["## Held-out validation", "", f"No held-out validation: {note}.", ""]
+    tasks, ref = val["tasks"], val["reference"]
+    out = ["## Held-out validation", "",
+           f"Tasks never used for selection: {', '.join(f'`{t}`' for t in tasks)}; seeds {val['seeds']}. Each cell "
+           f"is the winner's score minus the tuned `{ref}`'s on the same seed (for `log_loss` tasks: the log of "
+           "the ratio of their validation losses; positive is better), mean ± 95% interval over the seeds, and "
+           "the verdict: **better** only when the whole interval lies above zero.", "",
+           "| winner | " + " | ".join(f"`{t}`" for t in tasks) + " | overall |",
+           "|---|" + "---|" * (len(tasks) + 1)]
+    for row in val["rows"]:
+        cells = []
+        for t in tasks:
+            cell = row["tasks"][t]
+            failed = f", failed on seed(s) {', '.join(cell['failed_seeds'])}" if cell.get("failed_seeds") else ""
+            cells.append(f"{_interval_text(cell.get('difference'))} ({_verdict(cell['verdict'])}{failed})")
+        cells.append(f"{_interval_text(row['overall'].get('difference'))} ({_verdict(row['overall']['verdict'])})")
+        out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def _verdict(v: str) -> str:
+    return f"**{v}**" if v == "better" else v
 
 
 def _space_from(cfg: dict) -> None:

@@ -11,9 +11,10 @@ normalisation); batch 128, 40 epochs x 400 steps (T = 16000), W = 800; screening
 
 Data: the official python-format CIFAR-10, a folder holding ``data_batch_1`` ... ``data_batch_5`` (and
 ``test_batch``, used only with ``ProtocolConfig(evaluate_test=True)``).  Each file is a pickled dict
-with ``b'data'`` (uint8, N x 3072, channel-major 32x32 planes) and ``b'labels'``.  These files are read
-with :func:`pickle.load` because that *is* the dataset's official format; keys, dtypes and shapes are
-checked.  Images 0-44,999 train, 45,000-49,999 validate (the last tenth when the folder holds fewer
+with ``b'data'`` (uint8, N x 3072, channel-major 32x32 planes) and ``b'labels'``.  That *is* the
+dataset's official format, so these files are unpickled, but by :class:`CifarUnpickler`, which builds
+only plain containers and numpy arrays: any other global a file names (``os.system``, ...) is refused
+before anything runs.  Keys, dtypes and shapes are checked after.  Images 0-44,999 train, 45,000-49,999 validate (the last tenth when the folder holds fewer
 images, as tests' fake folders do).  Location: ``data_path``, ``$DEAPNOS_CIFAR10``,
 ``$DEAPNOS_DATA/cifar-10-batches-py`` or ``./data/cifar-10-batches-py``; the folder above
 ``cifar-10-batches-py`` works too.
@@ -40,14 +41,36 @@ CIFAR10_HOW = (f"Download the official python version from {CIFAR10_URL} and ext
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles the python-format CIFAR files and nothing else: the only globals it resolves are
+    numpy's array and scalar reconstructors (as numpy 1.x and 2.x name them) and ``_codecs.encode``
+    (bytes pickled by Python 3 with protocol 2).  Every other global raises UnpicklingError, so a
+    crafted file cannot call anything."""
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    })
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR file (only numpy "
+                                         f"arrays, numbers, bytes, lists and dicts)")
+        return super().find_class(module, name)
+
+
 def read_cifar_file(path: Path, label_key: bytes = b"labels", task: str = "cifar") -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 of one python-format CIFAR file."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            # the official CIFAR format is a pickle; nothing else is ever unpickled here
-            d = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            # the official CIFAR format is a pickle: read by the restricted unpickler only
+            d = CifarUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, RecursionError, MemoryError) as exc:
         raise TaskDataError(f"task {task!r}: cannot read {str(path)!r} as a python-format CIFAR file: "
                             f"{type(exc).__name__}: {exc}") from None
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 DATA_ROOT_ENV = "DEAPNOS_DATA"
-METRICS = ("accuracy", "inv_perplexity")
+METRICS = ("accuracy", "inv_perplexity", "log_loss")
 
 
 class TaskDataError(RuntimeError):
@@ -86,10 +86,12 @@ class Task:
     ``check(task)``: an extra availability check (raise :class:`TaskDataError`), e.g. for a checkpoint.
     ``options``: free-form settings the factories read (model width, image size, ``shuffle``, ...).
 
-    ``metric``: ``accuracy`` (fitness = best validation accuracy) or ``inv_perplexity`` (fitness =
-    best exp(-validation loss) = 1/perplexity, for language models).  ``protocol_overrides``: fields of
-    :class:`~deapnos.evaluate.protocol.ProtocolConfig` that this task needs changed (e.g. the
-    screening thresholds, which assume accuracies of a 10-class problem).
+    ``metric``: ``accuracy`` (fitness = best validation accuracy), ``inv_perplexity`` (fitness =
+    best exp(-validation loss) = 1/perplexity, for language models) or ``log_loss`` (fitness = best
+    -ln(mean validation loss): unbounded; the difference of two scores is the log of the ratio of
+    their losses, so it is comparable across tasks and does not saturate as accuracy does).
+    ``protocol_overrides``: fields of :class:`~deapnos.evaluate.protocol.ProtocolConfig` that this task
+    needs changed (e.g. the screening thresholds, which assume accuracies of a 10-class problem).
     """
     name: str
     data_factory: Callable[..., TaskData]
@@ -115,6 +117,7 @@ class Task:
     check: Callable[["Task"], None] | None = None
     plugin: str = ""
     kind: str = "surrogate"
+    suite: bool = False     # one of the embedded suite: a default held-out validation task of a search
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):

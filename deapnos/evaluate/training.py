@@ -10,7 +10,8 @@ It stops early
 * when the loss (or, for an :class:`~deapnos.optim.EvolvedOptimizer` with ``check_finite``, an update)
   is NaN or infinite, or the parameters are no longer finite at the end of an epoch: the outcome says
   ``diverged`` and where (Keras' TerminateOnNaN);
-* when ``early_stop(epoch_index, record)`` returns True after an epoch;
+* when ``early_stop(epoch_index, record)`` returns True after an epoch (the record it sees also holds
+  ``initial_loss``, the first batch's loss before any update);
 * when ``time.monotonic()`` passes ``deadline``: :class:`TrainingTimeout` is raised.
 
 Determinism: the loop draws no random numbers itself.  Seed the model's initialisation and dropout
@@ -43,6 +44,7 @@ class TrainOutcome:
     divergence: str = ""
     stopped_early: bool = False
     seconds: float = 0.0
+    initial_loss: float | None = None   # loss of the first batch before any update (the untrained model)
 
     @property
     def best_train_acc(self) -> float:
@@ -54,11 +56,16 @@ class TrainOutcome:
 
 
 def score_from(metric: str, val_acc: float, val_loss: float) -> float:
-    """The validation score a fitness is taken from: accuracy, or exp(-loss) = 1/perplexity."""
+    """The validation score a fitness is taken from: accuracy, exp(-loss) = 1/perplexity, or
+    -ln(loss) (``log_loss``; -inf for a non-finite or negative loss, +inf for a zero loss)."""
     if metric == "accuracy":
         return val_acc
     if metric == "inv_perplexity":
         return math.exp(-val_loss) if math.isfinite(val_loss) else 0.0
+    if metric == "log_loss":
+        if not math.isfinite(val_loss) or val_loss < 0:
+            return -math.inf
+        return -math.log(val_loss) if val_loss > 0 else math.inf
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -175,6 +182,8 @@ def _train_loop(model, optimizer, train_data, epochs, steps_per_epoch, scheduler
             out = model(x)
             loss = loss_fn(out, y)
             lv = loss.detach()
+            if step == 0:
+                outcome.initial_loss = float(lv)
             if check_every == 1:
                 if not bool(torch.isfinite(lv)):
                     outcome.diverged = True
@@ -222,6 +231,7 @@ def _train_loop(model, optimizer, train_data, epochs, steps_per_epoch, scheduler
         outcome.curve.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        if early_stop is not None and early_stop(epoch, record):
+        # the callback also sees the untrained model's loss, for stops relative to it
+        if early_stop is not None and early_stop(epoch, {**record, "initial_loss": outcome.initial_loss}):
             outcome.stopped_early = True
             return

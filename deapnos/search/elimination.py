@@ -5,9 +5,11 @@ tasks and compared with Adam and friends.  Here:
 
 * the top ``elimination.candidates`` of the hall of fame enter the first rung;
 * at every rung (``[[elimination.rungs]]``: task, seeds, keep) every surviving candidate AND every
-  baseline (``elimination.baselines``, zoo names such as ``adam``) is evaluated with the same seeds
-  under the same protocol, all in one map;
-* candidates are ranked by their mean score over the seeds (failures score -1); the top ``keep``
+  baseline (``elimination.baselines``: zoo names such as ``powersign``, or ``torch.optim`` optimizers in
+  their standard form such as ``torch:Adam`` or ``torch:SGD(momentum=0.9, nesterov=True)``) is
+  evaluated with the same seeds under the same protocol, LR screen included, all in one map;
+* candidates are ranked by their number of failed seeds, then by their mean score over the seeds that
+  trained (a raw score such as -ln(loss) may lie below any fixed failure value); the top ``keep``
   fraction (at least ``min_keep``) climbs to the next rung;
 * the last rung is the leaderboard: survivors and baselines by mean score, with the paired difference
   to the first baseline (the reference, normally Adam) per seed as mean ± 95% interval, and a verdict
@@ -23,26 +25,37 @@ import logging
 import math
 
 from ..evaluate.stats import paired_difference
-from .evaluator import EvalRequest, score_of
+from .evaluator import EvalRequest
 
 log = logging.getLogger(__name__)
 
 
-def _stats(scores: list[float]) -> tuple[float, float]:
-    if not scores:
-        return -1.0, 0.0
-    mean = sum(scores) / len(scores)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in scores) / len(scores))
+def _stats(scores: list[float | None]) -> tuple[float | None, float, int]:
+    """(mean, population std, failures) of a row's per-seed scores; None marks a failed seed and is
+    left out of the mean (a raw score may be below any fixed failure value: -ln(loss) < -1)."""
+    ok = [v for v in scores if v is not None]
+    if not ok:
+        return None, 0.0, len(scores)
+    mean = sum(ok) / len(ok)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in ok) / len(ok)), len(scores) - len(ok)
+
+
+def _rank_key(row: dict) -> tuple:
+    """Fewer failed seeds first, then the higher mean."""
+    return row.get("failed", 0), -(row["mean"] if row["mean"] is not None else -math.inf)
 
 
 def _versus(row: dict, ref: dict | None) -> dict:
-    """The paired difference to the reference over the seeds (failures score -1) and its verdict."""
+    """The paired difference to the reference over the seeds both trained, and its verdict (``worse``
+    when the row failed on a seed where the reference trained)."""
     if ref is None or row is ref:
         return {"vs_reference_ci": None, "verdict": "reference" if row is ref else None}
-    diff = paired_difference(row["scores"], ref["scores"])
-    if diff is None:
-        return {"vs_reference_ci": None, "verdict": None}
-    return {"vs_reference_ci": diff.to_dict(), "verdict": diff.verdict()}
+    mine = {k: v for k, v in row["scores"].items() if v is not None}
+    theirs = {k: v for k, v in ref["scores"].items() if v is not None}
+    diff = paired_difference(mine, theirs)
+    failed = any(k not in mine for k in theirs)
+    return {"vs_reference_ci": diff.to_dict() if diff else None,
+            "verdict": "worse" if failed else (diff.verdict() if diff else None)}
 
 
 def default_rungs(cfg) -> list[dict]:
@@ -50,19 +63,50 @@ def default_rungs(cfg) -> list[dict]:
     return [{"task": task, "seeds": seeds, "keep": 1.0} for task in cfg.search.tasks]
 
 
+def baseline_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a baseline (None when it can): a zoo name, or ``torch:NAME`` /
+    ``torch:NAME(key=value, ...)`` for a ``torch.optim`` optimizer."""
+    from .. import zoo
+    if isinstance(name, str) and name.lstrip().startswith("torch:"):
+        from ..evaluate.protocol import resolve_optimizer
+        try:
+            resolve_optimizer(name)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+        return None
+    if name not in zoo.names():
+        return (f"{name!r} is neither a zoo optimizer nor a torch.optim spec (torch:NAME or "
+                f"torch:NAME(key=value, ...)); zoo optimizers: {', '.join(zoo.names())}")
+    return None
+
+
+def baseline_entry(name: str, search) -> dict:
+    """One baseline as the ladder runs it: label, the text a worker evaluates, representative key.
+    A ``torch:`` spec has no genome: its normalised text is its key.  In compat mode a zoo
+    optimizer the original cannot run is refused (:func:`deapnos.zoo.get`, ``compat=True``)."""
+    from .. import zoo
+    if name.lstrip().startswith("torch:"):
+        from ..evaluate.protocol import resolve_optimizer
+        text = resolve_optimizer(name).text
+        return {"label": name, "genome": text, "rep": text, "baseline": True}
+    g = zoo.get(name, space=search.space, compat=search.cfg.run.compat)
+    lk = search.cache.lookup(g, count=False)
+    return {"label": name, "genome": g.to_text(), "rep": lk.rep, "baseline": True}
+
+
 def entrants(search) -> tuple[list[dict], list[dict]]:
     """(candidates, baselines) as dicts: label, genome text, representative key."""
-    from .. import zoo
     cfg = search.cfg
-    cands = []
-    for rank, e in enumerate(search.state.hof.ranked()[:cfg.elimination.candidates], 1):
-        cands.append({"label": f"c{rank}", "genome": e["genome"], "rep": e["key"], "baseline": False,
+    cands, seen = [], set()
+    for e in search.state.hof.ranked():
+        if len(cands) >= cfg.elimination.candidates:
+            break
+        if e["genome"] in seen:       # compat mode: the same text proposed twice holds two keys
+            continue
+        seen.add(e["genome"])
+        cands.append({"label": f"c{len(cands) + 1}", "genome": e["genome"], "rep": e["key"], "baseline": False,
                       "search_mean": search.state.hof.mean(e)})
-    bases = []
-    for name in cfg.elimination.baselines:
-        g = zoo.get(name, space=search.space)
-        lk = search.cache.lookup(g, count=False)
-        bases.append({"label": name, "genome": g.to_text(), "rep": lk.rep, "baseline": True})
+    bases = [baseline_entry(name, search) for name in cfg.elimination.baselines]
     return cands, bases
 
 
@@ -95,7 +139,8 @@ def run_elimination(search) -> dict:
         records = search.evaluator.run(reqs)
         per: dict[str, dict] = {e["label"]: {"scores": {}, "results": {}} for e in entries}
         for (label, seed), rec in zip(where, records):
-            per[label]["scores"][str(seed)] = score_of(rec)
+            ok = rec.get("status") == "ok" and rec.get("fitness") is not None
+            per[label]["scores"][str(seed)] = float(rec["fitness"]) if ok else None
             per[label]["results"][str(seed)] = {k: rec.get(k) for k in ("status", "fitness", "final_accuracy", "lr",
                                                                           "seconds", "message", "curve", "test_accuracy")}
             # the hall of fame holds search fitness: a raw score only when that is what the search uses
@@ -103,11 +148,11 @@ def run_elimination(search) -> dict:
                 search.state.hof.add(rec)
         rows = []
         for e in entries:
-            mean, std = _stats(list(per[e["label"]]["scores"].values()))
+            mean, std, failed = _stats(list(per[e["label"]]["scores"].values()))
             rows.append({"label": e["label"], "genome": e["genome"], "key": e["rep"], "baseline": e["baseline"],
-                         "mean": mean, "std": std, **per[e["label"]]})
+                         "mean": mean, "std": std, "failed": failed, **per[e["label"]]})
         cand_rows = sorted([row for row in rows if not row["baseline"]],
-                           key=lambda row: (-row["mean"], st["survivors"].index(row["label"])))
+                           key=lambda row: (*_rank_key(row), st["survivors"].index(row["label"])))
         keep = max(cfg.elimination.min_keep, math.ceil(rung["keep"] * len(cand_rows))) if cand_rows else 0
         survivors = [row["label"] for row in cand_rows[:keep]]
         st["rungs"].append({"task": rung["task"], "seeds": rung["seeds"], "keep": rung["keep"], "entries": rows,
@@ -117,11 +162,13 @@ def run_elimination(search) -> dict:
         search.checkpoint()
     last = st["rungs"][-1] if st["rungs"] else {"entries": [], "survivors": []}
     board = [row for row in last["entries"] if row["baseline"] or row["label"] in last["survivors"]]
-    board.sort(key=lambda row: -row["mean"])
+    board.sort(key=_rank_key)
     ref = next((row for row in last["entries"] if row["baseline"]), None)
     st["leaderboard"] = [{"rank": i + 1, "label": row["label"], "genome": row["genome"], "baseline": row["baseline"],
-                          "mean": row["mean"], "std": row["std"], "n": len(row["scores"]),
-                          "vs_reference": (row["mean"] - ref["mean"]) if ref else None,
+                          "mean": row["mean"], "std": row["std"], "n": len(row["scores"]) - row.get("failed", 0),
+                          "failed": row.get("failed", 0),
+                          "vs_reference": (row["mean"] - ref["mean"]) if ref and None not in (row["mean"], ref["mean"])
+                          else None,
                           **_versus(row, ref), "reference": ref["label"] if ref else None, "task": last.get("task")}
                          for i, row in enumerate(board)]
     search.store.write_json("elimination.json", st)
