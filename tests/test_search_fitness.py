@@ -163,3 +163,70 @@ def test_the_worked_example_of_docs_evaluation_md():
     assert out["fitness"] == pytest.approx(0.009, abs=5e-4)
     Cfg.fitness.aggregate = "worst"
     assert combine(recs, refs, Cfg)["fitness"] == pytest.approx(-0.086, abs=5e-4)
+
+
+REAL = """
+[run]
+name = "suite"
+seed = 0
+backend = "serial"
+plugins = ["sphere", "tabular", "ill_conditioned"]
+report = true
+
+[search]
+particles = 2
+timesteps = 1
+mutants = 2
+init_factor = 4
+attempts = 1
+init_task = ["tabular", "ill-conditioned"]
+task = ["tabular", "ill-conditioned"]
+
+[protocol]
+screen_lrs_a = [1e-1, 1e-2, 1e-3]
+screen_lrs_b = []
+
+[elimination]
+enabled = false
+
+[validation]
+tasks = ["ill-conditioned"]
+seeds = [0, 1]
+candidates = 1
+"""
+
+
+def test_a_real_search_scores_relative_to_adam_and_validates_on_held_out_tasks(tmp_path):
+    """Real training on two suite tasks; held-out task given explicitly.  Checks the fitness of a
+    candidate against its logged per-task scores and the reference's, and that validation is run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cfg = tmp_path / "suite.toml"
+    # validation on a search task is allowed when named explicitly; the default never does that
+    cfg.write_text(REAL, encoding="utf-8")
+    env = dict(os.environ, DEAPNOS_DISABLE_PLUGIN_AUTOLOAD="1")
+    proc = subprocess.run([sys.executable, "-m", "deapnos.cli", "run", "--config", str(cfg), "--run-dir",
+                           str(tmp_path / "run")], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = tmp_path / "run"
+    log = [json.loads(x) for x in (run / "evaluations.jsonl").read_text().splitlines() if x.strip()]
+    ref = {(r["task"], r["seed"]): r["fitness"] for r in log if r.get("kind") == "reference"}
+    assert set(ref) == {("tabular", 0), ("ill-conditioned", 0)} and all(v is not None for v in ref.values())
+    hof = json.loads((run / "hall_of_fame.json").read_text())
+    best = hof[0]
+    raw = {r["task"]: r["fitness"] for r in log if r.get("event") == "evaluation" and r.get("rep") == best["key"]
+           and r.get("seed") == 0 and r.get("kind") in ("init", "mutant", "particle")}
+    assert set(raw) == {"tabular", "ill-conditioned"}
+    expected = sum(max(raw[t] - ref[(t, 0)], -0.9) for t in raw) / 2
+    assert best["scores"]["0"] == pytest.approx(expected, abs=1e-9)
+    val = json.loads((run / "validation.json").read_text())
+    assert val["tasks"] == ["ill-conditioned"] and len(val["rows"]) == 1
+    assert {(r["task"], r["seed"]) for r in log if r.get("kind") == "validation"} == \
+        {("ill-conditioned", 0), ("ill-conditioned", 1)}
+    report = (run / "report.md").read_text()
+    assert "## Held-out validation" in report and val["rows"][0]["overall"]["verdict"] in report
+    assert "held-out validation on ill-conditioned" in proc.stdout

@@ -69,14 +69,16 @@ def run_validation(search) -> dict:
     cfg = search.cfg
     st = search.state.validation
     tasks = validation_tasks(cfg, search.installed_tasks) if cfg.validation.enabled else []
-    if not tasks:
+    entries = winners(search) if tasks else []
+    if not entries:
+        note = ("disabled" if not cfg.validation.enabled else
+                "no held-out task (validation.tasks, or no unused suite task installed)" if not tasks else
+                "no winner to validate (no candidate trained)")
         st.clear()
-        st.update({"tasks": [], "rows": [], "note": "no held-out task (validation.tasks, or no unused suite task "
-                                                    "installed)" if cfg.validation.enabled else "disabled"})
+        st.update({"tasks": tasks, "rows": [], "note": note})
         search.store.write_json("validation.json", st)
         return st
     seeds = [int(s) for s in cfg.validation.seeds]
-    entries = winners(search)
     ref_text, ref_rep = search.reference_genome()
     ref_label = cfg.fitness.reference
     everyone = entries + [{"label": ref_label, "genome": ref_text, "rep": ref_rep, "reference": True}]
