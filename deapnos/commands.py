@@ -12,7 +12,13 @@ _TARGET_HELP = "a zoo name (see `deapnos show --list`), a genome file (.json or 
 
 
 def _resolve(target: str):
+    """The genome a target names; a path that is not a regular file (a folder, ``/dev/zero``) is
+    refused before anything reads it."""
+    import os
     from . import resolve_genome
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{target}: not a regular file; give a genome file (.json or text), a zoo name or "
+                         "genome text")
     return resolve_genome(target)
 
 
@@ -65,13 +71,30 @@ def run_export_command(args) -> int:
     name = args.class_name or (Path(args.target).stem if Path(args.target).exists() else args.target)
     if "~" in name:
         name = "EvolvedOptimizer"
+    import keyword
+
+    from .optim.export import _class_name
+    cls = _class_name(name)
+    if not cls.isidentifier() or keyword.iskeyword(cls) or keyword.issoftkeyword(cls):
+        print(f"deapnos export: --class-name {name!r} makes the class name {cls!r}, which Python cannot use (a "
+              f"keyword); choose another, e.g. --class-name MyOptimizer", file=sys.stderr)
+        return 2
     try:
         source = export_source(genome, name)
+        compile(source, args.output, "exec")       # the module must import: never write one that does not
     except ExportError as exc:
         print(f"deapnos export: {exc}", file=sys.stderr)
         return 1
+    except SyntaxError as exc:
+        print(f"deapnos export: the module for class {cls!r} does not compile ({exc.msg}, line {exc.lineno}); "
+              f"choose another --class-name", file=sys.stderr)
+        return 2
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(source, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(source, encoding="utf-8")
+    except OSError as exc:
+        print(f"deapnos export: cannot write {out}: {exc.strerror or exc}; choose another -o path", file=sys.stderr)
+        return 1
     print(f"wrote {out} ({len(source.splitlines())} lines): `from {out.stem} import Optimizer`")
     return 0

@@ -137,13 +137,19 @@ def evaluate_payload(payload: dict) -> dict:
         name = payload["task"]
         if name not in tasks:
             raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
-        genome = Genome.parse(payload["genome"], space=space)
+        text = payload["genome"]
+        # a torch.optim baseline ("torch:Adam", "torch:SGD(momentum=0.9)") runs as it is
+        genome = text if text.lstrip().startswith("torch:") else Genome.parse(text, space=space)
         task = tasks[name]
         if payload.get("task_overrides"):
             task = task.replace(**payload["task_overrides"])
         if payload.get("data_dir"):
             os.environ["DEAPNOS_DATA"] = payload["data_dir"]
-        config = _protocol.ProtocolConfig(**payload.get("protocol", {}))
+        protocol = dict(payload.get("protocol", {}))
+        if payload.get("compat"):       # the authors' protocol and noise model, unless the config says otherwise
+            for key, value in _protocol.COMPAT_PROTOCOL.items():
+                protocol.setdefault(key, value)
+        config = _protocol.ProtocolConfig(**protocol)
         result = _protocol.evaluate_genome(genome, task, seed=payload["seed"], config=config,
                                            device=state["device"])
         out = result.to_dict()
@@ -179,14 +185,102 @@ class SerialBackend:
             out.append(r)
         return out
 
-    def close(self):
+    def close(self, force: bool = False):
         pass
 
 
-def _pool_init(counter, threads, device):
+# ----------------------------------------------------------------------------------------------
+# processes that end with the run
+# ----------------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (dead, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def exit_with_parent(watch_pids=(), interval: float = 0.5) -> None:
+    """Make this worker process exit when its parent dies, and when any of ``watch_pids`` (the
+    ``deapnos run`` launcher of a SCOOP job, whose workers are its grandchildren) is gone.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)`` through
+    ctypes); everywhere, a daemon thread polls ``getppid()`` and the watched pids and calls
+    ``os._exit``.  A worker holds no state of its own (results go back to the search, which logs
+    them); the SCOOP origin, which writes the log, may leave a torn last line, which the next run cuts
+    off before appending.  Idempotent."""
+    if "watchdog" in _WORKER:
+        return
+    import signal
+    import sys
+    import threading
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):      # no prctl: the thread below still watches
+            pass
+    watch = [int(p) for p in watch_pids if p]
+    if parent == 1 or not all(_alive(p) for p in watch):     # already orphaned before we looked
+        os._exit(1)
+
+    def watchdog():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent or not all(_alive(p) for p in watch):
+                os._exit(1)
+
+    _WORKER["watchdog"] = threading.Thread(target=watchdog, name="deapnos-parent-watchdog", daemon=True)
+    _WORKER["watchdog"].start()
+
+
+def scoop_exit_with_launcher() -> None:
+    """For every process of a SCOOP job (origin and workers): exit when the parent dies and, when
+    ``deapnos run`` launched the job on this host (``DEAPNOS_LAUNCHER_PID``/``_HOST``), when that
+    launcher or SCOOP's own launcher (the leader of the job's process group) is gone."""
+    watch = []
+    launcher = os.environ.get("DEAPNOS_LAUNCHER_PID", "")
+    if launcher.isdigit() and os.environ.get("DEAPNOS_LAUNCHER_HOST") == socket.gethostname():
+        watch.append(int(launcher))
+        leader = os.getpgid(0)
+        if leader not in (os.getpid(), int(launcher)):
+            watch.append(leader)
+    exit_with_parent(watch)
+
+
+def _pool_init(counter, threads, device, launcher=None, group=None):
+    """Set-up of a pool worker: its own process group shared by the pool (the launcher takes the
+    group down when it stops), SIGINT left to the launcher, exit when the launcher dies."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with counter.get_lock():
         index = counter.value
         counter.value += 1
+        if group is not None:
+            try:
+                if group.value:
+                    os.setpgid(0, group.value)
+                else:
+                    os.setpgid(0, 0)
+                    group.value = os.getpid()
+            except OSError:            # the group's leader is gone: a group of its own
+                os.setpgid(0, 0)
+    if launcher is not None:
+        exit_with_parent([launcher])
     worker_setup(threads, device, index)
 
 
@@ -199,8 +293,9 @@ class PoolBackend:
         ctx = mp.get_context("spawn")
         self.workers = workers
         self._counter = ctx.Value("i", 0)
+        self._group = ctx.Value("i", 0)          # process group of the pool's workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                         initargs=(self._counter, threads, device))
+                                         initargs=(self._counter, threads, device, os.getpid(), self._group))
 
     def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
         items = list(items)
@@ -216,7 +311,33 @@ class PoolBackend:
                     on_result(i, out[i])
         return out
 
-    def close(self):
+    def close(self, force: bool = False):
+        """Shut the pool down; ``force`` (a stopped run): kill its process group and every worker
+        now instead of waiting for running evaluations."""
+        if force:
+            import signal
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
+            group = self._group.value
+            members = []
+            for proc in procs:
+                try:
+                    members.append(os.getpgid(proc.pid))
+                except OSError:
+                    pass
+            if group and group in members:        # still the pool's group (never a reused id)
+                try:
+                    os.killpg(self._group.value, signal.SIGKILL)
+                except OSError:
+                    pass
+            for proc in procs:
+                try:
+                    proc.kill()
+                except Exception:   # noqa: BLE001 - already gone
+                    pass
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.join(timeout=5)
+            return
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -247,7 +368,7 @@ class ScoopBackend:
                 on_result(i, out[i])
         return out
 
-    def close(self):
+    def close(self, force: bool = False):
         pass
 
 

@@ -23,10 +23,15 @@ Overrides are ``section.field=value`` (``search.particles=4``, ``run.seed=3``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -37,23 +42,95 @@ if __package__ in (None, ""):          # executed as a file (SCOOP, or `python d
     if _root not in sys.path:
         sys.path.insert(0, _root)
 
-from deapnos.distributed import BACKENDS, make_backend, under_scoop, worker_setup  # noqa: E402
-from deapnos.search.config import (BUILTIN_CONFIGS, ConfigError, Config, apply_overrides,  # noqa: E402
-                                   load_config, read_toml, validate)
-from deapnos.search.store import CONFIG, RunStore, new_run_dir  # noqa: E402
+from deapnos.distributed import (BACKENDS, make_backend, scoop_exit_with_launcher, under_scoop,  # noqa: E402
+                                 worker_setup)
+from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,  # noqa: E402
+                                   apply_overrides, config_fingerprint, fingerprint_differences, load_config,
+                                   read_toml, validate)
+from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,  # noqa: E402
+                                  StoreError, check_run_dir_path, new_run_dir)
 
 log = logging.getLogger("deapnos.run")
 
 ENTRY_FILE = Path(__file__).resolve()
-RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.report",
-                      "run.data_dir")
+RUN_TOKEN_ENV = "DEAPNOS_RUN_LOCK_TOKEN"      # the `deapnos run` launcher's run lock, held for its SCOOP job
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 def scoop_worker_import() -> None:
     """What every SCOOP process does when it imports the entry file: one torch thread and, with
-    GPUs, one GPU for its lifetime.  Nothing outside SCOOP."""
+    GPUs, one GPU for its lifetime; exit when its parent (or the `deapnos run` launcher of the job)
+    dies.  Nothing outside SCOOP."""
     if under_scoop():
+        scoop_exit_with_launcher()
         worker_setup(int(os.environ.get("DEAPNOS_TORCH_THREADS", "1")), os.environ.get("DEAPNOS_DEVICE", "auto"))
+
+
+# ----------------------------------------------------------------------------------------------
+# stopping: SIGINT, SIGTERM, SIGHUP
+# ----------------------------------------------------------------------------------------------
+
+class RunInterrupted(KeyboardInterrupt):
+    """A stop signal reached the launcher; the run is taken down and can be resumed."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal_name(signum))
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """While inside: SIGINT, SIGTERM and SIGHUP raise :class:`RunInterrupted` in the main thread,
+    once (a second signal during the clean-up is remembered, not raised)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        if len(seen) == 1:
+            raise RunInterrupted(signum)
+
+    old = {}
+    try:
+        for sig in STOP_SIGNALS:
+            old[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"deapnos run --resume {shlex.quote(str(Path(run_dir).resolve()))}"
+
+
+def mark_interrupted(run_dir: Path, signum: int) -> None:
+    """status.json of a stopped run: ``interrupted``, the signal and the resume command (a
+    finished run keeps its ``ok``)."""
+    try:
+        store = RunStore(run_dir)
+        status = store.read_status() or {}
+        if status.get("status") in ("ok", "interrupted"):
+            return
+        store.write_status("interrupted", f"stopped by {signal_name(signum)}", signal=signal_name(signum),
+                           resume=resume_command(run_dir))
+    except (OSError, StoreError) as exc:
+        log.warning("could not write the interrupted status of %s: %s", run_dir, exc)
+
+
+def print_interrupted(run_dir: Path | None, signum: int) -> int:
+    where = f"; continue with: {resume_command(run_dir)}" if run_dir is not None else ""
+    print(f"interrupted by {signal_name(signum)}: the run stopped (status 'interrupted'){where}", file=sys.stderr)
+    return 128 + int(signum)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,14 +170,68 @@ def _flag_overrides(args) -> list[str]:
     return [o.replace("'", '"') for o in out]
 
 
-def prepare(args) -> tuple[Config, Path]:
-    """The config and run folder of this invocation; writes ``config.toml`` for a new run."""
+def check_hostfile(path: str | None, backend: str) -> None:
+    """A ``--hostfile`` that SCOOP can use: an existing regular file of ``hostname [workers]`` lines,
+    with the scoop backend."""
+    if not path:
+        return
+    if backend != "scoop":
+        raise ConfigError(f"--hostfile {path}: a hostfile is for the scoop backend; add --backend scoop "
+                          f"(this run's backend is {backend!r})")
+    p = Path(path)
+    how = "a SCOOP hostfile lists one host per line as 'hostname workers', e.g. 'node1 4'"
+    if not p.exists():
+        raise ConfigError(f"--hostfile {path}: no such file; {how}")
+    if not p.is_file():
+        raise ConfigError(f"--hostfile {path}: not a regular file; {how}")
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read((1 << 20) + 1)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--hostfile {path}: cannot read it ({exc}); {how}") from None
+    if len(raw) > 1 << 20:
+        raise ConfigError(f"--hostfile {path}: larger than 1 MiB, not a hostfile; {how}")
+    hosts = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if "[" in line or (len(parts) <= 2 and (len(parts) == 1 or parts[1].isdigit())):
+            hosts += 1
+            continue
+        raise ConfigError(f"--hostfile {path} line {n}: {line.strip()!r} is not 'hostname workers'; {how}")
+    if not hosts:
+        raise ConfigError(f"--hostfile {path}: no host in it; {how}")
+
+
+def _lock_run_dir(run_dir: Path, locks: list) -> None:
+    """Take the folder's run lock for this invocation, unless this is the SCOOP origin of a
+    `deapnos run` launcher that holds it for its job (same token).  Raises RunLockError naming the
+    holder's pid and host."""
+    lock = FolderLock(run_dir / RUN_LOCK)
+    token = os.environ.get(RUN_TOKEN_ENV)
+    if token and under_scoop() and lock.holder(retry=False).get("token") == token and lock.is_held():
+        return
+    command = " ".join(shlex.quote(a) for a in (["deapnos", "run"] + sys.argv[1:]))[:500]
+    locks.append(lock.acquire("deapnos run", token=uuid.uuid4().hex, command=command))
+
+
+def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
+    """The config and run folder of this invocation; takes the folder's run lock (appended to
+    ``locks``; released by the caller) before writing anything; writes ``config.toml`` and a first
+    checkpoint holding the config's fingerprint for a new run.  Raises ConfigError or StoreError."""
+    locks = [] if locks is None else locks
     overrides = list(getattr(args, "overrides", None) or ()) + _flag_overrides(args)
     plugins = [p for p in (getattr(args, "plugins", None) or [])]
+    hostfile = getattr(args, "hostfile", None)
     existing = args.resume or (args.run_dir if args.run_dir and (Path(args.run_dir) / CONFIG).exists() else None)
     if existing:
         run_dir = Path(existing)
-        if not (run_dir / CONFIG).exists():
+        if not run_dir.is_dir():
+            raise ConfigError(f"--resume {run_dir}: " + ("no such folder" if not run_dir.exists() else
+                              "not a folder") + "; give the run folder of the run to continue")
+        if not (run_dir / CONFIG).is_file():
             raise ConfigError(f"--resume {run_dir}: no {CONFIG} there (not a deapnos run folder)")
         if args.config:
             raise ConfigError("--resume continues a run with its own config; do not pass --config")
@@ -110,19 +241,44 @@ def prepare(args) -> tuple[Config, Path]:
                               f"(got {bad[0]})")
         if plugins:
             raise ConfigError("a resumed run keeps its plugins (run.plugins of its config); do not pass -p")
-        data = apply_overrides(read_toml(run_dir / CONFIG), overrides)
+        store = RunStore(run_dir)
+        store.check_files()
+        try:
+            data = read_toml(run_dir / CONFIG)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{run_dir / CONFIG}: not valid TOML (not UTF-8 text at byte {exc.start}); restore "
+                              f"it from a copy of the run folder") from None
+        data = apply_overrides(data, overrides)
         cfg = validate(data, source=str(run_dir / CONFIG))
+        check_hostfile(hostfile, cfg.run.backend)
+        _lock_run_dir(run_dir, locks)
+        doc = store.read_checkpoint()
+        if doc is not None and doc.get("config") is not None:
+            diff = fingerprint_differences(doc["config"], cfg)
+            if diff:
+                raise ConfigError(f"{run_dir / CONFIG} differs from the config this run was checkpointed under "
+                                  f"({'; '.join(diff)}): a resumed run keeps its config (only "
+                                  f"{', '.join(RESUME_OVERRIDABLE)} may change); undo the edit, or start a new "
+                                  f"run with it: deapnos run --config {shlex.quote(str(run_dir / CONFIG))}")
         if overrides:
-            RunStore(run_dir).write_config(cfg.to_toml())
+            store.write_config(cfg.to_toml())
         return cfg, run_dir
     cfg = load_config(args.config, overrides)
     if plugins:
         cfg.run.plugins = list(cfg.run.plugins) + [p for p in plugins if p not in cfg.run.plugins]
     if under_scoop():
         cfg.run.backend = "scoop"
-    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg.run.output_dir, cfg.run.name)
+    check_hostfile(hostfile, cfg.run.backend)
+    if args.run_dir:
+        run_dir = check_run_dir_path(Path(args.run_dir), create=True)
+    else:
+        run_dir = new_run_dir(cfg.run.output_dir, cfg.run.name)
     store = RunStore(run_dir, create=True)
+    store.check_files()
+    _lock_run_dir(run_dir, locks)
     store.write_config(cfg.to_toml())
+    if store.read_checkpoint() is None:
+        store.save_checkpoint(None, config=config_fingerprint(cfg))     # the fingerprint from the start
     return cfg, run_dir
 
 
@@ -133,9 +289,20 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
     from deapnos import zoo
     from deapnos.evaluate.protocol import ProtocolConfig
     known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
-    for path, name in (("search.init_task", cfg.search.init_task), ("search.task", cfg.search.task)):
+    named = [("search.init_task", n) for n in cfg.search.init_tasks] + [("search.task", n) for n in cfg.search.tasks]
+    named += [("validation.tasks", n) for n in cfg.validation.tasks]
+    for path, name in named:
         if name not in tasks:
             raise ConfigError(f"config field {path} = {name!r}: allowed values: {known}")
+    if not cfg.fitness.relative:
+        # raw scores rank failures (-1) below every trained candidate only when scores stay above -1
+        raw = [n for n in cfg.search.tasks if tasks[n].metric == "log_loss"]
+        if raw:
+            raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
+                              "can fall below a failure's -1; use fitness.relative = true")
+    if cfg.fitness.reference not in zoo.names():
+        raise ConfigError(f"config field fitness.reference = {cfg.fitness.reference!r}: not a zoo optimizer; "
+                          f"allowed values: {', '.join(zoo.names())}")
     for i, rung in enumerate(cfg.elimination.rungs):
         if rung.task not in tasks:
             raise ConfigError(f"config field elimination.rungs[{i}].task = {rung.task!r}: allowed values: {known}")
@@ -154,11 +321,14 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
         ProtocolConfig(**cfg.protocol)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config section [protocol]: {exc}") from None
+    from deapnos.search.elimination import baseline_problem
     for name in cfg.elimination.baselines:
-        if name not in zoo.names():
-            raise ConfigError(f"config field elimination.baselines: {name!r} is not a zoo optimizer; allowed "
-                              f"values: {', '.join(zoo.names())}")
-    used = [cfg.search.init_task, cfg.search.task] + [r.task for r in cfg.elimination.rungs]
+        problem = baseline_problem(name, cfg.run.compat)
+        if problem:
+            raise ConfigError(f"config field elimination.baselines: {problem}")
+    from deapnos.search.fitness import validation_tasks
+    used = cfg.search.init_tasks + cfg.search.tasks + [r.task for r in cfg.elimination.rungs]
+    used += validation_tasks(cfg, tasks) if cfg.validation.enabled else []
     if cfg.run.data_dir:
         os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
     for name in dict.fromkeys(used):
@@ -174,19 +344,30 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
 
 def execute(cfg: Config, run_dir: Path) -> int:
     """Run (or continue) the search in this process with the configured backend; writes
-    ``status.json``; returns 0 on success, 1 on failure."""
+    ``status.json``; returns 0 on success, 1 on failure.  Holds the folder's writer lock while it
+    runs; a stop (:class:`RunInterrupted`, KeyboardInterrupt) marks the run ``interrupted``, kills
+    the backend's workers and propagates."""
     from deapnos import plugins as _plugins
     from deapnos.search.particles import ParticleSearch
     store = RunStore(run_dir, create=True)
+    writer = FolderLock(run_dir / WRITER_LOCK)
+    try:
+        store.check_files()
+        writer.acquire("the search's writer", wait=5.0)
+    except StoreError as exc:          # RunLockError: another process writes here
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store.remove_temporary()
     handler = logging.FileHandler(run_dir / "search.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("deapnos").addHandler(handler)
     if logging.getLogger("deapnos").level == logging.NOTSET:
         logging.getLogger("deapnos").setLevel(logging.INFO)
     backend = None
+    stopped = False
     t0 = time.time()
     try:
-        store.write_status("running", pid=os.getpid())
+        store.write_status("running", pid=os.getpid(), host=socket.gethostname())
         pm = _plugins.get_plugin_manager(cfg.run.plugins)
         space = _plugins.build_space(pm, compat=cfg.run.compat)
         checks = _plugins.integrity_checks(pm)
@@ -195,7 +376,7 @@ def execute(cfg: Config, run_dir: Path) -> int:
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device)
-        search = ParticleSearch(cfg, store, backend, pm, space, checks)
+        search = ParticleSearch(cfg, store, backend, pm, space, checks, tasks=tasks)
         log.info("%s run in %s (backend %s, %d worker(s))", "resuming" if search.resumed else "starting", run_dir,
                  cfg.run.backend, getattr(backend, "workers", 1))
         summary = search.run()
@@ -205,13 +386,15 @@ def execute(cfg: Config, run_dir: Path) -> int:
         if cfg.run.report:
             from deapnos.report import write_report
             try:
-                write_report(run_dir)
+                write_report(run_dir, load_plugins=True)     # the run's own plugins, already loaded
             except Exception as exc:   # noqa: BLE001 - the search is done; say what failed
                 raise RuntimeError(f"the search finished but writing the report failed: "
                                    f"{type(exc).__name__}: {exc}") from exc
         return 0
-    except KeyboardInterrupt:
-        store.write_status("interrupted", "interrupted")
+    except KeyboardInterrupt as exc:
+        stopped = True
+        name = signal_name(getattr(exc, "signum", signal.SIGINT))
+        store.write_status("interrupted", f"stopped by {name}", signal=name, resume=resume_command(run_dir))
         raise
     except BaseException as exc:   # noqa: BLE001 - the status file must say what happened
         msg = f"{type(exc).__name__}: {exc}"
@@ -223,83 +406,225 @@ def execute(cfg: Config, run_dir: Path) -> int:
         return 1
     finally:
         if backend is not None:
-            backend.close()
+            backend.close(force=stopped)
         store.close()
         logging.getLogger("deapnos").removeHandler(handler)
         handler.close()
+        writer.release()
 
 
-def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbose: bool = False) -> int:
-    """Run the search under SCOOP in a child process and check its outcome (status.json)."""
+def _die_with_launcher(parent: int):
+    """``preexec_fn`` of the SCOOP launcher: the kernel kills it when this launcher dies (Linux,
+    ``prctl(PR_SET_PDEATHSIG)``; the function is looked up here, before the fork)."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            prctl = ctypes.CDLL(None).prctl
+        except (OSError, AttributeError):
+            prctl = None
+
+    def preexec():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if prctl is not None:
+            prctl(1, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Take down the process group of ``proc`` (its leader): SIGTERM, then SIGKILL after ``grace``
+    seconds; returns when the group is empty (or after another 10 s)."""
+    pgid = proc.pid
+    for sig, wait_s in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            proc.poll()                  # reap the leader, so that the group can empty
+            if not _group_alive(pgid):
+                proc.poll()
+                return
+            time.sleep(0.05)
+    proc.poll()
+
+
+def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbose: bool = False,
+                 lock: FolderLock | None = None) -> int:
+    """Run the search under SCOOP in a child process group and check its outcome (status.json).
+
+    The SCOOP job runs in a process group of its own; a stop signal (SIGINT, SIGTERM, SIGHUP)
+    takes the whole group down, marks the run ``interrupted`` and prints the resume command.  Every
+    process of the job also exits when this launcher dies (even by SIGKILL)."""
+    run_dir = Path(run_dir).resolve()
     store = RunStore(run_dir)
     status_path = store.path("status.json")
+    # a writer left by a launcher killed with SIGKILL exits within a second or so (its processes
+    # watch the launcher): wait for it rather than start a second writer beside it
+    FolderLock(run_dir / WRITER_LOCK).acquire("a check of deapnos run", wait=15.0).release()
     if status_path.exists():
         status_path.unlink()
     cmd = [sys.executable, "-m", "scoop", "-n", str(cfg.run.workers)]
     if hostfile:
         cmd += ["--hostfile", str(Path(hostfile).resolve())]
-    cmd += [str(ENTRY_FILE), "--run-dir", str(run_dir.resolve())]
+    cmd += [str(ENTRY_FILE), "--run-dir", str(run_dir)]
     if verbose:
         cmd += ["--log-level", "DEBUG"]
     env = dict(os.environ)
     env["DEAPNOS_RUN_TOKEN"] = uuid.uuid4().hex
     env["DEAPNOS_TORCH_THREADS"] = str(cfg.run.torch_threads)
     env["DEAPNOS_DEVICE"] = cfg.run.device
+    env["DEAPNOS_LAUNCHER_PID"] = str(os.getpid())
+    env["DEAPNOS_LAUNCHER_HOST"] = socket.gethostname()
+    if lock is not None and lock.info.get("token"):
+        env[RUN_TOKEN_ENV] = lock.info["token"]
     log.info("launching: %s", " ".join(cmd))
+    proc = None
     try:
-        proc = subprocess.run(cmd, env=env)
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: deapnos run --resume {run_dir}", file=sys.stderr)
-        return 130
+        # no stop signal between the fork and knowing the child's pid (it would orphan the job)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc = subprocess.Popen(cmd, env=env, process_group=0, preexec_fn=_die_with_launcher(os.getpid()))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        returncode = proc.wait()
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        if proc is not None:
+            stop_group(proc)
+        mark_interrupted(run_dir, signum)
+        status = store.read_status() or {}
+        if status.get("status") == "ok":
+            return 0
+        return print_interrupted(run_dir, signum)
+    finally:
+        if proc is not None and proc.poll() is None:
+            stop_group(proc)
     status = store.read_status()
     if status is None:
-        print(f"error: the SCOOP run exited with code {proc.returncode} before the search wrote "
-              f"{status_path} (see the output above); continue with: deapnos run --resume {run_dir}",
+        print(f"error: the SCOOP run exited with code {returncode} before the search wrote "
+              f"{status_path} (see the output above); continue with: {resume_command(run_dir)}",
               file=sys.stderr)
         return 1
-    if status.get("status") != "ok":
-        print(f"error: the search failed: {status.get('error') or status.get('status')}", file=sys.stderr)
-        if status.get("traceback"):
+    state = status.get("status")
+    if state == "running":
+        print(f"error: the SCOOP origin (pid {status.get('pid', '?')}) ended while the search was running, without "
+              f"writing its outcome (SCOOP exit code {returncode}; see the output above and "
+              f"{run_dir / 'search.log'}); continue with: {resume_command(run_dir)}", file=sys.stderr)
+        return 1
+    if state == "interrupted":
+        print(f"error: the search was interrupted ({status.get('error') or 'stopped'}); continue with: "
+              f"{resume_command(run_dir)}", file=sys.stderr)
+        return 1
+    if state != "ok":
+        print(f"error: the search failed: {status.get('error') or state}", file=sys.stderr)
+        if status.get("traceback") and verbose:
             print(status["traceback"], file=sys.stderr)
         return 1
     return 0
 
 
 def print_outcome(run_dir: Path) -> None:
-    store = RunStore(run_dir)
-    status = store.read_status() or {}
+    try:
+        status = RunStore(run_dir).read_status() or {}
+    except StoreError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        status = {}
     board = status.get("leaderboard") or []
     print(f"run folder: {run_dir}")
     if board:
-        print("leaderboard (mean score over seeds):")
+        print(f"leaderboard on {board[0].get('task')} (mean score over seeds; Δ: paired difference to "
+              f"{board[0].get('reference')}, mean ± 95% interval):")
         for row in board:
-            vs = row.get("vs_reference")
-            vs = f"  {vs:+.4f} vs {row['reference']}" if vs is not None and not row["baseline"] else ""
-            print(f"  {row['rank']:2d}. {row['label']:10s} {row['mean']:.4f} +- {row['std']:.4f}{vs}  {row['genome']}")
+            ci = row.get("vs_reference_ci")
+            vs = ""
+            if ci and not row["baseline"]:
+                vs = f"  Δ {ci['mean']:+.4f}" + (f" ± {ci['ci95']:.4f}" if ci.get("ci95") is not None else "") \
+                     + f" ({row.get('verdict')})"
+            mean = "failed" if row["mean"] is None else f"{row['mean']:.4f}"
+            failed = f" (failed on {row['failed']} seed(s))" if row.get("failed") else ""
+            print(f"  {row['rank']:2d}. {row['label']:10s} {mean}{vs}{failed}  {row['genome']}")
+    print_validation(run_dir)
     if (run_dir / "report.md").exists():
         print(f"report: {run_dir / 'report.md'}")
 
 
+def print_validation(run_dir: Path) -> None:
+    """The held-out validation in a few lines (validation.json)."""
+    import json
+    try:
+        val = json.loads((run_dir / "validation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not val.get("rows"):
+        return
+    print(f"held-out validation on {', '.join(val['tasks'])} (seeds {val['seeds']}): score minus tuned "
+          f"{val['reference']}'s, mean ± 95% interval; 'better' only when the interval excludes zero")
+    for row in val["rows"]:
+        d = row["overall"].get("difference")
+        text = "-" if not d else f"{d['mean']:+.4f}" + (f" ± {d['ci95']:.4f}" if d.get("ci95") is not None else "")
+        print(f"  {row['label']:10s} {text:20s} {row['overall']['verdict']}")
+
+
 def run_command(args) -> int:
+    """``deapnos run``: returns the exit code (0 ok, 1 the search failed or the folder is in use,
+    2 a bad config, command line or run folder, 128+N stopped by signal N)."""
     if getattr(args, "log_level", None):
         logging.getLogger("deapnos").setLevel(args.log_level.upper())
+    locks: list[FolderLock] = []
+    run_dir = None
+    guard = contextlib.nullcontext() if under_scoop() else stop_signals()
     try:
-        cfg, run_dir = prepare(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if cfg.run.backend == "scoop" and not under_scoop():
-        rc = launch_scoop(cfg, run_dir, getattr(args, "hostfile", None),
-                          verbose=logging.getLogger("deapnos").isEnabledFor(logging.DEBUG))
-    else:
-        rc = execute(cfg, run_dir)
-        if rc:
-            status = RunStore(run_dir).read_status() or {}
-            print(f"error: the search failed: {status.get('error', '?')}", file=sys.stderr)
-    launched_by_wrapper = under_scoop() and os.environ.get("DEAPNOS_RUN_TOKEN")
-    if rc == 0 and not launched_by_wrapper:
-        print_outcome(run_dir)
-    return rc
+        with guard:
+            try:
+                cfg, run_dir = prepare(args, locks)
+            except RunLockError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            except (ConfigError, StoreError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if cfg.run.backend == "scoop" and not under_scoop():
+                try:
+                    rc = launch_scoop(cfg, run_dir, getattr(args, "hostfile", None),
+                                      verbose=logging.getLogger("deapnos").isEnabledFor(logging.DEBUG),
+                                      lock=locks[0] if locks else None)
+                except StoreError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 1
+            else:
+                rc = execute(cfg, run_dir)
+                if rc:
+                    try:
+                        status = RunStore(run_dir).read_status() or {}
+                    except StoreError:
+                        status = {}
+                    if status.get("status") == "failed":
+                        print(f"error: the search failed: {status.get('error', '?')}", file=sys.stderr)
+            launched_by_wrapper = under_scoop() and os.environ.get("DEAPNOS_RUN_TOKEN")
+            if rc == 0 and not launched_by_wrapper:
+                print_outcome(run_dir)
+            return rc
+    except RunInterrupted as exc:
+        if run_dir is not None and locks:
+            mark_interrupted(run_dir, exc.signum)
+        return print_interrupted(run_dir, exc.signum)
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:

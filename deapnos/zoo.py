@@ -8,17 +8,17 @@ A registry in the style of timm's ``create_model`` / ``list_models``::
     opt = genome.optimizer(model.parameters(), lr=1e-3, total_steps=10_000, warmup_steps=500)
     print(zoo.describe("opt10"))      # the formula, its source and the notes
 
-    zoo.schedule_names()              # lr1..lr9, the EvolvedLRSchedules of paper-spec §3.3
+    zoo.schedule_names()              # lr1..lr9, the EvolvedLRSchedules of docs/paper.md §3.3
     sched = zoo.schedule("lr3", torch.optim.Adam(model.parameters(), 1e-3), total_steps=10_000,
                          warmup_steps=500)   # a LambdaLR: call sched.step() after each optimizer.step()
 
-Every entry is a genome of the default search space (paper-spec §1-§3), written in the genome text
+Every entry is a genome of the default search space (docs/paper.md §1-§3), written in the genome text
 form (:mod:`deapnos.space.genome`) and documented by its ``formula``.  Conventions of the formulas:
 ``g`` gradient, ``w`` weights, ``v^ = v_t/(1-0.9^(t+1))`` with ``v_t = 0.9 v + 0.1 g``,
 ``s^ = s_t/(1-0.99^(t+1))`` with ``s_t = 0.99 s + 0.01 g^2``, ``q = 0.3 g + 0.7 v^``;
 ``eta_t = lr x base(t) x schedule(t)``; the step is ``w <- w - eta_t U`` unless the momentum kind
 says otherwise (:data:`deapnos.space.psets.MOMENTUM_DOC`).  Decays a1..a14 use the 0-based step t
-and the horizon T = ``total_steps`` (paper-spec §2.1).
+and the horizon T = ``total_steps`` (docs/paper.md §2.1).
 
 Division in the search space is sign-safe, ``a / (b + 1e-7 sign(b))`` with sign(0) = +1: where a
 published formula divides without an epsilon, the zoo genome differs from it by that 1e-7 in the
@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from dataclasses import dataclass
 
 from .space.genome import Genome, parse_tree, tree_text
 from .space.psets import SearchSpace, get_default_space
 
-__all__ = ["ZooEntry", "ScheduleEntry", "UnknownNameError", "names", "get", "info", "describe", "text",
-           "schedule_names", "schedule", "get_schedule_tree", "schedule_info", "KINDS"]
+__all__ = ["ZooEntry", "ScheduleEntry", "UnknownNameError", "CompatError", "names", "get", "info", "describe",
+           "text", "schedule_names", "schedule", "get_schedule_tree", "schedule_info", "horizon_problem", "KINDS"]
 
 KINDS = ("baseline", "adamclip", "evolved")
 
@@ -79,53 +80,53 @@ class ScheduleEntry:
 
 
 # ---------------------------------------------------------------------------------------------
-# LR schedules: EvolvedLRSchedules type 0..8 (paper-spec §3.3) as lr1..lr9
+# LR schedules: EvolvedLRSchedules type 0..8 (docs/paper.md §3.3) as lr1..lr9
 # ---------------------------------------------------------------------------------------------
 
 _SCHEDULE_NOTE = ("eta_t = lr x base(t) x multiplier(t); base is the warm-up + cosine schedule of "
-                  "paper-spec §3.1.  The original callback writes eta_t + 1e-7; the +1e-7 is dropped.  "
+                  "docs/paper.md §3.1.  The original callback writes eta_t + 1e-7; the +1e-7 is dropped.  "
                   "dt(x) = 1 - tanh(x)^2, ds(x) = 1/(1+|x|).")
 
 _SCHEDULES = (
     ScheduleEntry("lr1", "div(erfc(erfc(a4)), dtanh(a8))",
                   "erfc(erfc(a4)) / dt(a8)",
-                  "paper-spec §3.3, EvolvedLRSchedules type 0; also the LR multiplier of Opt4-Opt6",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 0; also the LR multiplier of Opt4-Opt6",
                   "dt(a8) >= 0.41, so the sign-safe division's 1e-7 changes the value by < 3e-7 relative."),
     ScheduleEntry("lr2", "div(erfc(erfc(a4)), mul(dtanh(a8), dtanh(a4)))",
                   "erfc(erfc(a4)) / (dt(a8) dt(a4))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 1",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 1",
                   "Sign-safe division: 1e-7 added to a denominator >= 0.17."),
     ScheduleEntry("lr3", "div(atan(a2), mul(dtanh(a10), sqrt(dsoft(a14p))))",
                   "atan(a2) / (dt(a10) sqrt(ds(a14')))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 2",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 2",
                   "a14' (leaf a14p) = (0.95 - beta_d)/(0.05 + beta_d), beta_d = 0.95 (1 - (t+1)/T): the "
-                  "EvolvedLRSchedules variant of a14, rising from about 0 to 19 at t = T-1 (paper-spec §2.1), "
+                  "EvolvedLRSchedules variant of a14, rising from about 0 to 19 at t = T-1 (docs/paper.md §2.1), "
                   "not the search's a14 = 0.95 - a13.  Sign-safe division: 1e-7 added to a positive "
                   "denominator."),
     ScheduleEntry("lr4", "div(square(sigmoid(a2)), sigmoid(mul(two, softsign(a1))))",
                   "sigmoid(a2)^2 / sigmoid(2 softsign(a1))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 3",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 3",
                   "Sign-safe division: 1e-7 added to a denominator >= 0.5."),
     ScheduleEntry("lr5", "div(one, sqrt(erf(a11)))",
                   "1 / sqrt(erf(a11))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 4",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 4",
                   "Sign-safe division: 1e-7 added to a denominator >= 0.1."),
     ScheduleEntry("lr6", "div(mul(atan(a2), erfc(a6)), sqrt(dsoft(a6)))",
                   "atan(a2) erfc(a6) / sqrt(ds(a6))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 5",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 5",
                   "Sign-safe division: 1e-7 added to a denominator >= 0.7."),
     ScheduleEntry("lr7", "div(one, sqrt(dsoft(a10)))",
                   "1 / sqrt(ds(a10))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 6",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 6",
                   "Sign-safe division: 1e-7 added to a denominator >= 0.7."),
     ScheduleEntry("lr8", "div(one, sqrt(softsign(atan(a12))))",
                   "1 / (sqrt(softsign(atan(a12))) + 1e-7)",
-                  "paper-spec §3.3, EvolvedLRSchedules type 7",
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 7",
                   "Exact: the sign-safe division of a value >= 0 is the formula's + 1e-7.  At t = 0, a12 = 0 "
                   "and the multiplier is 1e7; the warm-up makes the LR 0 there when warmup_steps > 0."),
     ScheduleEntry("lr9", "tanh(max(a10, a6))",
                   "tanh(max(a10, a6))",
-                  "paper-spec §3.3, EvolvedLRSchedules type 8"),
+                  "docs/paper.md §3.3, EvolvedLRSchedules type 8"),
 )
 _SCHEDULE_REGISTRY = {e.name: e for e in _SCHEDULES}
 _LR_TYPE0 = _SCHEDULE_REGISTRY["lr1"].text
@@ -136,6 +137,8 @@ _LR_TYPE0 = _SCHEDULE_REGISTRY["lr1"].text
 # ---------------------------------------------------------------------------------------------
 
 _DIV_NOTE = "Sign-safe division: the denominator gets + 1e-7 (it is >= 0 here)."
+# Opt4's atan(a13) with its last-step guard (see the entry's notes)
+_OPT4_PHI = "atan(max(a13, mul(a1, a2)))"
 
 _OPTIMIZERS = (
     # -- baselines -------------------------------------------------------------------------
@@ -143,7 +146,7 @@ _OPTIMIZERS = (
              "U = v^ / (sqrt(s^) + 1e-7)",
              "Adam (Kingma & Ba) with the search space's EMAs",
              "Equals torch.optim.Adam(betas=(0.9, 0.99), eps=1e-7) with base_schedule='constant': "
-             "beta2 is 0.99 as in the search's s (paper-spec §1.2), not torch's default 0.999."),
+             "beta2 is 0.99 as in the search's s (docs/paper.md §1.2), not torch's default 0.999."),
     ZooEntry("rmsprop", "baseline", "none ~ div(g, sqrt(s_hat))",
              "U = g / (sqrt(s^) + 1e-7)",
              "RMSProp, bias-corrected second moment (beta 0.99)",
@@ -152,17 +155,17 @@ _OPTIMIZERS = (
              "U = g", "plain SGD"),
     ZooEntry("momentum", "baseline", "mom ~ g",
              "U = g;  M <- m_t M - eta_t U;  w <- w + M",
-             "heavy-ball momentum (paper-spec §1.5 type 'Mom')",
+             "heavy-ball momentum (docs/paper.md §1.5 type 'Mom')",
              "With momentum=0.9 (a constant) this is torch.optim.SGD(momentum=0.9); with momentum=None "
-             "m_t follows the 0.95 -> 0.85 -> 0.95 schedule of paper-spec §3.2."),
+             "m_t follows the 0.95 -> 0.85 -> 0.95 schedule of docs/paper.md §3.2."),
     ZooEntry("nesterov", "baseline", "nesterov ~ g",
              "U = g;  M <- m_t M - eta_t U;  w <- w + m_t M - eta_t U",
              "standard Nesterov momentum (the form of Opt9/Opt10)",
              "With momentum=0.9 this is torch.optim.SGD(momentum=0.9, nesterov=True).  Not the search's "
-             "'Nest' kind (paper-spec §1.5)."),
+             "'Nest' kind (docs/paper.md §1.5)."),
     ZooEntry("qhm", "baseline", "none ~ qh_v",
              "U = q = 0.3 g + 0.7 v^",
-             "quasi-hyperbolic momentum (Ma & Yarats), nu = 0.7, beta = 0.9: operand 14 of paper-spec §1.2",
+             "quasi-hyperbolic momentum (Ma & Yarats), nu = 0.7, beta = 0.9: operand 14 of docs/paper.md §1.2",
              "The momentum buffer is the bias-corrected EMA v^."),
     ZooEntry("powersign", "baseline", "none ~ mul(exp(mul(sign_g, sign_v_hat)), g)",
              "U = exp(sign(g) sign(v^)) g",
@@ -170,84 +173,89 @@ _OPTIMIZERS = (
     ZooEntry("addsign", "baseline", "none ~ mul(add(one, mul(sign_g, sign_v_hat)), g)",
              "U = (1 + sign(g) sign(v^)) g",
              "AddSign (Bello et al., 2017), alpha = 1, with v^ as the momentum"),
-    # -- AdamClip variants 0..4 = A1..A5 (paper-spec §4.2) ---------------------------------
+    # -- AdamClip variants 0..4 = A1..A5 (docs/paper.md §4.2) ---------------------------------
     ZooEntry("a1", "adamclip", "none ~ clip(v_hat, sqrt(s_hat))",
              "U = clip(v^, -c, c),  c = sqrt(s^) + 1e-7",
-             "paper-spec §4.2, AdamClip variant 0",
+             "docs/paper.md §4.2, AdamClip variant 0",
              "The space writes c = sqrt(s^) without the + 1e-7: the clip bound differs by 1e-7."),
     ZooEntry("a2", "adamclip", "none ~ clip(v_hat, ln(s_hat))",
              "U = clip(v^, -c, c),  c = |ln(s^ + 1e-7)|",
-             "paper-spec §4.2, AdamClip variant 1",
+             "docs/paper.md §4.2, AdamClip variant 1",
              "Exact: ln is ln(|x| + 1e-7) and clip bounds by |b|."),
     ZooEntry("a3", "adamclip", "none ~ clip(v_hat, sqrt(ln(s_hat)))",
              "U = clip(v^, -c, c),  c = sqrt(|ln(s^ + 1e-7)|)",
-             "paper-spec §4.2, AdamClip variant 2",
+             "docs/paper.md §4.2, AdamClip variant 2",
              "Exact: ln is ln(|x| + 1e-7) and sqrt is sqrt(|x|)."),
     ZooEntry("a4", "adamclip", "none ~ clip(v_hat, sigmoid(s_hat))",
              "U = clip(v^, -c, c),  c = sigmoid(s^ + 1e-7), in (0.5, 1)",
-             "paper-spec §4.2, AdamClip variant 3",
+             "docs/paper.md §4.2, AdamClip variant 3",
              "The space writes sigmoid(s^) without the + 1e-7 inside: c differs by < 2.5e-8."),
     ZooEntry("a5", "adamclip", "none ~ norm(clip(v_hat, sqrt(s_hat)))",
              "U = clip_by_norm(clip(v^, -c, c), 1),  c = sqrt(s^) + 1e-7; the L2 norm is taken over each "
              "parameter tensor",
-             "paper-spec §4.2, AdamClip variant 4",
+             "docs/paper.md §4.2, AdamClip variant 4",
              "As a1, the clip bound lacks the + 1e-7."),
-    # -- Opt1..Opt10 (paper-spec §4.3), decays on ------------------------------------------
+    # -- Opt1..Opt10 (docs/paper.md §4.3), decays on ------------------------------------------
     ZooEntry("opt1", "evolved", "none ~ add(qh_v, softsign(clip(w_1e5, add(w_1e5, mix95(s_hat, neg(g2))))))",
              "c = |1e-5 w - 0.05 g^2 + 0.95 s^|;  U = q + softsign(clip(1e-5 w, -c, c))",
-             "paper-spec §4.3, Opt1",
+             "docs/paper.md §4.3, Opt1",
              "Reproduces the original's parenthesisation as written (1e-5 w - 0.05 g^2 + 0.95 s^, "
              "unlike Opt2's 1e-5 w - (0.05 g^2 + 0.95 s^)); flagged [BUG?] in the spec.  "
              "mix95(s^, -g^2) = 0.95 s^ - 0.05 g^2."),
     ZooEntry("opt2", "evolved", "none ~ add(qh_v, softsign(divsqrt(w_1e5, sub(w_1e5, qh_s))))",
              "c = 1e-5 w - (0.05 g^2 + 0.95 s^);  U = q + softsign(1e-5 w / sqrt(1 + c^2))",
-             "paper-spec §4.3, Opt2"),
+             "docs/paper.md §4.3, Opt2"),
     ZooEntry("opt3", "evolved", "none ~ add(qh_v, softsign(divsqrt(w_1e5, sub(w_1e5, qh_lam))))",
              "l_t = 0.999 l + 0.001 g^3, l^ = l_t/(1-0.999^(t+1));  c = 1e-5 w - (0.01 g^3 + 0.99 l^);  "
              "U = q + softsign(1e-5 w / sqrt(1 + c^2))",
-             "paper-spec §4.3, Opt3 (bug fixed)",
+             "docs/paper.md §4.3, Opt3 (bug fixed)",
              "FIXED: finalOptimizers' Opt3 keeps l as an EMA of g^2 while mixing it with 0.01 g^3 (flagged "
              "[BUG?] in the spec); this entry uses the EMA of g^3, the search's lambda (operand qh_lam), as "
              "the search intended.  The original's g^2 EMA is not expressible in the search space."),
-    ZooEntry("opt4", "evolved", f"none ~ div(qh_v, clip(two, decay(atan(a13), exp(v_hat)))) | lr = {_LR_TYPE0}",
+    ZooEntry("opt4", "evolved", f"none ~ div(qh_v, clip(two, decay({_OPT4_PHI}, exp(v_hat)))) | lr = {_LR_TYPE0}",
              "c = |atan(a13) exp(v^)|;  U = q / clip(2, -c, c) = q / min(2, c);  eta_t = lr x base(t) x "
              "erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
-             "paper-spec §4.3, Opt4, use_decay=True",
-             "Sign-safe division: q / (min(2, c) + 1e-7).  This guards the original's division by zero at "
-             "t = T-1, where a13 = 0 and c = 0: there U = 1e7 q, damped only by the warm-up cosine base LR, which "
-             "is about (pi / (2 (T - W)))^2 at the last step (about 0.2 lr q at T - W = 16000).  "
+             "docs/paper.md §4.3, Opt4, use_decay=True",
+             "Last-step guard: a13 reaches 0 at t = T-1, where the original divides by zero (U = inf; with "
+             "the sign-safe 1e-7 alone, U = 1e7 q).  This entry uses atan(max(a13, a1 a2)) for atan(a13): "
+             "a1 a2 = (t/T)(1 - t/T) is below a13 at every step but the last (checked for every T up to 3000 "
+             "and at 16000, 96000, 1e6), where it is (T-1)/T^2, so the formula is exact everywhere else and "
+             "U is about T q at the last step instead of 1e7 q.  Under the warm-up + cosine base that last "
+             "step is then no larger than the ones before it, for every horizon.  Under "
+             "base_schedule='constant' (or a hold up to T) the published formula itself grows like T/(19 k) "
+             "over the last k steps: EvolvedOptimizer refuses that with a message (zoo.horizon_problem).  "
              "use_decay=False drops only the LR multiplier: the atan(a13) factor is not gated by use_decay "
              "in the original.",
-             no_decay_text="none ~ div(qh_v, clip(two, decay(atan(a13), exp(v_hat))))"),
+             no_decay_text=f"none ~ div(qh_v, clip(two, decay({_OPT4_PHI}, exp(v_hat))))"),
     ZooEntry("opt5", "evolved", f"none ~ div(qh_v, min(two, exp(v_hat))) | lr = {_LR_TYPE0}",
              "U = q / min(2, exp(v^));  eta_t = lr x base(t) x erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
-             "paper-spec §4.3, Opt5 (Opt4 with phi = 1), use_decay=True",
+             "docs/paper.md §4.3, Opt5 (Opt4 with phi = 1), use_decay=True",
              "min(2, exp(v^)) equals the original's clip(2, -|exp(v^)|, |exp(v^)|).  " + _DIV_NOTE,
              no_decay_text="none ~ div(qh_v, min(two, exp(v_hat)))"),
     ZooEntry("opt6", "evolved", f"none ~ div(qh_v, decay(dtanh(a4), exp(w_1e4))) | lr = {_LR_TYPE0}",
              "psi = dt(a4) = 1 - tanh(a4)^2;  U = q / |psi exp(1e-4 w)|;  eta_t = lr x base(t) x "
              "erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
-             "paper-spec §4.3, Opt6, use_decay=True",
+             "docs/paper.md §4.3, Opt6, use_decay=True",
              "The |.| is dropped: psi > 0 and exp > 0.  " + _DIV_NOTE,
              no_decay_text="none ~ div(qh_v, exp(w_1e4))"),
     ZooEntry("opt7", "evolved", "none ~ tanh(decay(max(a6, a10), asinh(qh_v)))",
              "alpha = max(a6, a10);  U = tanh(alpha asinh(q));  eta_t = lr x base(t)",
-             "paper-spec §4.3, Opt7, use_decay=True",
+             "docs/paper.md §4.3, Opt7, use_decay=True",
              no_decay_text="none ~ tanh(asinh(qh_v))"),
     ZooEntry("opt8", "evolved", "none ~ asinh(decay(max(a6, a10), asinh(qh_v)))",
              "alpha = max(a6, a10);  U = asinh(alpha asinh(q));  eta_t = lr x base(t)",
-             "paper-spec §4.3, Opt8, use_decay=True",
+             "docs/paper.md §4.3, Opt8, use_decay=True",
              no_decay_text="none ~ asinh(asinh(qh_v))"),
     ZooEntry("opt9", "evolved", "nesterov ~ mul(decay(erfc(a11), g), exp(atan(qh_s)))",
              "alpha = erfc(a11);  U = alpha g exp(atan(0.05 g^2 + 0.95 s^));  M <- m_t M - eta_t U;  "
-             "w <- w + m_t M - eta_t U  (standard Nesterov, m_t of paper-spec §3.2)",
-             "paper-spec §4.3, Opt9, use_decay=True",
+             "w <- w + m_t M - eta_t U  (standard Nesterov, m_t of docs/paper.md §3.2)",
+             "docs/paper.md §4.3, Opt9, use_decay=True",
              "Pass momentum=None (the default) for the paper's 0.95 -> 0.85 -> 0.95 momentum schedule.",
              no_decay_text="nesterov ~ mul(g, exp(atan(qh_s)))"),
     ZooEntry("opt10", "evolved", "nesterov ~ i1e(i1e(decay(mul(a13, a2), g)))",
              "alpha = a13 a2;  U = i1e(i1e(alpha g));  M <- m_t M - eta_t U;  w <- w + m_t M - eta_t U  "
-             "(standard Nesterov, m_t of paper-spec §3.2)",
-             "paper-spec §4.3, Opt10, use_decay=True",
+             "(standard Nesterov, m_t of docs/paper.md §3.2)",
+             "docs/paper.md §4.3, Opt10, use_decay=True",
              "The log's particle 7 found it with the search's 'Nest' kind (Nest ~ bessel_i1e(bessel_i1e("
              "[(a13)*(a2)][g]))); finalOptimizers runs it with standard Nesterov, as here.",
              no_decay_text="nesterov ~ i1e(i1e(g))"),
@@ -307,14 +315,66 @@ def text(name: str, use_decay: bool = True) -> str:
     return entry.text if use_decay or entry.no_decay_text is None else entry.no_decay_text
 
 
-def get(name: str, use_decay: bool = True, space: SearchSpace | None = None) -> Genome:
+def get(name: str, use_decay: bool = True, space: SearchSpace | None = None, compat: bool = False) -> Genome:
     """A fresh :class:`~deapnos.space.genome.Genome` of optimizer ``name``.
 
     ``use_decay=False`` gives the genome that ``finalOptimizers`` runs by default (its evolved decay
-    factors and LR multipliers off; paper-spec §4.3); the default is the paper's intent, decays on.
+    factors and LR multipliers off; docs/paper.md §4.3); the default is the paper's intent, decays on.
+    ``compat=True`` asks for the authors' released class itself: a name whose released form the search
+    space cannot express (Opt3, whose l is an EMA of g^2) raises :class:`CompatError`.
     Unknown names raise :class:`UnknownNameError` (a KeyError and a ValueError) naming close matches.
     """
+    entry = info(name)
+    if compat and entry.name in COMPAT_REFUSED:
+        raise CompatError(f"zoo optimizer {name!r} in compat mode: {COMPAT_REFUSED[entry.name]}")
     return Genome.parse(text(name, use_decay), space=space)
+
+
+class CompatError(ValueError):
+    """The authors' released form of a zoo optimizer cannot be reproduced (compat mode)."""
+
+
+# zoo names whose released form (finalOptimizers.py) compat mode cannot reproduce, and why
+COMPAT_REFUSED = {
+    "opt3": "the released Opt3 keeps l as an EMA of g^2 (beta 0.999) while mixing it with 0.01 g^3; the "
+            "search space has no operand for an EMA of g^2 with beta 0.999, so that bug cannot be "
+            "reproduced. zoo.get('opt3') (compat off) gives the fixed Opt3, with the EMA of g^3 the search "
+            "space defines (docs/paper.md §4.3, §8.2)",
+}
+
+
+def horizon_problem(genome: Genome, total_steps: int, warmup_steps: int = 0, base_schedule: str = "warmup_cosine",
+                    hold_steps: int = 0) -> str | None:
+    """Why a zoo optimizer would explode over this horizon (None when it would not, or when the
+    genome is no such entry).
+
+    Opt4 divides by min(2, atan(a13) exp(v^)) and a13 falls to 0 at the end of the horizon, so its
+    step multiplier grows like T/(19 k) over the last k steps: only a base schedule that decays to 0
+    there keeps them bounded.  Refused: a largest per-step multiplier lr_t / min(2, atan(a13_t)) (with
+    exp(v^) = 1) above 20 x its median over the run, or a non-finite one.
+    """
+    g = genome.copy()
+    g.flip = False
+    key = g.to_text()
+    name = next((e.name for e in _OPTIMIZERS if e.name == "opt4" and key in (e.text, e.no_decay_text)), None)
+    if name is None:
+        return None
+    import torch
+
+    from .optim.flat import base_lr_table
+    from .optim.schedules import tree_table
+    T = int(total_steps)
+    space = genome.space
+    phi = tree_table(parse_tree(_OPT4_PHI, "decay", space), space, T)
+    mult = torch.tensor(base_lr_table(T, warmup_steps, base_schedule, hold_steps), dtype=torch.float64)
+    mult = mult * tree_table(genome.schedule, space, T) / torch.clamp(phi, max=2.0)
+    big, med = float(mult.max()), float(mult.median())
+    if math.isfinite(big) and (med <= 0 or big <= 20.0 * med):
+        return None
+    return (f"{name} over total_steps={T} with base_schedule={base_schedule!r} (warmup_steps={warmup_steps}, "
+            f"hold_steps={hold_steps}): its step multiplier lr_t / min(2, atan(a13)) reaches {big:.3g} x the peak LR "
+            f"(median {med:.3g}), because a13 falls to 0 at the end of the horizon; Opt4 needs a base schedule "
+            f"that decays to 0 there: base_schedule='warmup_cosine' with warmup_steps + hold_steps < total_steps")
 
 
 def describe(name: str) -> str:
@@ -356,7 +416,7 @@ def schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0,
              base_schedule: str = "warmup_cosine", hold_steps: int = 0, space: SearchSpace | None = None):
     """A :class:`torch.optim.lr_scheduler.LambdaLR` running schedule ``name`` on any torch optimizer.
 
-    The LR at step t is ``initial lr x base(t) x multiplier(t)`` (paper-spec §3.3), where base is
+    The LR at step t is ``initial lr x base(t) x multiplier(t)`` (docs/paper.md §3.3), where base is
     ``warmup_cosine`` (§3.1; with ``hold_steps`` at the peak) or ``constant``.  Call
     ``scheduler.step()`` once after each ``optimizer.step()``; the horizon ``total_steps`` is the
     number of optimizer steps.

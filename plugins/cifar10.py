@@ -1,4 +1,4 @@
-"""The paper's CIFAR-10 surrogates (paper-spec §5.4.1-5.4.4).
+"""The paper's CIFAR-10 surrogates (docs/paper.md §5.4.1-5.4.4).
 
 ``cifar10-convnet`` (the initial-population surrogate): ConvNet base 32, pixels/255, no augmentation,
 batch 128, 40 epochs x 200 steps (T = 8000), W = 800.

@@ -1,4 +1,4 @@
-"""The paper's surrogate ConvNet (paper-spec §5.4.2), ported from Keras.
+"""The paper's surrogate ConvNet (docs/paper.md §5.4.2), ported from Keras.
 
 Three 3x3 convolutions with ``base``, ``2*base`` and ``4*base`` channels and strides 1, 2, 2, each with a
 bias and followed by BatchNorm and swish; global average pooling; Dropout(0.2); a linear layer (the
@@ -33,7 +33,7 @@ class SameConv2d(nn.Conv2d):
 
 
 class ConvNet(nn.Module):
-    """ConvNet(act=swish, base) of paper-spec §5.4.2 for ``in_channels`` inputs of any size."""
+    """ConvNet(act=swish, base) of docs/paper.md §5.4.2 for ``in_channels`` inputs of any size."""
 
     def __init__(self, base: int = 32, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.2,
                  bn_momentum: float = 0.01):

@@ -4,7 +4,7 @@ Data: scikit-learn's bundled ``load_digits`` (1,797 8x8 grey images of the digit
 0-16, scaled to [0, 1]).  A fixed split, the same on every machine: a permutation drawn with
 ``numpy.random.default_rng(0)``; the first 1,497 images train, the last 300 validate.
 
-Model: the paper's ConvNet (paper-spec §5.4.2) on 8x8x1 inputs with ``base`` = 16 (16/32/64 channels,
+Model: the paper's ConvNet (docs/paper.md §5.4.2) on 8x8x1 inputs with ``base`` = 16 (16/32/64 channels,
 8x8 -> 4x4 -> 2x2), Keras-like initialisation, BN eps 1e-3 and momentum 0.01.
 
 Budget: batch 64; 40 epochs x 10 steps (T = 400, about 17 passes over the training set), W = 40, so

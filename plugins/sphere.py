@@ -1,4 +1,4 @@
-"""Built-in plugin ``sphere``: the shifted-sphere integrity check (paper-spec §5.3).
+"""Built-in plugin ``sphere``: the shifted-sphere integrity check (docs/paper.md §5.3).
 
 A genome is degenerate when it cannot make a small convex problem go downhill:
 
@@ -10,7 +10,7 @@ A genome is degenerate when it cannot make a small convex problem go downhill:
 * trials: peak LRs 1, 1e-1, ..., 1e-5 unflipped, then the same flipped.  The first trial in that
   order whose loss is < 3.5 passes (NaN never does) and fixes ``lr`` and ``flip``.
 
-All 12 trials run as ONE batched computation (paper-spec §8.1 item 8): the genome is compiled once,
+All 12 trials run as ONE batched computation (docs/paper.md §8.1 item 8): the genome is compiled once,
 one :class:`~deapnos.optim.compiler.PlanRunner` runs it over 12 x 5 = 60 elements split into 12
 tensors of 5 (so per-tensor ops such as ``norm`` act per trial), and the update is applied with a
 per-element LR vector (peak LR x base table x schedule tree, times the trial's sign).  Ops that draw
@@ -63,7 +63,7 @@ class ShiftedSphereCheck(IntegrityCheck):
         seed: seed of the generator of random ops (dropout); each trial starts from it.
         name, enabled: as for any :class:`IntegrityCheck`.
     """
-    description = "shifted-sphere degeneracy test (paper-spec §5.3)"
+    description = "shifted-sphere degeneracy test (docs/paper.md §5.3)"
 
     def __init__(self, *, target: Sequence[float] = TARGET, start: Sequence[float] = START,
                  peak_lrs: Sequence[float] = PEAK_LRS, total_steps: int = TOTAL_STEPS,

@@ -14,12 +14,15 @@ def test_builtin_configs_load():
         cfg = load_config(name)
         assert cfg.search.particles >= 1
     paper = load_config("paper")
-    # the paper's numbers (paper-spec §5.1): n = 50, k = 5 timesteps, m = 7 mutants, 10 x n initial
-    assert (paper.search.particles, paper.search.timesteps, paper.search.mutants) == (50, 5, 7)
+    # the paper's numbers (docs/paper.md §5.1): n = 50, m = 7 timesteps of k = 5 mutations, 10 x n
+    # initial; the authors' code and log run 5 timesteps of 7 mutants (tests/test_presets.py)
+    assert (paper.search.particles, paper.search.timesteps, paper.search.mutants) == (50, 7, 5)
     assert paper.search.init_factor == 10 and paper.search.attempts == 4
     assert (paper.search.init_task, paper.search.task) == ("cifar10-convnet", "cifar10-convnet48")
     quick = load_config()
-    assert quick.search.task == "digits" and quick.run.workers == 2
+    # the quickstart selects on two suite tasks, relative to a tuned Adam, and validates on the others
+    assert quick.search.tasks == ["digits-hard", "ill-conditioned"] and quick.run.workers == 2
+    assert quick.fitness.relative and quick.fitness.reference == "adam" and quick.validation.enabled
     assert "adam" in quick.elimination.baselines
 
 

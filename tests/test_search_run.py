@@ -120,7 +120,8 @@ def test_reference_run_is_complete(reference):
     assert any(r["label"] == "adam" for r in board) and any(not r["baseline"] for r in board)
     parts = [json.loads(x) for x in (reference / "particles.jsonl").read_text().splitlines()]
     assert {p["timestep"] for p in parts} == {0, 1, 2, 3}
-    assert (reference / "checkpoint.pkl").exists() and (reference / "config.toml").exists()
+    assert (reference / "checkpoint.json").exists() and (reference / "config.toml").exists()
+    assert not (reference / "checkpoint.pkl").exists()
 
 
 def test_same_seed_same_log_serial(reference, tmp_path, monkeypatch):

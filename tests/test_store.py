@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -71,7 +70,9 @@ def test_checkpoint_is_atomic_and_versioned(tmp_path):
     store.save_checkpoint({"timestep": 3})
     assert store.load_checkpoint() == {"timestep": 3}
     assert sorted(os.listdir(tmp_path / "r")) == [CHECKPOINT]      # no temporary file left behind
-    (tmp_path / "r" / CHECKPOINT).write_bytes(pickle.dumps({"version": 999, "state": None}))
+    doc = json.loads((tmp_path / "r" / CHECKPOINT).read_text())      # plain JSON, nothing to unpickle
+    assert doc["state"] == {"timestep": 3}
+    (tmp_path / "r" / CHECKPOINT).write_text(json.dumps({**doc, "version": 999}))
     with pytest.raises(StoreError, match="version"):
         store.load_checkpoint()
 
@@ -110,3 +111,80 @@ def test_replayed_particle_rows_are_not_repeated(tmp_path):
     again = RunStore(tmp_path / "r")
     again.append_particles([{"timestep": 1, "particle": 0, "fitness": 0.5}, {"timestep": 1, "particle": 1}])
     assert [(r["timestep"], r["particle"]) for r in again.read_particles()] == [(1, 0), (1, 1)]
+
+
+# -- issue 8: torn tails, JSON checkpoints, one writer ---------------------------------------------
+
+@pytest.mark.parametrize("tail,kept", [
+    (b"", 2),                                   # complete: nothing cut
+    (b'{"seq": 2, "a":', 2),                     # torn mid-record
+    (b'{"seq": 2, "a":' + b"\0" * 64, 2),        # torn, NUL-padded
+    (b"\0" * 4096, 2),                           # only NULs after the last line
+    (b'{"seq": 2}', 3),                          # a whole record that lost its newline: kept
+    (b'{"seq": 2, "a": [1,\n\0\0\n', 2),          # several broken lines at the end
+])
+def test_repair_tail_cuts_back_to_the_last_complete_line(tmp_path, tail, kept):
+    from deapnos.search.store import repair_tail
+    path = tmp_path / "log.jsonl"
+    head = b'{"seq": 0}\n{"seq": 1}\n'
+    path.write_bytes(head + tail)
+    repair_tail(path)
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and b"\0" not in data
+    assert [json.loads(x)["seq"] for x in data.splitlines()] == list(range(kept))
+    assert data.startswith(head)
+
+
+def test_append_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
+    store = RunStore(tmp_path / "r", create=True)
+    for i in range(3):
+        store.append({"event": "evaluation", "seq": i})
+    store.close()
+    log = tmp_path / "r" / LOG
+    log.write_bytes(log.read_bytes()[:-7])             # the last record torn
+    again = RunStore(tmp_path / "r")
+    assert again.append({"event": "evaluation", "seq": 2})
+    assert again.append({"event": "evaluation", "seq": 3})
+    again.close()
+    assert [r["seq"] for r in read_jsonl(log)] == [0, 1, 2, 3]
+
+
+def test_a_truncated_checkpoint_names_the_file_and_the_way_out(tmp_path):
+    store = RunStore(tmp_path / "r", create=True)
+    store.save_checkpoint({"timestep": 2}, config={"sha256": "x", "fields": {}})
+    path = tmp_path / "r" / CHECKPOINT
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(StoreError, match=r"checkpoint.json is damaged.*move it away.*--resume"):
+        store.load_checkpoint()
+
+
+HOLD = """
+import sys, time
+from deapnos.search.store import FolderLock
+FolderLock(sys.argv[1]).acquire("a test holder")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_folder_lock_names_its_holder_and_dies_with_it(tmp_path):
+    import signal
+    import socket
+
+    from deapnos.search.store import FolderLock, RunLockError
+    lock_path = tmp_path / "run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockError) as err:
+            FolderLock(lock_path).acquire("a second run")
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in str(err.value)
+        assert "a test holder" in str(err.value)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        lock = FolderLock(lock_path).acquire("after the holder died", wait=5)   # no stale lock
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

@@ -131,8 +131,10 @@ def test_zoo_names_resolve_through_the_public_api():
 
 
 def test_use_decay_switch_follows_final_optimizers():
-    # Opt4: only the LR multiplier is gated; the atan(a13) factor stays (paper-spec §4.3)
-    assert zoo.text("opt4", use_decay=False) == "none ~ div(qh_v, clip(two, decay(atan(a13), exp(v_hat))))"
+    # Opt4: only the LR multiplier is gated; the atan(a13) factor (with its last-step guard) stays
+    # (docs/paper.md §4.3)
+    assert zoo.text("opt4", use_decay=False) == \
+        "none ~ div(qh_v, clip(two, decay(atan(max(a13, mul(a1, a2))), exp(v_hat))))"
     assert zoo.text("opt10", use_decay=False) == "nesterov ~ i1e(i1e(g))"
     for name in zoo.names():
         if name not in DECAY_GATED:

@@ -91,7 +91,7 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Te
 
 
 def random_cutout(x: torch.Tensor, size: int, generator: torch.Generator | None, fill: float = 0.0) -> torch.Tensor:
-    """Cutout with tensorflow-addons' ``random_cutout`` semantics (paper-spec §5.4.1): the centre is
+    """Cutout with tensorflow-addons' ``random_cutout`` semantics (docs/paper.md §5.4.1): the centre is
     uniform over the image, the ``size`` x ``size`` patch ``[c - size//2, c + size//2)`` is clipped at
     the borders, and filled with ``fill``."""
     if size % 2:

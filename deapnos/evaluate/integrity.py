@@ -1,6 +1,6 @@
 """Integrity checks: cheap tests that reject degenerate genomes before any training.
 
-paper-spec §5.3.  A check is an object with a ``name`` and ``check(genome) -> CheckResult``
+docs/paper.md §5.3.  A check is an object with a ``name`` and ``check(genome) -> CheckResult``
 (subclass :class:`IntegrityCheck`); plugins provide checks through the
 ``deapnos_integrity_checks`` hook.  The built-in one is the shifted-sphere test of the ``sphere``
 plugin (``deapnos_plugins.sphere``).
@@ -11,7 +11,7 @@ check code: an exception becomes a failed result naming the check and its plugin
 The sign gene ``flip``: a check may decide the direction of descent (the sphere check tries the
 genome as it is, then sign-flipped).  Its result then carries ``flip=True`` or ``flip=False`` and
 :func:`run_integrity_checks` sets ``genome.flip`` to it, every time.  The original set ``flip`` on a
-flipped pass and never reset it (paper-spec §5.3, [BUG]); here a mutant of a flipped parent that
+flipped pass and never reset it (docs/paper.md §5.3, [BUG]); here a mutant of a flipped parent that
 passes unflipped gets ``flip = False``.  A check with no opinion on the direction returns
 ``flip=None`` and leaves the gene alone.
 """

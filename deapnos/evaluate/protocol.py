@@ -31,7 +31,10 @@ Every run (each screening LR and the full run) uses an optimizer built for the f
 ``T = epochs x steps_per_epoch`` and warm-up ``W``, so, as in the paper, screening runs see only (part
 of) the linear warm-up.  Every run starts from the same seed: the same initial weights and the same
 data order for every LR (common random numbers), so LRs are compared on equal terms and a CPU
-evaluation is deterministic.  The caller's global RNG state is restored afterwards.
+evaluation is deterministic.  The caller's global RNG state is restored afterwards.  With
+``fresh_seed`` every run instead draws a seed of its own from the operating system, as the original
+(which set no seed) did: two evaluations of the same optimizer then differ by the seed noise the
+authors' log shows (SD about 0.003 on CIFAR-10; docs/paper.md §7).
 
 Statuses: ``ok``, ``rejected`` (integrity), ``screened_out``, ``diverged`` (every screening LR, or the
 full run, hit a NaN/inf loss or non-finite parameters), ``error`` (an exception in task, plugin or
@@ -92,6 +95,7 @@ class ProtocolConfig:
     lr: float | None = None              # a fixed peak LR: skip the screen
     shuffle: bool = True                 # False: the paper's fixed batch order
     keep_best_on_divergence: bool = False
+    fresh_seed: bool = False             # True: every run draws a new seed (the original set none)
     check_finite: bool = False           # EvolvedOptimizer checks every update (one reduction a step)
     nan_check_every: int = 1             # test the loss for NaN/inf every N steps (GPU: >1 saves syncs)
     timeout_s: float | None = None       # wall-clock budget of one evaluation
@@ -395,6 +399,8 @@ def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: tor
 def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
              budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_stop, validate: bool):
     """Train a fresh model once; returns the TrainOutcome and the model."""
+    if config.fresh_seed:            # the original's noise: a new initialisation for every run
+        seed = int.from_bytes(os.urandom(4), "little")
     torch.manual_seed(seed)
     if data.generator is not None:
         data.generator.manual_seed(seed)
@@ -570,5 +576,12 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
             raise _error(task, "scoring the test split", exc) from None
 
 
-__all__ = ["ProtocolConfig", "Budget", "choose_lr", "OptimizerSpec", "resolve_optimizer", "evaluate_genome", "evaluate",
+# the original's evaluation (docs/paper.md §5.4): what ``run.compat = true`` sets in [protocol] unless
+# the config sets it: absolute thresholds, fixed batch order, a fresh initialisation for every run,
+# and TerminateOnNaN's "keep the best epoch reached" for a full run that diverges
+COMPAT_PROTOCOL = {"screen": "paper", "shuffle": False, "fresh_seed": True, "keep_best_on_divergence": True}
+
+
+__all__ = ["ProtocolConfig", "COMPAT_PROTOCOL", "Budget", "choose_lr", "OptimizerSpec", "resolve_optimizer",
+           "evaluate_genome", "evaluate",
            "evaluate_optimizer", "default_device", "worker_id"]

@@ -9,7 +9,7 @@ reproduces :class:`~deapnos.optim.EvolvedOptimizer`'s trajectory bit for bit.
 * :class:`FlatOptimizer`: a ``torch.optim.Optimizer`` that groups parameters into buckets (one
   per param group, device and dtype), gathers their gradients into one flat tensor, asks the
   bucket's engine for the direction U, and applies the momentum kind with per-step tables.
-* base LR and momentum tables (paper-spec §3.1-3.2).
+* base LR and momentum tables (docs/paper.md §3.1-3.2).
 """
 import math
 import warnings
@@ -43,7 +43,7 @@ def check_options(base_schedule, momentum):
 
 
 def base_lr_table(total_steps, warmup_steps=0, kind="warmup_cosine", hold_steps=0):
-    """Multiplier of the peak LR at each step (paper-spec §3.1).
+    """Multiplier of the peak LR at each step (docs/paper.md §3.1).
 
     ``warmup_cosine``: t/W during warm-up (step 0 has LR 0, as in the search), 1 during the hold,
     then half a cosine to 0.  The hold goes to the peak LR, as in ``finalOptimizers`` (the search
@@ -68,7 +68,7 @@ def base_lr_table(total_steps, warmup_steps=0, kind="warmup_cosine", hold_steps=
 
 
 def momentum_table(total_steps, warmup_steps=0, hold_steps=0, constant=None):
-    """Momentum coefficient m_t (paper-spec §3.2): W points 0.95 -> 0.85, H points 0.85, then
+    """Momentum coefficient m_t (docs/paper.md §3.2): W points 0.95 -> 0.85, H points 0.85, then
     T-W-H points 0.85 -> 0.95, each piece a linspace with both ends included.  ``constant``
     replaces the schedule by a fixed coefficient."""
     check_horizon(total_steps, warmup_steps, hold_steps)

@@ -8,7 +8,7 @@ them, so ``state_dict`` and ``load_state_dict`` work as for any torch optimizer 
 optimizer continues the identical trajectory.
 
 Per-step LR: ``lr`` (the peak, per param group) x base schedule (``warmup_cosine`` by default,
-paper-spec §3.1, or ``constant``) x the genome's schedule tree.  Momentum coefficient: the
+docs/paper.md §3.1, or ``constant``) x the genome's schedule tree.  Momentum coefficient: the
 schedule of §3.2 by default, or a constant (``momentum=0.9``).  The step counter is global to the
 optimizer and increments once per ``step()``; past ``total_steps`` every table holds its last value
 (with one RuntimeWarning) instead of raising.
@@ -35,7 +35,7 @@ class EvolvedOptimizer(FlatOptimizer):
         lr: peak learning rate.
         total_steps: number of ``step()`` calls of the run; required (decays depend on it).
         warmup_steps: linear warm-up length of the base schedule.
-        base_schedule: ``"warmup_cosine"`` (paper-spec §3.1) or ``"constant"``.
+        base_schedule: ``"warmup_cosine"`` (docs/paper.md §3.1) or ``"constant"``.
         hold_steps: steps at the peak LR between warm-up and cosine (``finalOptimizers``' hold).
         momentum: ``None`` for the paper's 0.95 -> 0.85 -> 0.95 schedule (§3.2), or a constant.
         check_finite: check each update; a non-finite one is skipped and recorded in
@@ -53,6 +53,10 @@ class EvolvedOptimizer(FlatOptimizer):
         self.genome = genome
         self.identity = genome.to_text()
         self.plan = compile_genome(genome, total_steps)
+        from ..zoo import horizon_problem          # Opt4 explodes when the LR does not decay to 0
+        problem = horizon_problem(genome, total_steps, warmup_steps, base_schedule, hold_steps)
+        if problem:
+            raise ValueError(problem)
         self.lr_multipliers = [b * float(m) for b, m in zip(
             base_lr_table(total_steps, warmup_steps, base_schedule, hold_steps),
             tree_table(genome.schedule, genome.space, total_steps))]

@@ -1,6 +1,6 @@
 """Per-step tables: the base learning-rate schedule, the momentum schedule, tree tables.
 
-paper-spec §3.  All tables have length ``total_steps`` (T) and are computed once per optimizer.
+docs/paper.md §3.  All tables have length ``total_steps`` (T) and are computed once per optimizer.
 Stepping past T reads the last entry (see :func:`clamp_step`); the original raised an index error.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def scalar_tree_code(tree, space: SearchSpace, start: int = 0) -> str:
 
 
 def decay_is_valid(tree: gp.PrimitiveTree, space: SearchSpace, start: int = 0, horizon: int = 100) -> bool:
-    """paper-spec §2.3: a decay expression is valid when all its values on T = 100 lie in [0, 1].
+    """docs/paper.md §2.3: a decay expression is valid when all its values on T = 100 lie in [0, 1].
 
     Unlike the original, NaN fails the check (NaN compares false, so the original let it pass).
     """

@@ -1,7 +1,7 @@
 """Global dedup cache: canonical keys, behavioural fingerprints, and cached results.
 
 The original deduplicated by the exact log string, per particle only, without ``flip``
-(paper-spec §5.7); 16 groups of identical strings were trained more than once.  Here a genome is
+(docs/paper.md §5.7); 16 groups of identical strings were trained more than once.  Here a genome is
 known by
 
 * its **canonical key** (:mod:`deapnos.space.canonical`): a hash of the genome's canonical text,
@@ -16,6 +16,13 @@ known by
 :class:`DedupCache` keeps the keys (and fingerprints) of every genome the search has sent out, maps
 each to a *representative* key, and stores results by ``(representative, task, seed)`` so that
 equivalent genomes are trained once.  Lookups and hits are counted for the report.
+
+**Compat mode** (``run.compat = true``, :attr:`DedupCache.compat`) restores the original instead: a
+genome is known by its exact text without ``flip`` (the original's log string), a duplicate is one
+already proposed *by the same particle* (``scope``), every genome sent out gets a representative
+of its own (so the same text proposed twice, by two particles or twice in a batch, is trained
+twice), and no result is ever reused.  The particles' sets live in ``rep_of_key`` under
+``"<scope>|<key>"`` and the serial number in ``stats``, so the checkpoint keeps them.
 """
 from __future__ import annotations
 
@@ -75,6 +82,14 @@ def fingerprint(genome, steps: int = 24, digits: int = 6) -> str | None:
     return h.hexdigest()[:20]
 
 
+def exact_key(genome) -> str:
+    """The original's identity of a genome (compat mode): a hash of its exact text without ``flip``
+    (the log string of docs/paper.md §1.7 leaves the flip out); no canonicalisation."""
+    g = genome.copy()
+    g.flip = False
+    return "x" + hashlib.sha256(g.to_text().encode()).hexdigest()[:19]
+
+
 def _round_sig(v: float, digits: int) -> str:
     if v == 0.0:
         return "0"
@@ -92,6 +107,7 @@ class Lookup:
     fingerprint: str | None
     duplicate: bool           # an equivalent genome was seen before
     by: str = ""              # "key" or "fingerprint"
+    scope: object = None      # compat mode: the particle that proposed it
 
 
 class DedupCache:
@@ -102,7 +118,8 @@ class DedupCache:
     Picklable: it is part of the run's checkpoint.
     """
 
-    def __init__(self, use_fingerprint: bool = True, probe_steps: int = 24, digits: int = 6):
+    def __init__(self, use_fingerprint: bool = True, probe_steps: int = 24, digits: int = 6,
+                 compat: bool = False):
         self.use_fingerprint = use_fingerprint
         self.probe_steps = probe_steps
         self.digits = digits
@@ -110,10 +127,14 @@ class DedupCache:
         self.rep_of_fp: dict[str, str] = {}
         self.results: dict[tuple, dict] = {}
         self.stats: Counter = Counter()
+        self.compat = compat
 
     # -- identity -----------------------------------------------------------------------------
 
     def lookup(self, genome, count: bool = True) -> Lookup:
+        if getattr(self, "compat", False):
+            key = exact_key(genome)
+            return Lookup(key, key, None, False, scope=None)
         key = canonical_key(genome)
         if count:
             self.stats["lookups"] += 1
@@ -128,13 +149,36 @@ class DedupCache:
             return Lookup(key, self.rep_of_fp[fp], fp, True, "fingerprint")
         return Lookup(key, key, fp, False)
 
-    def check(self, genome) -> Lookup:
-        """Look a genome up (counted): ``.duplicate`` says whether an equivalent one was seen."""
-        return self.lookup(genome)
+    def check(self, genome, scope=None) -> Lookup:
+        """Look a genome up (counted): ``.duplicate`` says whether an equivalent one was seen.
+        ``scope`` (the particle) matters in compat mode only: a duplicate is one the same particle
+        proposed before; without a scope nothing is a duplicate."""
+        if not getattr(self, "compat", False):
+            return self.lookup(genome)
+        key = exact_key(genome)
+        self.stats["lookups"] += 1
+        dup = scope is not None and f"{scope}|{key}" in self.rep_of_key
+        if dup:
+            self.stats["key_hits"] += 1
+        return Lookup(key, self.rep_of_key.get(f"{scope}|{key}", key), None, dup, "key" if dup else "", scope)
+
+    def enter(self, genome, scope) -> None:
+        """Compat mode: count ``genome`` as proposed by ``scope`` (a particle's starting genome, the
+        first entry of the original's per-particle list).  No-op otherwise."""
+        if getattr(self, "compat", False) and scope is not None:
+            self.rep_of_key.setdefault(f"{scope}|{exact_key(genome)}", exact_key(genome))
 
     def add(self, genome, lookup: Lookup | None = None) -> Lookup:
-        """Record a genome as seen; returns its lookup (representative key included)."""
+        """Record a genome as seen; returns its lookup (representative key included).  In compat
+        mode the lookup gets a representative of its own (``key#n``)."""
         lookup = lookup or self.lookup(genome, count=False)
+        if getattr(self, "compat", False):
+            n = self.stats["compat_serial"]
+            self.stats["compat_serial"] += 1
+            lookup.rep = f"{lookup.key}#{n}"
+            if lookup.scope is not None:
+                self.rep_of_key.setdefault(f"{lookup.scope}|{lookup.key}", lookup.rep)
+            return lookup
         self.rep_of_key.setdefault(lookup.key, lookup.rep)
         if lookup.fingerprint is not None:
             self.rep_of_fp.setdefault(lookup.fingerprint, lookup.rep)
@@ -149,9 +193,13 @@ class DedupCache:
     # -- results ------------------------------------------------------------------------------
 
     def get(self, rep: str, task: str, seed: int) -> dict | None:
+        if getattr(self, "compat", False):
+            return None                      # the original re-trained every proposal
         return self.results.get((rep, task, int(seed)))
 
     def put(self, rep: str, task: str, seed: int, result: dict) -> None:
+        if getattr(self, "compat", False):
+            return
         self.results[(rep, task, int(seed))] = result
 
     def count_result_hit(self):

@@ -1,23 +1,24 @@
 """Search configuration: TOML files, documented defaults, validation, ``a.b=value`` overrides.
 
-Every number of paper-spec §5 is a field here with the paper's value as its default (the ``paper``
+Every number of docs/paper.md §5 is a field here with the paper's value as its default (the ``paper``
 config); ``quickstart`` shrinks the budget.  Files are read with :mod:`tomllib` (no eval); a bad
 field gets an error naming it and its allowed values.
 
 Sections (see ``docs/search.md`` and ``deapnos/configs/paper.toml`` for every field):
 
 * ``[run]``       seed, algorithm, map backend, workers, output folder, plugins, compat mode;
-* ``[search]``    the particle algorithm (paper-spec §5.1-§5.5): n, k, m, ages, restarts, tasks;
-* ``[init]``      random genomes (paper-spec §1.6);
-* ``[mutation]``  operator probabilities and limits (paper-spec §5.6, §2.5);
-* ``[cache]``     the dedup cache (paper-spec §8.1.7);
+* ``[search]``    the particle algorithm (docs/paper.md §5.1-§5.5): n, k, m, ages, restarts, tasks;
+* ``[init]``      random genomes (docs/paper.md §1.6);
+* ``[mutation]``  operator probabilities and limits (docs/paper.md §5.6, §2.5);
+* ``[cache]``     the dedup cache (docs/paper.md §8.1.7);
 * ``[protocol]``  passed to :class:`deapnos.evaluate.protocol.ProtocolConfig`;
 * ``[elimination]`` the ladder of tasks after the search, with ``[[elimination.rungs]]``;
 * ``[report]``    what the report shows and exports.
 
-Paper symbols: n = ``search.particles`` = 50, k = ``search.timesteps`` = 5 ("Depth 1/5 .. 5/5"),
-m = ``search.mutants`` = 7 mutants per timestep.  The original's comments swap k and m
-(paper-spec §5.1); the algorithm and its log do 5 timesteps of 7 mutants.
+Paper symbols: n = ``search.particles`` = 50, k = ``search.mutants`` = 5 mutations per timestep,
+m = ``search.timesteps`` = 7 timesteps (the ``paper`` preset).  The authors' code runs its loops the
+other way round: its log does 5 timesteps ("Depth 1/5 .. 5/5") of 7 mutants (the ``authors-code``
+preset, and these defaults; docs/paper.md §5.1).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-BUILTIN_CONFIGS = ("quickstart", "paper")
+BUILTIN_CONFIGS = ("quickstart", "paper", "authors-code")
 DEFAULT_CONFIG = "quickstart"
 
 
@@ -59,9 +60,8 @@ class RunConfig:
     workers: int = _f(1, "worker processes of the pool/scoop backends", minimum=1)
     output_dir: str = _f("runs", "folder under which run folders are created")
     plugins: list = _f([], "extra plugin modules to load (like -p), besides the entry points")
-    compat: bool = _f(False, "reproduce the authors' code: no aging, best child always replaces the parent, "
-                      "unary-root decay p=0.85, no schedule-tree mutation, MaxValue unreachable by mutation "
-                      "(paper-spec §8.2)")
+    compat: bool = _f(False, "reproduce the authors' released code, bugs included (the authors-code preset; "
+                      "docs/search.md, 'Compat mode', lists every change)")
     device: str = _f("auto", "auto: one GPU per worker when GPUs exist, else CPU; cpu; cuda",
                      choices=("auto", "cpu", "cuda"))
     torch_threads: int = _f(1, "torch threads per worker process", minimum=1)
@@ -73,8 +73,10 @@ class RunConfig:
 @dataclass
 class SearchConfig:
     particles: int = _f(50, "n: number of particles (paper 50)", minimum=1)
-    timesteps: int = _f(5, "k: timesteps per particle (paper 5, 'Depth 1/5..5/5')", minimum=0)
-    mutants: int = _f(7, "m: mutant slots per particle and timestep (paper 7)", minimum=1)
+    timesteps: int = _f(5, "timesteps per particle (the authors' code and log: 5, 'Depth 1/5..5/5'; the "
+                        "paper's m = 7)", minimum=0)
+    mutants: int = _f(7, "mutant slots per particle and timestep (the authors' code and log: 7; the paper's "
+                      "k = 5)", minimum=1)
     init_factor: int = _f(10, "initial population = init_factor x particles random genomes (paper 10 -> 500)",
                           minimum=1)
     attempts: int = _f(4, "evaluation attempts per mutant slot: a failed mutant is redrawn (paper 4)", minimum=1)
@@ -97,9 +99,9 @@ class SearchConfig:
     momentum_kinds: list = _f(["none", "mom", "nest"], "momentum kinds drawn at initialisation and by the "
                               "momentum mutation (paper: None, Mom, Nest)",
                               item_choices=("none", "mom", "nest", "nesterov"))
-    integrity_checks: list = _f(["sphere"], "integrity checks a genome must pass (paper-spec §5.3); [] runs none")
+    integrity_checks: list = _f(["sphere"], "integrity checks a genome must pass (docs/paper.md §5.3); [] runs none")
     reeval_top: int = _f(0, "after each timestep re-evaluate the top reeval_top of the hall of fame with the "
-                         "extra seeds (paper-spec §8.1.3); 0 = off", minimum=0)
+                         "extra seeds (docs/paper.md §8.1.3); 0 = off", minimum=0)
     reeval_seeds: list = _f([1, 2], "extra evaluation seeds of the re-evaluation")
     max_tries: int = _f(200, "mutation/sampling draws per candidate before giving up (integrity failures, "
                         "duplicates and no-op mutations are redrawn)", minimum=1)
@@ -146,7 +148,7 @@ class ValidationConfig:
 
 @dataclass
 class InitConfig:
-    """Random genomes, resembling the original's graph initialisation (paper-spec §1.6)."""
+    """Random genomes, resembling the original's graph initialisation (docs/paper.md §1.6)."""
     hidden_nodes: int = _f(5, "budget of op nodes below the root (the original's 5 hidden nodes)", minimum=1)
     p_identity: float = _f(0.2, "probability that a unary op is the identity", minimum=0.0, maximum=1.0)
     p_operand: float = _f(0.8, "probability that an argument is an operand rather than another op node",
@@ -185,13 +187,13 @@ class MutationConfig:
                               "hidden node) with this probability, else it is freshly generated",
                               minimum=0.0, maximum=1.0)
     branch_nodes: int = _f(2, "op-node budget of a freshly generated branch", minimum=1)
-    decay_tries: int = _f(50, "draws of a decay/schedule expression until one is valid (paper-spec §2.3)",
+    decay_tries: int = _f(50, "draws of a decay/schedule expression until one is valid (docs/paper.md §2.3)",
                           minimum=1)
 
 
 @dataclass
 class CacheConfig:
-    """The global dedup cache (paper-spec §8.1.7)."""
+    """The global dedup cache (docs/paper.md §8.1.7)."""
     fingerprint: bool = _f(True, "also dedup by behaviour: the first updates on a fixed probe problem, rounded")
     probe_steps: int = _f(24, "steps of the probe problem", minimum=1)
     digits: int = _f(6, "significant digits the probe trajectory is rounded to", minimum=1, maximum=15)
@@ -392,7 +394,7 @@ def _check_lists(cfg: Config):
 # ----------------------------------------------------------------------------------------------
 
 def config_path(name_or_path: str | Path) -> Path:
-    """A built-in config name (``quickstart``, ``paper``) or a TOML file path."""
+    """A built-in config name (``quickstart``, ``paper``, ``authors-code``) or a TOML file path."""
     text = str(name_or_path)
     if text in BUILTIN_CONFIGS:
         return CONFIG_DIR / f"{text}.toml"

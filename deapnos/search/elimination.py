@@ -1,6 +1,6 @@
 """Progressive elimination: a ladder of tasks after the search (DESIGN.md, data flow step 5).
 
-The original has no such stage (paper-spec §6); the paper's candidates were transferred to larger
+The original has no such stage (docs/paper.md §6); the paper's candidates were transferred to larger
 tasks and compared with Adam and friends.  Here:
 
 * the top ``elimination.candidates`` of the hall of fame enter the first rung;
@@ -63,32 +63,46 @@ def default_rungs(cfg) -> list[dict]:
     return [{"task": task, "seeds": seeds, "keep": 1.0} for task in cfg.search.tasks]
 
 
-def baseline_problem(name: str) -> str | None:
+def baseline_problem(name: str, compat: bool = False) -> str | None:
     """Why ``name`` cannot be a baseline (None when it can): a zoo name, or ``torch:NAME`` /
-    ``torch:NAME(key=value, ...)`` for a ``torch.optim`` optimizer."""
+    ``torch:NAME(key=value, ...)`` for a ``torch.optim`` optimizer; in compat mode not a zoo entry
+    whose released form cannot be reproduced (:data:`deapnos.zoo.COMPAT_REFUSED`)."""
     from .. import zoo
     if isinstance(name, str) and name.lstrip().startswith("torch:"):
         from ..evaluate.protocol import resolve_optimizer
         try:
             resolve_optimizer(name)
         except (ValueError, TypeError) as exc:
-            return str(exc)
+            return f"{name!r}: {exc}"
         return None
     if name not in zoo.names():
         return (f"{name!r} is neither a zoo optimizer nor a torch.optim spec (torch:NAME or "
                 f"torch:NAME(key=value, ...)); zoo optimizers: {', '.join(zoo.names())}")
+    if compat and name in zoo.COMPAT_REFUSED:
+        return f"{name!r} in compat mode: {zoo.COMPAT_REFUSED[name]}"
     return None
+
+
+def baseline_label(name: str) -> str:
+    """A plain-name label for a baseline (labels name files in a run folder): a zoo name as it is,
+    a ``torch:`` spec as ``torch_`` + its text with every other character run turned into ``_``
+    (``torch:SGD(momentum=0.9, nesterov=True)`` -> ``torch_SGD_momentum_0_9_nesterov_True``)."""
+    import re
+    if not name.lstrip().startswith("torch:"):
+        return name
+    return ("torch_" + re.sub(r"[^A-Za-z0-9]+", "_", name.split(":", 1)[1]).strip("_"))[:64]
 
 
 def baseline_entry(name: str, search) -> dict:
     """One baseline as the ladder runs it: label, the text a worker evaluates, representative key.
-    A ``torch:`` spec has no genome: its normalised text is its key.  In compat mode a zoo
-    optimizer the original cannot run is refused (:func:`deapnos.zoo.get`, ``compat=True``)."""
+    A ``torch:`` spec has no genome: its normalised text is its key and its genome field, and
+    :func:`baseline_label` its label.  In compat mode a zoo optimizer the original cannot run is
+    refused (:func:`deapnos.zoo.get`, ``compat=True``)."""
     from .. import zoo
     if name.lstrip().startswith("torch:"):
         from ..evaluate.protocol import resolve_optimizer
         text = resolve_optimizer(name).text
-        return {"label": name, "genome": text, "rep": text, "baseline": True}
+        return {"label": baseline_label(name), "genome": text, "rep": text, "baseline": True}
     g = zoo.get(name, space=search.space, compat=search.cfg.run.compat)
     lk = search.cache.lookup(g, count=False)
     return {"label": name, "genome": g.to_text(), "rep": lk.rep, "baseline": True}
@@ -106,7 +120,12 @@ def entrants(search) -> tuple[list[dict], list[dict]]:
         seen.add(e["genome"])
         cands.append({"label": f"c{len(cands) + 1}", "genome": e["genome"], "rep": e["key"], "baseline": False,
                       "search_mean": search.state.hof.mean(e)})
-    bases = [baseline_entry(name, search) for name in cfg.elimination.baselines]
+    bases = []
+    for name in cfg.elimination.baselines:
+        entry = baseline_entry(name, search)
+        while any(b["label"] == entry["label"] for b in bases):     # two specs, one sanitised label
+            entry["label"] = f"{entry['label'][:60]}_{len(bases)}"
+        bases.append(entry)
     return cands, bases
 
 

@@ -1,6 +1,6 @@
 """Typed, mutation-only operators in DEAP's style, and random genomes.
 
-paper-spec §5.6 (the optimizer mutation), §2.5 (decay mutation), §1.6 (random initialisation),
+docs/paper.md §5.6 (the optimizer mutation), §2.5 (decay mutation), §1.6 (random initialisation),
 translated from the original's 5-node graph to strongly typed DEAP trees (DESIGN.md):
 
 =================  ======================================================================  ========
@@ -15,7 +15,7 @@ operator           what it does                                                 
 :func:`mut_toggle` unary <-> binary: insert an argument (either side) or shrink to one       10%
 :func:`mut_momentum` another momentum kind                                                 10%
 :func:`mut_decay`  on a uniformly chosen input edge of an op: add a decay, or remove it      10%
-                   (1/2), or mutate its expression (1/2, paper-spec §2.5)
+                   (1/2), or mutate its expression (1/2, docs/paper.md §2.5)
 :func:`mut_schedule` the LR-schedule tree: mutate it (§2.5 style), draw a fresh one, or      5%
                    reset it to ``one``; not in the paper (0 in compat mode)
 =================  ======================================================================  ========
@@ -24,12 +24,17 @@ Shares are the ``[mutation]`` config (normalised; with the defaults the paper's 
 by 1/1.05).  Every operator takes ``(individual, ctx)``, changes the individual in place and
 returns ``(individual,)``; a change that would break a limit (heights, size) is undone, so an
 operator may return its input unchanged and the caller redraws (as DEAP's ``staticLimit``).
-Decay and schedule expressions are redrawn until valid (paper-spec §2.3; NaN fails) and, for a
+Decay and schedule expressions are redrawn until valid (docs/paper.md §2.3; NaN fails) and, for a
 mutation, different from the parent (text and phenotype L2 > 1e-4, §2.5; the original ignored
 that result, a bug fixed here).
 
-Fixed bugs of the original (paper-spec §8.2), reproduced when ``compat``: MaxValue (``runmax``)
-is unreachable by mutation; a unary root gets a decay with p = 0.85.
+Fixed bugs of the original (docs/paper.md §8.2), reproduced when ``compat`` (docs/search.md, "Compat
+mode"): MaxValue (``runmax``) is unreachable by mutation; a unary root gets a decay with p = 0.85; a
+mutant keeps its parent's ``flip``; NaN passes the decay validity check; the result of a decay
+mutation is ignored (the mutated expression is kept even when invalid or unchanged in phenotype);
+a binary root whose other argument is an operand never moves its branch to the first free hidden
+node (the original's ``zeros[20:-1]``); an update tree needs at most ``init.hidden_nodes + 1`` distinct
+ops (the original's 5 hidden nodes and its root).
 All random choices come from the ``random.Random`` in the context.
 """
 from __future__ import annotations
@@ -46,8 +51,8 @@ from ..space.psets import DECAY_ON_BRANCH, MOMENTUM_KINDS, Decay, Schedule, Sear
 from .config import InitConfig, MutationConfig
 
 OPERATORS = ("op", "branch", "toggle", "momentum", "decay", "schedule")
-PHENOTYPE_T = 100          # paper-spec §2.3: decays are checked on t = 0..99, T = 100
-MIN_PHENOTYPE_DISTANCE = 1e-4   # paper-spec §2.5
+PHENOTYPE_T = 100          # docs/paper.md §2.3: decays are checked on t = 0..99, T = 100
+MIN_PHENOTYPE_DISTANCE = 1e-4   # docs/paper.md §2.5
 _HIDDEN = object()         # "a hidden node" among the connection candidates of a decay expression
 
 
@@ -197,6 +202,23 @@ def phenotype(nodes, space: SearchSpace) -> torch.Tensor:
     return tree_table(gp.PrimitiveTree(list(nodes)), space, PHENOTYPE_T)
 
 
+def compat_decay_is_valid(tree, space: SearchSpace, start: int = 0, horizon: int = PHENOTYPE_T) -> bool:
+    """The original's decay validity check (docs/paper.md §2.3): reject a value > 1 or < 0 on T = 100.
+    NaN compares false both ways, so a decay that is NaN somewhere passes (the bug compat restores)."""
+    values = tree_table(tree, space, horizon, start)
+    return not bool(((values > 1) | (values < 0)).any())
+
+
+def _decay_valid(ctx: "MutationContext", tree, start: int = 0) -> bool:
+    return compat_decay_is_valid(tree, ctx.space, start) if ctx.compat else decay_is_valid(tree, ctx.space, start)
+
+
+def op_count(tree) -> int:
+    """The distinct op subtrees of an update tree: the nodes of the original's graph it needs (a
+    subtree used twice is one node linked twice; decay expressions are not counted)."""
+    return len({tree_text(gp.PrimitiveTree(_nodes(tree, k))) for k in op_nodes(tree)})
+
+
 def schedule_is_valid(tree, space: SearchSpace, max_value: float = 20.0, start: int = 0) -> bool:
     """A schedule multiplier on T = 100 is finite, in [0, max_value], and not all ~0."""
     values = tree_table(tree, space, PHENOTYPE_T, start)
@@ -217,6 +239,13 @@ def within_limits(genome: Genome, mcfg: MutationConfig) -> bool:
         if nodes_height(_nodes(tree, d)) > mcfg.decay_max_height:
             return False
     return genome.schedule.height <= mcfg.schedule_max_height
+
+
+def fits(genome: Genome, ctx: "MutationContext") -> bool:
+    """:func:`within_limits`, and in compat mode the original's graph size: at most
+    ``init.hidden_nodes + 1`` distinct ops (5 hidden nodes and the root)."""
+    return within_limits(genome, ctx.mutation) and (
+        not ctx.compat or op_count(genome.update) <= ctx.init.hidden_nodes + 1)
 
 
 def genome_problems(genome: Genome, mcfg: MutationConfig | None = None) -> list[str]:
@@ -249,7 +278,7 @@ def genome_problems(genome: Genome, mcfg: MutationConfig | None = None) -> list[
 
 
 # ----------------------------------------------------------------------------------------------
-# random expressions and genomes (paper-spec §1.6, §2.2)
+# random expressions and genomes (docs/paper.md §1.6, §2.2)
 # ----------------------------------------------------------------------------------------------
 
 def _scalar_hidden(rng, leaves, unary, binary):
@@ -260,7 +289,7 @@ def _scalar_hidden(rng, leaves, unary, binary):
 
 
 def _random_scalar_expr(rng, leaves, unary, binary, max_height: int) -> list:
-    """The original's 2-node decay graph (paper-spec §2.2) as a tree of height <= max_height."""
+    """The original's 2-node decay graph (docs/paper.md §2.2) as a tree of height <= max_height."""
     if max_height <= 0:
         return [rng.choice(leaves)]
     hidden_ok = max_height >= 2
@@ -289,7 +318,7 @@ def random_decay(ctx: MutationContext, max_height: int | None = None) -> list | 
         return None
     for _ in range(m.decay_tries):
         nodes = _random_scalar_expr(ctx.rng, v.d_leaves, v.d_unary, v.d_binary, h)
-        if decay_is_valid(gp.PrimitiveTree(nodes), ctx.space):
+        if _decay_valid(ctx, gp.PrimitiveTree(nodes)):
             return nodes
     return None
 
@@ -304,7 +333,7 @@ def random_schedule(ctx: MutationContext) -> list | None:
 
 
 class _TensorGen:
-    """Random update (sub)trees resembling the original's graph initialisation (paper-spec §1.6)."""
+    """Random update (sub)trees resembling the original's graph initialisation (docs/paper.md §1.6)."""
 
     def __init__(self, ctx: MutationContext, budget: int):
         self.ctx, self.rng, self.v = ctx, ctx.rng, ctx.vocab
@@ -376,7 +405,7 @@ def random_update_tree(ctx: MutationContext) -> gp.PrimitiveTree:
 
 
 def random_genome(ctx: MutationContext) -> Genome:
-    """A random genome (paper-spec §1.6): an update tree, momentum kind uniform over the configured
+    """A random genome (docs/paper.md §1.6): an update tree, momentum kind uniform over the configured
     kinds, no flip, and a random LR-schedule tree with probability ``init.p_schedule``."""
     update = random_update_tree(ctx)
     schedule = [ctx.vocab.s_one]
@@ -387,7 +416,7 @@ def random_genome(ctx: MutationContext) -> Genome:
 
 
 # ----------------------------------------------------------------------------------------------
-# mutation of decay / schedule expressions (paper-spec §2.5)
+# mutation of decay / schedule expressions (docs/paper.md §2.5)
 # ----------------------------------------------------------------------------------------------
 
 def _mutate_expr_once(rng, expr: gp.PrimitiveTree, leaves, unary, binary, max_height: int) -> list | None:
@@ -443,14 +472,17 @@ def _mutate_expr_once(rng, expr: gp.PrimitiveTree, leaves, unary, binary, max_he
 
 def mutate_expression(ctx: MutationContext, nodes, kind: str = "decay", max_height: int | None = None) -> list | None:
     """A valid mutant of a decay (``kind="decay"``) or schedule expression that differs from it in
-    text and phenotype (L2 > 1e-4 on T = 100); None when ``decay_tries`` draws find none."""
+    text and phenotype (L2 > 1e-4 on T = 100); None when ``decay_tries`` draws find none.
+
+    In compat mode a decay mutation keeps the first changed expression whatever the checks say: the
+    original ran them and ignored their result (docs/paper.md §2.5)."""
     v, m = ctx.vocab, ctx.mutation
     if kind == "decay":
         leaves, unary, binary = v.d_leaves, v.d_unary, v.d_binary
         limit = m.decay_max_height if max_height is None else min(max_height, m.decay_max_height)
 
         def valid(t):
-            return decay_is_valid(t, ctx.space)
+            return _decay_valid(ctx, t)
     else:
         leaves, unary, binary = v.s_leaves, v.s_unary, v.s_binary
         limit = m.schedule_max_height
@@ -464,6 +496,8 @@ def mutate_expression(ctx: MutationContext, nodes, kind: str = "decay", max_heig
         out = _mutate_expr_once(ctx.rng, expr, leaves, unary, binary, limit)
         if out is None:
             continue
+        if ctx.compat and kind == "decay":
+            return out
         t = gp.PrimitiveTree(out)
         if tree_text(t) == text or not valid(t):
             continue
@@ -483,7 +517,7 @@ def _limited(fn):
     def wrapper(individual: Genome, ctx: MutationContext):
         before = (individual.update, individual.schedule, individual.momentum, individual.flip)
         fn(individual, ctx)
-        if not within_limits(individual, ctx.mutation):
+        if not fits(individual, ctx):
             individual.update, individual.schedule, individual.momentum, individual.flip = before
         return (individual,)
     wrapper.__name__ = fn.__name__
@@ -532,7 +566,7 @@ def _new_arg(ctx: MutationContext, tree, node_i: int, replace_j: int | None, roo
 
 @_limited
 def mut_op(individual: Genome, ctx: MutationContext):
-    """Change an op to another of the same type and arity (paper-spec §5.6, r >= 0.6)."""
+    """Change an op to another of the same type and arity (docs/paper.md §5.6, r >= 0.6)."""
     tree, rng, v = individual.update, ctx.rng, ctx.vocab
     ops = op_nodes(tree)
     if not ops:                                   # a bare operand: move it
@@ -563,7 +597,7 @@ def mut_op(individual: Genome, ctx: MutationContext):
 @_limited
 def mut_branch(individual: Genome, ctx: MutationContext):
     """Change a connection: an argument becomes another operand or a branch; a binary op swaps its
-    arguments with probability 0.2 (paper-spec §5.6, 0.3 <= r < 0.6).  The root keeps at least one
+    arguments with probability 0.2 (docs/paper.md §5.6, 0.3 <= r < 0.6).  The root keeps at least one
     branch (a unary root may move only to a branch), as in the original."""
     tree, rng, m = individual.update, ctx.rng, ctx.mutation
     ops = op_nodes(tree)
@@ -582,11 +616,42 @@ def mut_branch(individual: Genome, ctx: MutationContext):
         others = [c for c in kids if c != j]
         need_branch = not any(is_branch(tree, c) for c in others)
     room = m.max_height - depths(tree)[j]
-    new = _new_arg(ctx, tree, i, j, room, need_branch)
+    if ctx.compat and i == 0 and len(kids) == 2 and need_branch and is_branch(tree, j):
+        new = _compat_root_branch(ctx, tree, j, room)
+    else:
+        new = _new_arg(ctx, tree, i, j, room, need_branch)
     if new is None:
         return (individual,)
     individual.update = _splice(tree, j, new)
     return (individual,)
+
+
+def free_hidden_nodes(ctx: MutationContext, tree, j: int, room: int) -> list:
+    """The original's free hidden nodes for the branch argument at ``j`` of a binary root whose
+    other argument is an operand, in index order: the distinct ops below the branch, in prefix order
+    (the order in which a tree is generated), then the unused node slots up to ``init.hidden_nodes - 1``
+    (None: a fresh branch)."""
+    sl = tree.searchSubtree(unwrap(tree, j))
+    subs, seen = [], set()
+    for k in op_nodes(tree):
+        if sl.start < k < sl.stop:
+            sub = _nodes(tree, k)
+            text = tree_text(gp.PrimitiveTree(sub))
+            if text not in seen and nodes_height(sub) <= room:
+                seen.add(text)
+                subs.append(sub)
+    return subs + [None] * max(0, ctx.init.hidden_nodes - 1 - len(subs))
+
+
+def _compat_root_branch(ctx: MutationContext, tree, j: int, room: int) -> list | None:
+    """Compat: the new branch of a binary root with one operand argument is uniform over the free
+    hidden nodes except the first, as the original's candidate list ``zeros[20:-1]`` skips it
+    (docs/paper.md §5.6)."""
+    slots = free_hidden_nodes(ctx, tree, j, room)[1:]
+    if not slots or room < 1:
+        return None
+    pick = ctx.rng.choice(slots)
+    return list(pick) if pick is not None else _TensorGen(ctx, ctx.mutation.branch_nodes).hidden(room)
 
 
 def _move_leaf(individual, ctx):
@@ -600,7 +665,7 @@ def _move_leaf(individual, ctx):
 
 @_limited
 def mut_toggle(individual: Genome, ctx: MutationContext):
-    """Unary <-> binary (paper-spec §5.6, 0.2 <= r < 0.3).  Unary -> binary inserts a new argument
+    """Unary <-> binary (docs/paper.md §5.6, 0.2 <= r < 0.3).  Unary -> binary inserts a new argument
     before or after the old one (1/2 each); binary -> unary keeps one argument: for the root a branch
     (an op), else either (1/2 each).  The new op is drawn as at initialisation."""
     tree, rng, m = individual.update, ctx.rng, ctx.mutation
@@ -630,7 +695,7 @@ def mut_toggle(individual: Genome, ctx: MutationContext):
 
 
 def mut_momentum(individual: Genome, ctx: MutationContext):
-    """Another momentum kind, uniform over the other configured kinds (paper-spec §5.6, 0.1 <= r < 0.2)."""
+    """Another momentum kind, uniform over the other configured kinds (docs/paper.md §5.6, 0.1 <= r < 0.2)."""
     others = [k for k in ctx.momentum_kinds if k != individual.momentum]
     if others:
         individual.momentum = ctx.rng.choice(others)
@@ -640,7 +705,7 @@ def mut_momentum(individual: Genome, ctx: MutationContext):
 @_limited
 def mut_decay(individual: Genome, ctx: MutationContext):
     """On a uniformly chosen input edge of a uniformly chosen op: no decay -> add a random valid one;
-    else 1/2 remove it, 1/2 mutate its expression (paper-spec §5.6 r < 0.1, §2.5)."""
+    else 1/2 remove it, 1/2 mutate its expression (docs/paper.md §5.6 r < 0.1, §2.5)."""
     tree, rng, m = individual.update, ctx.rng, ctx.mutation
     ops = op_nodes(tree)
     if not ops:
@@ -672,7 +737,7 @@ def mut_decay(individual: Genome, ctx: MutationContext):
 @_limited
 def mut_schedule(individual: Genome, ctx: MutationContext):
     """The LR-schedule tree: from ``one`` draw a random valid schedule; otherwise 60% mutate it
-    (paper-spec §2.5 style), 20% draw a fresh one, 20% reset it to ``one``."""
+    (docs/paper.md §2.5 style), 20% draw a fresh one, 20% reset it to ``one``."""
     sched = individual.schedule
     rng = ctx.rng
     is_one = len(sched) == 1 and sched[0].name == "one"
@@ -710,10 +775,10 @@ def _same_genes(a: Genome, b: Genome) -> bool:
 
 def make_mutant(parent: Genome, ctx: MutationContext, accept=None, max_tries: int = 200):
     """A mutant of ``parent`` that changes something, respects the limits and that ``accept``
-    takes (the integrity check and the dedup cache, paper-spec §5.6 steps 4-5).
+    takes (the integrity check and the dedup cache, docs/paper.md §5.6 steps 4-5).
 
     ``accept(child) -> (ok, reason)``.  The child starts with ``flip = False`` (the original never
-    reset it, paper-spec §5.3 [BUG]; in compat mode it keeps the parent's).  Returns
+    reset it, docs/paper.md §5.3 [BUG]; in compat mode it keeps the parent's).  Returns
     ``(child, operator, tries)``, child None when ``max_tries`` draws found none.
     """
     for tries in range(1, max_tries + 1):
@@ -722,7 +787,7 @@ def make_mutant(parent: Genome, ctx: MutationContext, accept=None, max_tries: in
             child.flip = False
         name = choose_operator(ctx)
         OPERATOR_FUNCS[name](child, ctx)
-        if _same_genes(child, parent) or not within_limits(child, ctx.mutation):
+        if _same_genes(child, parent) or not fits(child, ctx):
             continue
         if accept is not None:
             ok, _ = accept(child)

@@ -1,4 +1,4 @@
-"""Particle evolution with aging (paper-spec §5.1-§5.5), and random search with the same budget.
+"""Particle evolution with aging (docs/paper.md §5.1-§5.5), and random search with the same budget.
 
 One search, as in the original but with its particles in parallel:
 
@@ -20,7 +20,7 @@ One search, as in the original but with its particles in parallel:
    the best child always replaces the parent.
 4. **Hall of fame**: every genome scored on the search task, ranked by its mean score over the seeds
    it was evaluated with.  Optionally (``reeval_top``) the top genomes are re-evaluated with extra
-   seeds after every timestep and at the end (paper-spec §8.1.3: single-sample max-of-7 selection has
+   seeds after every timestep and at the end (docs/paper.md §8.1.3: single-sample max-of-7 selection has
    a winner's curse).
 5. **Elimination** (:mod:`deapnos.search.elimination`) and the report.
 
@@ -124,8 +124,9 @@ class HallOfFame:
 
 @dataclass
 class SearchState:
-    """Everything a resumed run needs (pickled in the checkpoint)."""
-    phase: str = "start"            # start -> evolve -> final -> elimination -> done
+    """Everything a resumed run needs: written to the checkpoint as plain JSON data (:meth:`to_json`,
+    :meth:`from_json`), never pickled."""
+    phase: str = "start"            # start -> evolve -> final -> elimination -> validation -> done
     timestep: int = 0               # finished timesteps
     seq: int = 0                    # next log sequence number
     rng_state: object = None
@@ -135,8 +136,127 @@ class SearchState:
     stats: Counter = field(default_factory=Counter)
     counts: dict = field(default_factory=dict)      # evaluator: evaluated, cached, resumed
     elimination: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)   # "task|seed" -> the reference optimizer's result
+    validation: dict = field(default_factory=dict)  # held-out validation (search/validation.py)
     elapsed: float = 0.0
     summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The state as plain JSON data: counters, lists, dicts, the RNG state and genome texts."""
+        import dataclasses
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "rng_state":
+                v = None if v is None else [v[0], list(v[1]), v[2]]
+            elif f.name == "particles":
+                v = [dataclasses.asdict(p) for p in v]
+            elif f.name == "hof":
+                v = {"entries": v.entries, "order": v._order}
+            elif f.name == "cache":          # every attribute of the DedupCache; results keyed by lists
+                v = None if v is None else {
+                    k: ([[rep, task, seed, res] for (rep, task, seed), res in x.items()] if k == "results" else
+                        dict(x) if k == "stats" else x) for k, x in vars(v).items()}
+            elif f.name == "stats":
+                v = dict(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SearchState":
+        """The state of :meth:`to_json`'s data; a field of the wrong shape raises ValueError naming it."""
+        import dataclasses
+
+        def need(ok, name, what):
+            if not ok:
+                raise ValueError(f"field state.{name} is not {what}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def str_dict(v):
+            return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+        need(isinstance(data, dict), "", "an object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown field state.{unknown[0]} (written by another deapnos version)")
+        kw = {}
+        for name, v in data.items():
+            if name == "rng_state":
+                need(v is None or (isinstance(v, list) and len(v) == 3 and is_int(v[0]) and isinstance(v[1], list)
+                                   and all(is_int(x) and 0 <= x < 2 ** 32 for x in v[1])
+                                   and (v[2] is None or isinstance(v[2], float))),
+                     name, "a Python random state [version, [ints], gauss]")
+                v = None if v is None else (v[0], tuple(v[1]), v[2])
+                if v is not None:
+                    try:
+                        random.Random().setstate(v)
+                    except (ValueError, TypeError) as exc:
+                        raise ValueError(f"field state.rng_state: {exc}") from None
+            elif name == "particles":
+                need(isinstance(v, list) and all(str_dict(x) for x in v), name, "a list of objects")
+                pf = {f.name for f in dataclasses.fields(Particle)}
+                out = []
+                for i, x in enumerate(v):
+                    need(set(x) <= pf and {"index", "genome", "rep"} <= set(x), f"particles[{i}]",
+                         f"a particle (fields {', '.join(sorted(pf))})")
+                    need(is_int(x["index"]) and isinstance(x["genome"], str) and isinstance(x["rep"], str),
+                         f"particles[{i}]", "a particle with an integer index and genome/key strings")
+                    need(all(x.get(k) is None or (isinstance(x[k], (int, float)) and not isinstance(x[k], bool))
+                             for k in ("fitness", "best_fitness", "init_fitness"))
+                         and all(is_int(x.get(k, 0)) for k in ("age", "restarts"))
+                         and isinstance(x.get("best_genome", ""), str),
+                         f"particles[{i}]", "a particle with numeric fitness fields and integer age/restarts")
+                    out.append(Particle(**x))
+                v = out
+            elif name == "hof":
+                need(str_dict(v) and str_dict(v.get("entries")) and is_int(v.get("order"))
+                     and all(str_dict(e) and isinstance(e.get("genome"), str) and str_dict(e.get("scores"))
+                             for e in v["entries"].values()),
+                     name, "a hall of fame {entries, order}")
+                hof = HallOfFame()
+                hof.entries, hof._order = v["entries"], v["order"]
+                v = hof
+            elif name == "cache":
+                if v is not None:
+                    cache = DedupCache()
+                    need(str_dict(v) and set(v) <= set(vars(cache)), name,
+                         f"a dedup cache (fields {', '.join(sorted(vars(cache)))})")
+                    for k, x in v.items():
+                        default = getattr(cache, k)
+                        if k == "results":
+                            need(isinstance(x, list) and all(
+                                isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
+                                and isinstance(r[1], str) and is_int(r[2]) and str_dict(r[3]) for r in x),
+                                 f"cache.{k}", "a list of [key, task, seed, result]")
+                            x = {(r[0], r[1], r[2]): r[3] for r in x}
+                        elif k == "stats":
+                            need(str_dict(x) and all(is_int(n) for n in x.values()), f"cache.{k}", "counts")
+                            x = Counter(x)
+                        elif isinstance(default, dict):
+                            need(str_dict(x) and all(isinstance(y, str) for y in x.values()), f"cache.{k}",
+                                 "an object of strings")
+                        else:
+                            need(type(x) is type(default) or (default is None), f"cache.{k}",
+                                 f"of type {type(default).__name__}")
+                        setattr(cache, k, x)
+                    v = cache
+            elif name == "stats":
+                need(str_dict(v) and all(is_int(x) for x in v.values()), name, "an object of counts")
+                v = Counter(v)
+            else:
+                default = known[name].default
+                if default is dataclasses.MISSING:
+                    default = known[name].default_factory()
+                want = float if isinstance(default, float) else type(default)
+                ok = (is_int(v) or isinstance(v, float)) if want is float else \
+                    (is_int(v) if want is int else isinstance(v, want))
+                need(ok and (not isinstance(v, dict) or str_dict(v)), name, f"of type {want.__name__}")
+                v = float(v) if want is float else v
+            kw[name] = v
+        return cls(**kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,20 +270,23 @@ class ParticleSearch:
     ``space``: the built space; ``checks``: ``{name: IntegrityCheck}``.
     """
 
-    def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None):
+    def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None, tasks=None):
         from ..space.psets import get_default_space
         self.cfg, self.store, self.backend, self.pm = cfg, store, backend, pm
+        self.installed_tasks = tasks or {}      # name -> Task: resolves the default held-out tasks
         self.space = (space or get_default_space()).build()
         self.checks = checks or {}
         self.enabled_checks = list(cfg.search.integrity_checks)
         self.rng = random.Random(cfg.run.seed)
-        state = store.load_checkpoint()
+        state = self._load_checkpoint(store, cfg)
         self.resumed = state is not None
         if state is None:
             state = SearchState(cache=DedupCache(cfg.cache.fingerprint, cfg.cache.probe_steps, cfg.cache.digits))
         else:
             self.rng.setstate(state.rng_state)
         self.state = state
+        if state.cache is not None:             # compat: per-particle exact-text dedup, no result reuse
+            state.cache.compat = cfg.run.compat
         self.ctx = MutationContext(self.space, self.rng, cfg.mutation, cfg.init, tuple(cfg.search.momentum_kinds),
                                    cfg.run.compat)
         # DEAP's toolbox: `map` is the one seam to the machines (serial, pool, SCOOP)
@@ -229,11 +352,11 @@ class ParticleSearch:
             t0 = time.perf_counter()
             res = run_integrity_checks(g, self.checks, self.enabled_checks)
             if self.cfg.run.compat and parent_flip:
-                g.flip = True                   # the original never reset flip (paper-spec §5.3)
+                g.flip = True                   # the original never reset flip (docs/paper.md §5.3)
             if not res.passed:
                 self._log_reject(g, "rejected", res.reason, time.perf_counter() - t0, {**meta, "draw": attempt["n"]})
                 return False, res.reason
-            lk = self.cache.check(g)
+            lk = self.cache.check(g, scope=meta.get("particle"))
             if lk.duplicate:
                 self._log_reject(g, "duplicate", f"duplicate of {lk.rep} (same {lk.by})", time.perf_counter() - t0,
                                  {**meta, "draw": attempt["n"]})
@@ -251,6 +374,7 @@ class ParticleSearch:
         return g, holder["lookup"]
 
     def _new_mutant(self, parent: Genome, meta: dict) -> tuple[Genome, Lookup, str] | None:
+        self.cache.enter(parent, meta.get("particle"))
         accept, holder = self._acceptor(meta, parent.flip)
         child, op, _ = make_mutant(parent, self.ctx, accept, self.cfg.search.max_tries)
         if child is None:
@@ -258,15 +382,88 @@ class ParticleSearch:
         self.cache.add(child, holder["lookup"])
         return child, holder["lookup"], op
 
-    def _request(self, genome: Genome, lk: Lookup, task: str, seed: int, meta: dict) -> EvalRequest:
-        return EvalRequest(genome.to_text(), lk.rep, task, seed, self._seq(), {**meta, "key": lk.key})
+    def _requests(self, text: str, rep: str, tasks: list[str], seed: int, meta: dict) -> list[EvalRequest]:
+        """One candidate's requests: one per task, with the same seed."""
+        return [EvalRequest(text, rep, task, seed, self._seq(), dict(meta)) for task in tasks]
+
+    def _request(self, genome: Genome, lk: Lookup, tasks: list[str], seed: int, meta: dict) -> list[EvalRequest]:
+        return self._requests(genome.to_text(), lk.rep, tasks, seed, {**meta, "key": lk.key})
+
+    def reference_genome(self) -> tuple[str, str]:
+        """(text, representative key) of the reference optimizer (``fitness.reference``)."""
+        from .. import zoo
+        g = zoo.get(self.cfg.fitness.reference, space=self.space)
+        return g.to_text(), self.cache.lookup(g, count=False).rep
+
+    def reference(self, task: str, seed: int) -> dict | None:
+        """The reference optimizer's result on (task, seed), if already evaluated."""
+        return self.state.reference.get(f"{task}|{int(seed)}")
+
+    def ensure_reference(self, pairs) -> None:
+        """Evaluate the reference on the (task, seed) pairs it has not seen yet, in one map; a
+        reference that fails stops the search (no relative score can be computed)."""
+        if not self.cfg.fitness.relative:
+            return
+        missing = sorted({(t, int(s)) for t, s in pairs if self.reference(t, s) is None})
+        if not missing:
+            return
+        name = self.cfg.fitness.reference
+        text, rep = self.reference_genome()
+        reqs = [EvalRequest(text, rep, t, s, self._seq(), {"kind": "reference", "label": name}) for t, s in missing]
+        log.info("reference %s on %d (task, seed) pair(s)", name, len(reqs))
+        for req, rec in zip(reqs, self.evaluator.run(reqs)):
+            if rec.get("status") != "ok":
+                raise SearchError(f"the reference optimizer {name!r} did not train on task {req.task!r} with "
+                                  f"seed {req.seed}: {rec.get('status')}: {rec.get('message', '')}. Choose another "
+                                  "with fitness.reference, or use raw scores with fitness.relative = false")
+            self.state.reference[f"{req.task}|{req.seed}"] = {k: rec.get(k) for k in ("status", "fitness", "lr",
+                                                                                      "seconds")}
+
+    def score(self, groups: list[list[EvalRequest]]) -> list[dict]:
+        """Evaluate candidates (one group of per-task requests each) in ONE map; one combined record
+        per candidate (:func:`deapnos.search.fitness.combine`)."""
+        from .fitness import combine
+        flat = [r for g in groups for r in g]
+        self.ensure_reference({(r.task, r.seed) for r in flat})
+        records = self.evaluator.run(flat)
+        out, i = [], 0
+        for g in groups:
+            recs = records[i:i + len(g)]
+            i += len(g)
+            refs = [self.reference(r.task, r.seed) if self.cfg.fitness.relative else None for r in g]
+            out.append(combine(recs, refs, self.cfg))
+        return out
 
     def checkpoint(self) -> None:
+        from .config import config_fingerprint
         now = time.time()
         self.state.elapsed += now - self._t_mark
         self._t_mark = now
         self.state.rng_state = self.rng.getstate()
-        self.store.save_checkpoint(self.state)
+        self.store.save_checkpoint(self.state.to_json(), config=config_fingerprint(self.cfg))
+
+    @staticmethod
+    def _load_checkpoint(store, cfg: Config) -> SearchState | None:
+        """The state to resume from (None: start afresh).  Refuses a checkpoint written under another
+        config (naming the fields that differ) and a damaged one (naming the file and the field)."""
+        from .config import fingerprint_differences
+        from .store import CHECKPOINT, StoreError
+        doc = store.read_checkpoint()
+        if doc is None:
+            return None
+        path = store.path(CHECKPOINT)
+        if doc.get("config") is not None:
+            diff = fingerprint_differences(doc["config"], cfg)
+            if diff:
+                raise StoreError(f"{store.dir}/config.toml differs from the config this run was checkpointed "
+                                 f"under ({'; '.join(diff)}): a resumed run keeps its config; undo the change, or "
+                                 f"start a new run with the new config")
+        if doc.get("state") is None:
+            return None
+        try:
+            return SearchState.from_json(doc["state"])
+        except ValueError as exc:
+            raise StoreError(f"{path}: {exc}{doc.get('damaged_hint', '')}") from None
 
     # -- phases ---------------------------------------------------------------------------------
 
@@ -290,6 +487,11 @@ class ParticleSearch:
         if s.phase == "elimination":
             from .elimination import run_elimination
             run_elimination(self)
+            s.phase = "validation"
+            self.checkpoint()
+        if s.phase == "validation":
+            from .validation import run_validation
+            run_validation(self)
             s.phase = "done"
         s.summary = self.summary()
         self.checkpoint()
@@ -304,7 +506,7 @@ class ParticleSearch:
     def init_population(self) -> None:
         c = self.cfg.search
         n_init = c.init_factor * c.particles
-        log.info("initial population: %d random genomes on %s", n_init, c.init_task)
+        log.info("initial population: %d random genomes on %s", n_init, ", ".join(c.init_tasks))
         drawn = []
         for i in range(n_init):
             meta = {"kind": "init", "index": i, "timestep": 0}
@@ -313,9 +515,9 @@ class ParticleSearch:
                 raise SearchError(f"no random genome passed the integrity checks and the cache in "
                                   f"{c.max_tries} draws (search.max_tries)")
             drawn.append((got, meta))
-        reqs = [self._request(g, lk, c.init_task, c.eval_seed, meta) for (g, lk), meta in drawn]
-        records = self.evaluator.run(reqs)
-        if c.init_task == c.task:
+        groups = [self._request(g, lk, c.init_tasks, c.eval_seed, meta) for (g, lk), meta in drawn]
+        records = self.score(groups)
+        if c.init_tasks == c.tasks:
             for rec in records:
                 self.state.hof.add(rec)
         order = sorted(range(n_init), key=lambda i: (-score_of(records[i]), i))
@@ -323,8 +525,8 @@ class ParticleSearch:
         rows = []
         for j, i in enumerate(order[:c.particles]):
             rec = records[i]
-            p = Particle(j, rec["genome"], reqs[i].rep, init_fitness=score_of(rec))
-            if not c.reevaluate_particles or c.init_task == c.task:
+            p = Particle(j, rec["genome"], rec["rep"], init_fitness=score_of(rec))
+            if not c.reevaluate_particles or c.init_tasks == c.tasks:
                 p.fitness = p.best_fitness = score_of(rec)
                 p.best_genome = p.genome
             particles.append(p)
@@ -353,10 +555,11 @@ class ParticleSearch:
                 for p in P:
                     if p.fitness is None:
                         meta = {"kind": "particle", "particle": p.index, "timestep": t}
-                        reqs.append(EvalRequest(p.genome, p.rep, c.task, c.eval_seed, self._seq(), meta))
+                        reqs.append(self._requests(p.genome, p.rep, c.tasks, c.eval_seed, meta))
                         where.append(("own", p.index))
             open_slots = [(p.index, k) for p in P for k in range(c.mutants)
-                          if (p.index, k) not in slots or (score_of(slots[(p.index, k)]) < 0 and tries[(p.index, k)] < c.attempts)]
+                          if (p.index, k) not in slots or (slots[(p.index, k)].get("status") != "ok"
+                                                           and tries[(p.index, k)] < c.attempts)]
             open_slots = [sk for sk in open_slots if tries[sk] < attempt]
             if not open_slots and not reqs:
                 break
@@ -370,9 +573,9 @@ class ParticleSearch:
                                       "message": f"no valid candidate in {c.max_tries} draws"}
                     continue
                 g, lk, op = got
-                reqs.append(self._request(g, lk, c.task, c.eval_seed, {**meta, "operator": op}))
+                reqs.append(self._request(g, lk, c.tasks, c.eval_seed, {**meta, "operator": op}))
                 where.append(("slot", (pi, k)))
-            records = self.evaluator.run(reqs)
+            records = self.score(reqs)
             for (kind, pos), rec in zip(where, records):
                 self.state.hof.add(rec)
                 if kind == "own":
@@ -444,15 +647,15 @@ class ParticleSearch:
         if not c.reeval_top:
             return
         for _ in range(rounds):
-            reqs = []
+            groups = []
             for e in self.state.hof.ranked()[:c.reeval_top]:
                 for seed in c.reeval_seeds:
                     if str(int(seed)) not in e["scores"]:
                         meta = {"kind": "reeval", "timestep": timestep}
-                        reqs.append(EvalRequest(e["genome"], e["key"], c.task, int(seed), self._seq(), meta))
-            if not reqs:
+                        groups.append(self._requests(e["genome"], e["key"], c.tasks, int(seed), meta))
+            if not groups:
                 return
-            for rec in self.evaluator.run(reqs):
+            for rec in self.score(groups):
                 self.state.hof.add(rec)
 
     def write_hall_of_fame(self) -> None:

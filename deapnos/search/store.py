@@ -7,75 +7,280 @@ Layout of ``RUN_DIR``::
                          evaluation, cached hit and integrity rejection (status, reason, worker,
                          seconds, genome text, canonical key, task, seed, particle, timestep, ...)
     particles.jsonl      one line per particle and timestep (genome, fitness, best, age, restart)
-    checkpoint.pkl       the search state after the last finished phase/timestep, written
-                         atomically (tmp + os.replace).  Pickle is used for this file only: it is the
-                         run's own state, never an artefact to share.
+    checkpoint.json      the search state after the last finished phase/timestep, written
+                         atomically (tmp + os.replace) as plain JSON (counters, lists, dicts, the RNG
+                         state, genome texts) with a fingerprint of the config it was written under.
+                         Nothing in a run folder is ever unpickled: a ``checkpoint.pkl`` of an older
+                         deapnos is refused with a message that says how to continue.
     hall_of_fame.json    best genomes, ranked by mean fitness over seeds
     elimination.json     the elimination ladder's results
-    status.json          written by the root at the end: {"status": "ok" | "failed", "error": ...}
+    status.json          written at the end: {"status": "ok" | "failed" | "interrupted", "error": ...}
+    run.lock             held (``fcntl.flock``) by the ``deapnos run`` that owns the folder; names its
+                         pid and host
+    writer.lock          held by the one process that writes the search's files
     report.md, plots/, winners/   written by ``deapnos report``
 
 ``--resume RUN_DIR`` reloads the checkpoint and treats the log as a result cache keyed by
-(genome key, task, seed), so evaluations finished after the checkpoint are not run again.
+(genome key, task, seed), so evaluations finished after the checkpoint are not run again.  Before
+the first append, a log whose last line was torn by a killed writer is cut back to its last
+complete line (:func:`repair_tail`), so the next record starts on a line of its own.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
-import pickle
+import re
+import socket
+import stat
 import time
 from pathlib import Path
 
 CONFIG = "config.toml"
 LOG = "evaluations.jsonl"
 PARTICLES = "particles.jsonl"
-CHECKPOINT = "checkpoint.pkl"
+CHECKPOINT = "checkpoint.json"
+LEGACY_CHECKPOINT = "checkpoint.pkl"
 HALL_OF_FAME = "hall_of_fame.json"
 ELIMINATION = "elimination.json"
 STATUS = "status.json"
-CHECKPOINT_VERSION = 1
+SUMMARY = "summary.json"
+SEARCH_LOG = "search.log"
+REPORT = "report.md"
+RUN_LOCK = "run.lock"
+WRITER_LOCK = "writer.lock"
+CHECKPOINT_FORMAT = "deapnos.checkpoint"
+CHECKPOINT_VERSION = 2
+# files deapnos writes or reads in a run folder: each must be a regular file (never a link), each
+# folder a real folder, so that nothing read or written through a run folder leaves it
+RUN_FILES = (CONFIG, LOG, PARTICLES, CHECKPOINT, HALL_OF_FAME, ELIMINATION, STATUS, SUMMARY, SEARCH_LOG, REPORT,
+             RUN_LOCK, WRITER_LOCK, "validation.json")
+RUN_FOLDERS = ("plots", "winners")
+MAX_JSON_BYTES = 1 << 30            # a JSON file of a run folder larger than this is not a deapnos file
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
-    pass
+    """A run folder that cannot be used as it is; the message names the file and the way out."""
+
+
+class RunLockError(StoreError):
+    """The run folder is in use by another process (named in the message)."""
+
+    def __init__(self, message: str, holder: dict | None = None):
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+def is_plain_name(name) -> bool:
+    """A plain identifier (letters, digits, ``_``; not starting with a digit; at most 64 chars): what
+    a name read from a run folder (a label) must be before it becomes part of a file name."""
+    return isinstance(name, str) and _PLAIN_NAME.fullmatch(name) is not None
+
+
+def _no_follow() -> int:
+    return getattr(os, "O_NOFOLLOW", 0)
+
+
+def _check_regular(path: Path) -> None:
+    """``path`` is absent or a regular file, not a link, a device or a folder."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise StoreError(f"{path} is a symbolic link; a run folder holds only its own regular files: "
+                         f"replace it by the file itself (or remove it)")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{path} is not a regular file; remove it (deapnos writes it anew)")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a whole file: a fresh temporary file (never through a link) then ``os.replace``, which
+    replaces a link at ``path`` instead of writing where it points."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _no_follow(), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (a killed writer) is skipped."""
+def read_jsonl(path: Path, check=None) -> list[dict]:
+    """Records of a JSON-lines file.  A line that is not JSON (torn by a killed writer) is skipped; a
+    line that is JSON but not an object, or that ``check(record)`` finds wrong (it returns the
+    problem as text), raises :class:`StoreError` naming the file, the line and the problem."""
     out = []
     path = Path(path)
     if not path.exists():
         return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
+    _check_regular(path)
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.strip()
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):        # JSONDecodeError, bad UTF-8, absurd nesting
                 continue
+            problem = "not a JSON object" if not isinstance(rec, dict) else (check(rec) if check else None)
+            if problem:
+                raise StoreError(f"{path} line {n}: {problem}; deapnos did not write this line: restore the "
+                                 f"file from a copy, or delete the line")
+            out.append(rec)
     return out
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_log_record(rec: dict) -> str | None:
+    """The problem of an evaluation-log record, or None: the fields resume and the report rely on."""
+    if "seq" in rec and not _is_int(rec["seq"]):
+        return f"field 'seq' is {rec['seq']!r}, not an integer"
+    if "event" in rec and not isinstance(rec["event"], str):
+        return f"field 'event' is {rec['event']!r}, not a string"
+    for key in ("rep", "key", "genome", "status", "kind", "message", "worker"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return f"field {key!r} is {rec[key]!r}, not a string"
+    if rec.get("event") == "evaluation" and (rec.get("rep") or rec.get("key")):     # a result resume reuses
+        if not isinstance(rec.get("task"), str):
+            return f"an evaluation record needs a string 'task', found {rec.get('task')!r}"
+        if not _is_int(rec.get("seed")):
+            return f"an evaluation record needs an integer 'seed', found {rec.get('seed')!r}"
+    for key in ("seconds", "fitness"):
+        v = rec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"field {key!r} is {v!r}, not a number"
+    return None
+
+
+def check_particle_row(rec: dict) -> str | None:
+    for key in ("timestep", "particle"):
+        if key in rec and not _is_int(rec[key]):
+            return f"field {key!r} is {rec[key]!r}, not an integer"
+    return None
+
+
+def _last_good_end(buf: bytes, whole: bool) -> int | None:
+    """Offset just past the last complete line of ``buf`` that ends with a newline and is empty or
+    valid JSON; None when only the first (possibly partial) line is left and ``whole`` is false."""
+    ends = [m.end() for m in re.finditer(rb"\n", buf)]
+    starts = [0] + ends
+    # candidate lines: [starts[k], ends[k]) for each newline; the first is partial unless whole
+    for k in range(len(ends) - 1, -1, -1):
+        if k == 0 and not whole:
+            return None
+        line = buf[starts[k]:ends[k]].strip()
+        if not line:
+            return ends[k]
+        try:
+            json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        return ends[k]
+    return 0 if whole else None
+
+
+def _is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.strip()), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a JSON-lines file back to its last complete line (a line ending in a newline that is
+    JSON), dropping what a killed writer left after it: a torn record, a NUL-padded tail.  Only
+    the tail is touched.  Returns the number of bytes cut."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | _no_follow())
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0
+        chunk, keep = 1 << 16, None
+        while keep is None:
+            start = max(0, size - chunk)
+            buf = os.pread(fd, size - start, start)
+            cut = _last_good_end(buf, whole=(start == 0))
+            if cut is not None:
+                keep = start + cut
+            chunk *= 4
+        rest = os.pread(fd, size - keep, keep) if keep < size else b""
+        if rest and b"\n" not in rest and _is_json_object(rest):
+            os.pwrite(fd, b"\n", size)      # a whole record that lost only its newline: keep it
+            return 0
+        if keep < size:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+            log.warning("%s: cut %d byte(s) after the last complete line (a torn write of a killed run)",
+                        path, size - keep)
+        return size - keep
+    finally:
+        os.close(fd)
+
+
+def check_run_dir_path(run_dir: Path, create: bool) -> Path:
+    """A usable run folder path: an existing folder, or (``create``) one that can be made.  Raises
+    :class:`StoreError` naming the path and what to do."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"run folder {run_dir} is a file, not a folder: give a folder path (a new or an "
+                         f"existing run folder)")
+    if not run_dir.exists():
+        if not create:
+            raise StoreError(f"run folder {run_dir} does not exist")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}; choose a folder "
+                             f"you can write to") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise StoreError(f"run folder {run_dir} is not writable; choose a folder you can write to")
+    return run_dir
+
+
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
-    """A fresh folder ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>[-k]``."""
+    """A fresh folder ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>[-k]``; ``name`` must be a plain name
+    (``run.name`` is checked when the config is read), so the folder stays inside ``output_dir``."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", name):
+        raise StoreError(f"run name {name!r} is not a plain name (letters, digits, '_' and '-'); set run.name "
+                         f"to one")
     base = Path(output_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    if base.exists() and not base.is_dir():
+        raise StoreError(f"output folder {base} (run.output_dir) is a file, not a folder; set run.output_dir "
+                         f"to a folder")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the output folder {base} (run.output_dir): {exc.strerror or exc}; set "
+                         f"run.output_dir to a folder you can write to") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         path = base / (f"{name}-{stamp}" + (f"-{k}" if k else ""))
@@ -84,8 +289,122 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise StoreError(f"cannot create a run folder under {base}: {exc.strerror or exc}") from None
     raise StoreError(f"cannot create a run folder under {base}")
 
+
+# ----------------------------------------------------------------------------------------------
+# one writer per run folder
+# ----------------------------------------------------------------------------------------------
+
+class FolderLock:
+    """An exclusive ``fcntl.flock`` on a file of a run folder, held until :meth:`release` or the
+    holder's death (the kernel drops it then; no stale lock survives a killed process).  The file
+    holds the holder's pid, host, start time and command, for the message a second run gets."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fd: int | None = None
+        self.info: dict = {}
+
+    def _open(self) -> int:
+        _check_regular(self.path)
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | _no_follow(), 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
+
+    def holder(self, fd: int | None = None, retry: bool = True) -> dict:
+        """What the lock file says about its holder ({} when unreadable)."""
+        for _ in range(20 if retry else 1):      # the holder writes its record right after taking the lock
+            try:
+                if fd is not None:
+                    raw = os.pread(fd, 65536, 0)
+                else:
+                    with open(self.path, "rb") as fh:
+                        raw = fh.read(65536)
+                data = json.loads(raw) if raw.strip() else None
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict):
+                return data
+            time.sleep(0.05)
+        return {}
+
+    def is_held(self) -> bool:
+        """Whether another open file description holds the lock now (probes without keeping it)."""
+        import fcntl
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def acquire(self, role: str, wait: float = 0.0, **extra) -> "FolderLock":
+        """Take the lock (retrying for ``wait`` seconds) or raise :class:`RunLockError` naming the
+        holder's pid and host."""
+        import fcntl
+        fd = self._open()
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+                if time.monotonic() >= deadline:
+                    holder = self.holder(fd)
+                    os.close(fd)
+                    raise RunLockError(lock_message(self.path.parent, holder), holder) from None
+                time.sleep(0.2)
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "role": role, "since": time.time(),
+                     "since_text": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
+        data = json.dumps(self.info).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        import fcntl
+        try:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def lock_message(run_dir: Path, holder: dict) -> str:
+    pid, host = holder.get("pid", "?"), holder.get("host", "?")
+    role = holder.get("role") or "another deapnos run"
+    since = f" since {holder['since_text']}" if holder.get("since_text") else ""
+    return (f"run folder {run_dir} is in use by {role} (pid {pid} on host {host}{since}); one run writes to a "
+            f"folder at a time: wait for it to end, or stop it (kill {pid} on {host}) and then resume with "
+            f"`deapnos run --resume {run_dir}`")
+
+
+# ----------------------------------------------------------------------------------------------
+# the store
+# ----------------------------------------------------------------------------------------------
 
 class RunStore:
     """Reads and writes one run folder."""
@@ -93,9 +412,10 @@ class RunStore:
     def __init__(self, run_dir: str | Path, create: bool = False):
         self.dir = Path(run_dir)
         if create:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            check_run_dir_path(self.dir, create=True)
         elif not self.dir.is_dir():
-            raise StoreError(f"run folder {self.dir} does not exist")
+            raise StoreError(f"run folder {self.dir} does not exist" if not self.dir.exists() else
+                             f"{self.dir} is not a folder; give a run folder")
         self._log = None
         self._particles = None
         self._logged_seqs: set[int] | None = None
@@ -103,6 +423,26 @@ class RunStore:
 
     def path(self, name: str) -> Path:
         return self.dir / name
+
+    def check_files(self) -> None:
+        """Every file deapnos reads or writes here is a regular file and every folder a real one
+        (a link could make a read or a write land outside the run folder)."""
+        for name in RUN_FILES:
+            _check_regular(self.path(name))
+        for name in RUN_FOLDERS:
+            p = self.path(name)
+            if p.is_symlink() or (p.exists() and not p.is_dir()):
+                raise StoreError(f"{p} must be a folder of the run, not a link or a file: remove it (deapnos "
+                                 f"writes it anew)")
+
+    def remove_temporary(self) -> None:
+        """Remove what a killed atomic write left (``.NAME.tmpPID``); only the writer calls this."""
+        for p in self.dir.glob(".*.tmp*"):
+            if re.fullmatch(r"\..+\.tmp\d+", p.name) and not p.is_symlink() and p.is_file():
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
 
     # -- config ---------------------------------------------------------------------------------
 
@@ -115,7 +455,12 @@ class RunStore:
     # -- the evaluation log -----------------------------------------------------------------------
 
     def _open(self, name):
-        return open(self.path(name), "a", encoding="utf-8")
+        """Open a JSON-lines file for appending: never through a link; a torn tail is cut first."""
+        path = self.path(name)
+        _check_regular(path)
+        repair_tail(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _no_follow(), 0o644)
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def append(self, record: dict) -> bool:
         """Append one record and flush at once.  A record whose ``seq`` is already in the log (a
@@ -138,7 +483,7 @@ class RunStore:
         return self._logged_seqs
 
     def read_log(self) -> list[dict]:
-        return read_jsonl(self.path(LOG))
+        return read_jsonl(self.path(LOG), check_log_record)
 
     def result_cache(self) -> dict[tuple, dict]:
         """The log as a result cache: (representative key, task, seed) -> record of a finished evaluation."""
@@ -165,42 +510,99 @@ class RunStore:
         self._particles.flush()
 
     def read_particles(self) -> list[dict]:
-        return read_jsonl(self.path(PARTICLES))
+        return read_jsonl(self.path(PARTICLES), check_particle_row)
 
     # -- checkpoint -------------------------------------------------------------------------------
 
-    def save_checkpoint(self, state) -> None:
-        data = pickle.dumps({"version": CHECKPOINT_VERSION, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write_bytes(self.path(CHECKPOINT), data)
+    def save_checkpoint(self, state: dict | None, config: dict | None = None) -> None:
+        """Write the search state (plain JSON data, or None before the search starts) and the
+        config fingerprint atomically.  The log lines written so far reach the disk first, so a
+        checkpoint never refers to records a crash could still lose."""
+        for fh in (self._log, self._particles):
+            if fh is not None:
+                fh.flush()
+                os.fsync(fh.fileno())
+        doc = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config, "state": state}
+        try:
+            data = json.dumps(doc, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"the search state cannot be written as JSON: {exc}") from None
+        atomic_write_text(self.path(CHECKPOINT), data)
 
-    def load_checkpoint(self):
-        """The saved search state, or None when the run has no checkpoint yet."""
+    def read_checkpoint(self) -> dict | None:
+        """The checkpoint document ({format, version, config, state}), or None when there is none.
+        Refuses an old pickled checkpoint and a damaged one, with what to do."""
         path = self.path(CHECKPOINT)
-        if not path.exists():
+        legacy = self.path(LEGACY_CHECKPOINT)
+        if not path.exists() and (legacy.exists() or legacy.is_symlink()):
+            raise StoreError(
+                f"{legacy} is a pickled checkpoint of an older deapnos; it is never loaded, because unpickling "
+                f"a file can run code. To continue this run, move it away (mv {legacy} {legacy}.old) and run "
+                f"`deapnos run --resume {self.dir}` again: the search replays from its start and takes every "
+                f"evaluation already in {LOG} from there, so nothing is trained twice")
+        if not path.exists() and not path.is_symlink():
             return None
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)   # noqa: S301 - the run's own checkpoint, written by this code
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
-            raise StoreError(f"{path}: checkpoint version {data.get('version') if isinstance(data, dict) else '?'}"
-                             f" is not {CHECKPOINT_VERSION}")
-        return data["state"]
+        damaged = (f"; move it away (mv {path} {path}.damaged) and run `deapnos run --resume {self.dir}` again: "
+                   f"the search replays from its start and takes every evaluation already in {LOG} from there")
+        _check_regular(path)
+        try:
+            if path.stat().st_size > MAX_JSON_BYTES:
+                raise StoreError(f"{path} is larger than {MAX_JSON_BYTES} bytes: not a deapnos checkpoint{damaged}")
+            doc = json.loads(path.read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:200]}){damaged}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+            raise StoreError(f"{path} is not a deapnos checkpoint (field 'format' is not "
+                             f"{CHECKPOINT_FORMAT!r}){damaged}")
+        version = doc.get("version")
+        if not _is_int(version) or version != CHECKPOINT_VERSION:
+            raise StoreError(f"{path}: checkpoint version {version!r} is not {CHECKPOINT_VERSION} (written by "
+                             f"another deapnos version){damaged}")
+        if doc.get("state") is not None and not isinstance(doc["state"], dict):
+            raise StoreError(f"{path}: field 'state' is not an object{damaged}")
+        if doc.get("config") is not None and not isinstance(doc["config"], dict):
+            raise StoreError(f"{path}: field 'config' is not an object{damaged}")
+        doc["damaged_hint"] = damaged
+        return doc
+
+    def load_checkpoint(self) -> dict | None:
+        """The saved search state (plain data), or None when the run has no checkpoint yet."""
+        doc = self.read_checkpoint()
+        return None if doc is None else doc.get("state")
 
     # -- JSON artefacts ---------------------------------------------------------------------------
 
     def write_json(self, name: str, data) -> None:
         atomic_write_text(self.path(name), json.dumps(data, indent=2, default=_json_default) + "\n")
 
-    def read_json(self, name: str, default=None):
+    def read_json(self, name: str, default=None, kind=None):
+        """A JSON file of the run folder, or ``default`` when absent; a damaged one, or one whose top
+        level is not ``kind`` (dict or list), raises :class:`StoreError` naming it."""
         path = self.path(name)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return default
-        return json.loads(path.read_text(encoding="utf-8"))
+        _check_regular(path)
+        try:
+            if path.stat().st_size > MAX_JSON_BYTES:
+                raise StoreError(f"{path} is larger than {MAX_JSON_BYTES} bytes: not a deapnos file; remove it")
+            data = json.loads(path.read_bytes())
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:200]}); restore it from "
+                             f"a copy or remove it") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if kind is not None and not isinstance(data, kind):
+            raise StoreError(f"{path}: expected a JSON {'object' if kind is dict else 'array'}, found "
+                             f"{type(data).__name__}; restore it from a copy or remove it")
+        return data
 
     def write_status(self, status: str, error: str = "", **extra) -> None:
         self.write_json(STATUS, {"status": status, "error": error, "time": time.time(), **extra})
 
     def read_status(self) -> dict | None:
-        return self.read_json(STATUS)
+        return self.read_json(STATUS, kind=dict)
 
     def close(self) -> None:
         for fh in (self._log, self._particles):

@@ -8,7 +8,7 @@ The text form, one line (``Genome.parse`` / ``genome.to_text()``)::
   :data:`deapnos.space.psets.MOMENTUM_DOC`);
 * after it: the update tree in prefix notation over the names of the search space;
 * ``| lr = EXPR``: the schedule tree (a multiplier of the base LR); absent means ``one``;
-* ``| flip``: the sign flip of paper-spec §5.3; absent means no flip.
+* ``| flip``: the sign flip of docs/paper.md §5.3; absent means no flip.
 
 ``to_text`` writes this canonical form (``lr`` only when not ``one``), so text -> genome -> text
 and genome -> text -> genome are both exact.  The JSON form (``to_json``/``from_json``) holds the same
@@ -30,6 +30,8 @@ from .psets import (MOMENTUM_KINDS, Decay, Schedule, SearchSpace, Tensor,
 JSON_FORMAT = "deapnos.genome"
 JSON_VERSION = 1
 MAX_TEXT_CHARS = 20_000
+MAX_JSON_CHARS = 100_000          # a genome JSON document is a few hundred characters
+MAX_FILE_BYTES = 1 << 20          # genome files are read with this bound (never /dev/zero to the end)
 MAX_DEPTH = 64
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|([(),~|=]))")
 
@@ -267,11 +269,19 @@ class Genome:
                   source: str | None = None) -> "Genome":
         """Read the JSON form (a string or an already-decoded dict)."""
         if isinstance(text, (str, bytes)):
+            if len(text) > MAX_JSON_CHARS:
+                raise GenomeParseError(f"a genome JSON document of {len(text)} characters, more than "
+                                       f"{MAX_JSON_CHARS}: not a genome", source=source)
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise GenomeParseError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
                                        exc.pos, source) from None
+            except RecursionError:
+                raise GenomeParseError("JSON nested too deeply to be a genome (a genome document is one "
+                                       "object of strings and a boolean)", source=source) from None
+            except UnicodeDecodeError as exc:
+                raise GenomeParseError(f"not valid UTF-8 JSON: {exc.reason}", exc.start, source) from None
         else:
             data = text
         if not isinstance(data, dict):
@@ -280,7 +290,7 @@ class Genome:
         if fmt != JSON_FORMAT:
             raise GenomeParseError(f"field 'format' must be {JSON_FORMAT!r}, found {fmt!r}", source=source)
         version = data.get("version")
-        if version != JSON_VERSION:
+        if type(version) is not int or version != JSON_VERSION:      # not True, not 1.0
             raise GenomeParseError(f"field 'version' is {version!r}; this deapnos reads version "
                                    f"{JSON_VERSION}", source=source)
         allowed = {"format", "version", "momentum", "flip", "update", "schedule", "name", "text", "note"}
@@ -306,10 +316,22 @@ class Genome:
     def load(cls, path, space: SearchSpace | None = None) -> "Genome":
         """Read a genome file: JSON (``.json``, or text starting with ``{``) or the text form."""
         path = Path(path)
+        if path.exists() and not path.is_file():
+            raise GenomeParseError("not a regular file; a genome file is a small JSON or text file",
+                                   source=str(path))
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise GenomeParseError(f"cannot read genome file: {exc.strerror}", source=str(path)) from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise GenomeParseError(f"larger than {MAX_FILE_BYTES} bytes; a genome file is a small JSON or text "
+                                   f"file", source=str(path))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GenomeParseError(f"not UTF-8 text (byte {exc.start}); a genome file is a small JSON or text "
+                                   f"file", source=str(path)) from None
         if path.suffix == ".json" or text.lstrip().startswith("{"):
             return cls.from_json(text, space, source=str(path))
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

@@ -1,6 +1,6 @@
 """Operands (the leaves of update trees) and the optimizer state each one needs.
 
-paper-spec §1.2.  An operand is computed from an :class:`OperandContext`: the gradient ``g``, the
+docs/paper.md §1.2.  An operand is computed from an :class:`OperandContext`: the gradient ``g``, the
 parameters ``w`` (flattened), the 0-based step ``t`` and the state slots it declared.  A state slot
 is an accumulator updated once per step before any operand is computed (the EMAs v, s, lambda);
 only the slots that the operands of a tree read are allocated and updated.  Updating an EMA only
@@ -63,7 +63,7 @@ class OperandContext:
 
 
 # ---------------------------------------------------------------------------------------------
-# State updates (paper-spec §1.2): v, s, lambda
+# State updates (docs/paper.md §1.2): v, s, lambda
 # ---------------------------------------------------------------------------------------------
 
 def update_v(buf, ctx):
@@ -170,7 +170,7 @@ def o_qh_s(ctx, out):
 
 
 def o_qh_lam(ctx, out):
-    # 0.01 g^3 + 0.99 lam_hat: the code computes g^3 (its label says g^2; paper-spec §1.2, [BUG])
+    # 0.01 g^3 + 0.99 lam_hat: the code computes g^3 (its label says g^2; docs/paper.md §1.2, [BUG])
     lam_hat = torch.div(ctx.state["lam"], 1.0 - 0.999 ** (ctx.t + 1), out=out)
     g3 = ctx.g * ctx.g * ctx.g
     return torch.add(torch.mul(lam_hat, 0.99, out=out), g3, alpha=0.01, out=out)
@@ -206,7 +206,7 @@ def _op(name, compute, fmt, latex, doc, states=(), **kw):
     return OperandSpec(name, compute, fmt, latex, states=tuple(states), doc=doc, **kw)
 
 
-# paper-spec §1.2, in index order 0..19
+# docs/paper.md §1.2, in index order 0..19
 OPERANDS = (
     _op("g", o_g, "g", "g", "gradient (0)"),
     _op("g2", o_g2, "g^2", "g^{2}", "g^2 (1)", nonneg=True),

@@ -1,6 +1,6 @@
 """Element-wise operations of the search space, with protected semantics.
 
-Three families (paper-spec §1.3-1.4, §2.1-2.2):
+Three families (docs/paper.md §1.3-1.4, §2.1-2.2):
 
 * tensor ops: unary and binary ops on gradient statistics (type ``Tensor``);
 * decay functions a1..a14 (and a14p, the variant of ``EvolvedLRSchedules``): per-step scalars of
@@ -11,7 +11,7 @@ Every kernel is a plain function of torch tensors that accepts ``out=`` so that 
 run it into a preallocated flat buffer.  Kernels import only torch: ``deapnos export`` copies their
 source into standalone optimizer modules.
 
-Protection (the fixes of paper-spec §8.2, applied by default):
+Protection (the fixes of docs/paper.md §8.2, applied by default):
 * division and reciprocal use a sign-aware epsilon ``b + eps*sign(b)`` with sign(0) = +1, so they
   never divide by zero and never flip the sign of the denominator;
 * ``pow`` computes ``(|a| + eps)^b``, so ``0^b`` with ``b < 0`` is finite;
@@ -313,7 +313,7 @@ def k_runmax(x, state, t, out=None, scratch=None):
     return torch.clone(n) if out is None else out.copy_(n)
 
 
-# compat versions of the stateful ops (paper-spec §8.2), for reproducing the original
+# compat versions of the stateful ops (docs/paper.md §8.2), for reproducing the original
 def k_ema_compat(x, state, t, out=None, scratch=None):
     n = state.get("n")
     if n is None:
@@ -330,9 +330,29 @@ def k_delta_compat(x, state, t, out=None, scratch=None):
     return torch.clone(n) if out is None else out.copy_(n)
 
 
-# kernels with a cheaper twin when an argument is known to be >= 0: kernel -> (arg index, twin)
+# compat versions of the division and power ops (docs/paper.md §8.2): the original's unprotected forms
+def k_inv_compat(x, out=None, scratch=None):
+    # 1 / (x + 1e-7): infinite at x = -1e-7, sign-flipped for -1e-7 < x < 0
+    y = torch.add(x, 1e-7, out=out)
+    return torch.reciprocal(y, out=y)
+
+
+def k_div_compat(a, b, out=None, scratch=None):
+    # a / (b + 1e-7): infinite (or NaN) at b = -1e-7
+    d = torch.add(b, 1e-7, out=_tmp(scratch, 0, b))
+    return torch.div(a, d, out=out)
+
+
+def k_pow_compat(a, b, out=None, scratch=None):
+    # |a|^b: 0^b is inf for b < 0, and 0^0 = 1
+    base = torch.abs(a, out=_tmp(scratch, 0, a))
+    return torch.pow(base, b, out=out)
+
+
+# kernels with a cheaper twin when an argument is known to be >= 0: kernel -> (arg index, twin).
+# For b >= 0 the compat division is the same function as the twin (b + 1e-7 > 0).
 NONNEG_TWINS = {k_div: (1, k_div_nonneg), k_inv: (0, k_inv_nonneg), k_sqrt: (0, k_sqrt_nonneg),
-                k_ln: (0, k_ln_nonneg)}
+                k_ln: (0, k_ln_nonneg), k_div_compat: (1, k_div_nonneg), k_inv_compat: (0, k_inv_nonneg)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,7 +479,7 @@ def _b(name, fn, fmt, latex, doc="", **kw):
     return OpSpec(name, 2, fn, fmt, latex, doc=doc, **kw)
 
 
-# paper-spec §1.3, in the order of the original's `un` index (-1 is the identity)
+# docs/paper.md §1.3, in the order of the original's `un` index (-1 is the identity)
 TENSOR_UNARY = (
     _u("id", k_identity, "{0}", "{0}", "identity (un = -1)"),
     _u("neg", k_neg, "-({0})", "-\\left({0}\\right)", "negation (un 0)"),
@@ -498,7 +518,7 @@ TENSOR_UNARY = (
        "running max, floored at 0 (un 24, fixed: reachable by mutation)", needs=("state", "t")),
 )
 
-# paper-spec §1.4, in the order of the original's `bin` index
+# docs/paper.md §1.4, in the order of the original's `bin` index
 TENSOR_BINARY = (
     _b("add", k_add, "({0})+({1})", "{0} + {1}", "a + b (bin 0)", commutative=True),
     _b("sub", k_sub, "({0})-({1})", "{0} - {1}", "a - b (bin 1)"),
@@ -514,7 +534,7 @@ TENSOR_BINARY = (
     _b("pow", k_pow, "(|{0}|)^({1})", "\\left|{0}\\right|^{{{1}}}", "(|a| + eps)^b (bin 9)", nonneg=True),
 )
 
-# paper-spec §2.2: ops of the decay expressions, also used by schedule trees
+# docs/paper.md §2.2: ops of the decay expressions, also used by schedule trees
 DECAY_UNARY = (
     _u("sigmoid", k_sigmoid, "sig({0})", "\\sigma\\left({0}\\right)", "logistic sigmoid", nonneg=True),
     _u("dsoft", k_dsoft, "1/(1+|{0}|)", "\\frac{{1}}{{1+\\left|{0}\\right|}}", "deriv_soft: 1/(1+|x|)", nonneg=True),
@@ -564,3 +584,7 @@ DECAYS = (
 A14P = DecaySpec("a14p", d_a14p, "a'_{{14}}", "(0.95 - beta_d)/(0.05 + beta_d), up to 19 (LR schedule a14')")
 
 COMPAT_STATEFUL = {"ema": k_ema_compat, "delta": k_delta_compat}
+# run.compat = true: the original's unprotected division and power (docs/paper.md §1.3-1.4, §2.2, §8.2),
+# by (registry, name): the update tree's inv/div/pow and the decay (and schedule) ops' div
+COMPAT_UNSAFE = {("unary", "inv"): k_inv_compat, ("binary", "div"): k_div_compat, ("binary", "pow"): k_pow_compat,
+                 ("decay_binary", "div"): k_div_compat}

@@ -2,7 +2,7 @@
 
 Two primitive sets (DESIGN.md, "The search space as DEAP trees"):
 
-* ``update``: root type :class:`Tensor`.  Terminals are the operands (paper-spec §1.2), primitives
+* ``update``: root type :class:`Tensor`.  Terminals are the operands (docs/paper.md §1.2), primitives
   the tensor ops (§1.3-1.4).  Type :class:`Decay` lives inside it: terminals a1..a14 (§2.1),
   primitives the decay ops (§2.2); the primitive ``decay(Decay, Tensor) -> Tensor`` scales a branch
   by a decay, the paper's decay on an edge.
@@ -19,6 +19,7 @@ Build a space with :func:`build_space`; extend it before the build with ``add_op
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -50,7 +51,7 @@ MOMENTUM_KINDS = ("none", "mom", "nest", "nesterov")
 MOMENTUM_DOC = {
     "none": "w <- w + s*lr_t*U",
     "mom": "M <- m_t M + s*lr_t*U;  w <- w + M",
-    "nest": "M <- m_t M + s*lr_t*U;  w <- w + M + s*lr_t*U   (the search's 'Nest', paper-spec §1.5)",
+    "nest": "M <- m_t M + s*lr_t*U;  w <- w + M + s*lr_t*U   (the search's 'Nest', docs/paper.md §1.5)",
     "nesterov": "M <- m_t M + s*lr_t*U;  w <- w + m_t M + s*lr_t*U   (standard Nesterov, Opt9/Opt10)",
 }
 
@@ -292,9 +293,11 @@ def validate_pset(pset: gp.PrimitiveSetTyped) -> None:
 
 
 def default_space(compat: bool = False) -> SearchSpace:
-    """The paper's search space (paper-spec §1-§3), unbuilt so that plugins can extend it.
+    """The paper's search space (docs/paper.md §1-§3), unbuilt so that plugins can extend it.
 
-    ``compat=True`` swaps in the original's buggy stateful ops (paper-spec §8.2) for reproduction.
+    ``compat=True`` swaps in the original's buggy forms for reproduction (docs/paper.md §8.2): the
+    stateful ops ``ema`` and ``delta``, and the sign-unsafe ``inv``, ``div`` (also the decay ops'
+    ``div``) and ``pow``.
     """
     space = SearchSpace()
     for spec in _operands.STATES:
@@ -305,9 +308,9 @@ def default_space(compat: bool = False) -> SearchSpace:
         if compat and spec.name in _ops.COMPAT_STATEFUL:
             spec = OpSpec(spec.name, 1, _ops.COMPAT_STATEFUL[spec.name], spec.fmt, spec.latex,
                           needs=spec.needs, doc=spec.doc + " [compat: original bug]")
-        space.unary[spec.name] = spec
+        space.unary[spec.name] = _compat_op(spec, "unary") if compat else spec
     for spec in _ops.TENSOR_BINARY:
-        space.binary[spec.name] = spec
+        space.binary[spec.name] = _compat_op(spec, "binary") if compat else spec
     for spec in _ops.DECAYS:
         space.decays[spec.name] = spec
         space.schedule_leaves[spec.name] = spec
@@ -316,8 +319,17 @@ def default_space(compat: bool = False) -> SearchSpace:
     for spec in _ops.DECAY_UNARY:
         space.decay_unary[spec.name] = spec
     for spec in _ops.DECAY_BINARY:
-        space.decay_binary[spec.name] = spec
+        space.decay_binary[spec.name] = _compat_op(spec, "decay_binary") if compat else spec
     return space
+
+
+def _compat_op(spec: OpSpec, registry: str) -> OpSpec:
+    """The original's unprotected form of ``spec`` (:data:`deapnos.space.ops.COMPAT_UNSAFE`), or ``spec``."""
+    fn = _ops.COMPAT_UNSAFE.get((registry, spec.name))
+    if fn is None:
+        return spec
+    doc = {"inv": "1/(x + 1e-7)", "div": "a / (b + 1e-7)", "pow": "|a|^b"}[spec.name]
+    return dataclasses.replace(spec, fn=fn, doc=f"{doc}, not sign-safe [compat: the original's form]")
 
 
 _default: SearchSpace | None = None

@@ -1,6 +1,6 @@
 """Human-readable renderings of genomes: the paper's equation text and LaTeX.
 
-The text follows the original's log strings (paper-spec §1.7): ``Nest ~ bessel_i1e([(a13)*(a2)][g])``
+The text follows the original's log strings (docs/paper.md §1.7): ``Nest ~ bessel_i1e([(a13)*(a2)][g])``
 means U = i1e(a13*a2*g) under the search's Nesterov kind; ``[d][x]`` is a decay d multiplying x.
 """
 from __future__ import annotations
