@@ -227,6 +227,13 @@ def _payload(genome: str, compat: bool, **protocol):
 def test_the_compat_protocol_settings():
     assert COMPAT_PROTOCOL == {"screen": "paper", "shuffle": False, "fresh_seed": True,
                                "keep_best_on_divergence": True}
+    # the paper's absolute screen: an optimizer that learns nothing fails on train accuracy (0.25 / 0.40)
+    # in compat, on progress (the relative screen) otherwise
+    payload = make_payload("none ~ w_1e6", "digits", 0, protocol={"step_scale": 0.3}, compat=True)
+    paper = evaluate_payload(payload)
+    assert paper["status"] == "screened_out" and "train accuracy" in paper["message"]
+    relative = evaluate_payload({**payload, "compat": False})
+    assert relative["status"] == "screened_out" and "progress" in relative["message"]
 
 
 def test_fixed_batch_order():
