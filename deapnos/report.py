@@ -346,19 +346,13 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
     ``load_plugins`` (the run's own ``deapnos run`` passes it: those plugins are already loaded);
     without, genomes are read in the paper's space.  A damaged or malformed file raises
     :class:`StoreError` naming it."""
-    from .search.config import read_toml
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder; give a run folder (deapnos run)")
     if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
-    store.check_files()
-    try:
-        cfg = read_toml(run_dir / CONFIG)
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"{run_dir / CONFIG}: not valid TOML (not UTF-8 text at byte {exc.start}); restore it "
-                         f"from a copy of the run folder") from None
+    cfg = store.read_config()
     if load_plugins:
         _space_from(cfg)
     records = store.read_log()

@@ -29,13 +29,9 @@ and listed below the table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import math
 import sys
 import time
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +116,9 @@ def build_specs(names, baselines, space, use_decay: bool = True, compat: bool = 
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from . import plugins, zoo
-    from .evaluate.compare import choose_grid_lr, format_table, parse_lrs, plot_curves, summarize
-    from .evaluate.protocol import COMPAT_PROTOCOL, ProtocolConfig, default_device, evaluate_genome
+    from .evaluate.compare import format_table, parse_lrs, run_jobs, summarize, write_outputs
+    from .evaluate.protocol import COMPAT_PROTOCOL, ProtocolConfig, default_device
 
     def fail(msg: str) -> int:
         print(f"deapnos reproduce: {msg}", file=sys.stderr)
@@ -167,27 +161,11 @@ def run_command(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     seeds = list(range(args.seed, args.seed + args.seeds))
     grid = lrs if args.tuning == "grid" else (None,)
-    jobs = [(t, s, lr, seed) for t in tasks.values() for s in specs for lr in grid for seed in seeds]
     print(f"reproducing the paper's final comparison: {len(specs)} optimizers on {', '.join(tasks)}; "
-          f"{len(jobs)} training runs", file=sys.stderr)
-    runs = []
+          f"{len(tasks) * len(specs) * len(grid) * len(seeds)} training runs", file=sys.stderr)
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc="reproduce", unit="run", disable=args.no_progress, file=sys.stderr) as bar:
-        for task, spec, lr, seed in jobs:
-            bar.set_postfix_str(f"{task.name} {spec.name[:30]} " + (f"lr {lr:g} " if lr else "") + f"seed {seed}")
-            cfg = config if lr is None else dataclasses.replace(config, lr=lr)
-            runs.append(evaluate_genome(spec, task, seed=seed, config=cfg, device=device))
-            bar.update(1)
-    results, chosen = runs, {}
-    if args.tuning == "grid":
-        results = []
-        for task in tasks.values():
-            for spec in specs:
-                by_lr = {lr: [r for r, (t, s, l, _) in zip(runs, jobs) if t is task and s is spec and l == lr]
-                         for lr in grid}
-                lr = choose_grid_lr(by_lr)
-                chosen[f"{task.name} | {spec.name}"] = lr
-                results += by_lr[lr]
+    runs, results, chosen = run_jobs(tasks, specs, seeds, config, grid, device, desc="reproduce",
+                                     no_progress=args.no_progress)
     rows = summarize(results, reference=reference)
     print(format_table(rows))
     print(f"tuning: {args.tuning}" + (f" over LRs {', '.join(f'{v:g}' for v in grid)}, chosen on validation"
@@ -201,25 +179,11 @@ def run_command(args: argparse.Namespace) -> int:
         if r.status == "error":
             print(f"error: {r.optimizer} on {r.task} (seed {r.seed}): {r.message}", file=sys.stderr)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         doc = {"format": "deapnos.reproduce", "version": 1, "device": device, "seeds": seeds, "tuning": args.tuning,
                "lrs": list(grid) if args.tuning == "grid" else None, "chosen_lr": chosen, "reference": reference,
                "compat": bool(args.compat), "refused": refused, "seconds": time.perf_counter() - t0,
                "config": config.to_dict(), "summary": rows, "results": [r.to_dict() for r in results],
                "runs": [r.to_dict() for r in runs]}
-        (out / "results.json").write_text(json.dumps(doc, indent=1, default=_json_default))
-        try:
-            plot_curves(results, out / "curves.png")
-        except Exception as exc:  # noqa: BLE001 - a plot must not lose the results
-            log.warning("could not draw the curves: %s", exc)
-        print(f"wrote {out / 'results.json'} and {out / 'curves.png'}")
+        write_outputs(args.out, doc, results)
     return 1 if any(r.status == "error" for r in results) else 0
 
-
-def _json_default(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)

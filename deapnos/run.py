@@ -46,7 +46,7 @@ from deapnos.distributed import (BACKENDS, make_backend, scoop_exit_with_launche
                                  worker_setup)
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,  # noqa: E402
                                    apply_overrides, config_fingerprint, fingerprint_differences, load_config,
-                                   read_toml, validate)
+                                   validate)
 from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,  # noqa: E402
                                   StoreError, check_run_dir_path, new_run_dir)
 
@@ -242,12 +242,10 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
         if plugins:
             raise ConfigError("a resumed run keeps its plugins (run.plugins of its config); do not pass -p")
         store = RunStore(run_dir)
-        store.check_files()
         try:
-            data = read_toml(run_dir / CONFIG)
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{run_dir / CONFIG}: not valid TOML (not UTF-8 text at byte {exc.start}); restore "
-                              f"it from a copy of the run folder") from None
+            data = store.read_config()
+        except StoreError as exc:
+            raise ConfigError(str(exc)) from None
         data = apply_overrides(data, overrides)
         cfg = validate(data, source=str(run_dir / CONFIG))
         check_hostfile(hostfile, cfg.run.backend)

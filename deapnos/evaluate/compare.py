@@ -201,6 +201,49 @@ def parse_lrs(text: str | None) -> tuple[float, ...]:
     return lrs
 
 
+def run_jobs(tasks: dict, specs: list, seeds: list[int], config: ProtocolConfig, grid, device, *,
+             checks=None, desc: str = "evaluate", no_progress: bool = False, on_result=None):
+    """Every optimizer on every task and seed, at every LR of ``grid`` (``(None,)``: the config's own
+    LR rule), with a progress bar.  Returns ``(runs, results, chosen)``: every run; the runs at each
+    (task, optimizer)'s chosen LR (:func:`choose_grid_lr`; all runs when there is no grid); and the
+    chosen LRs by ``"task | optimizer"``."""
+    from tqdm import tqdm
+    jobs = [(t, s, lr, seed) for t in tasks.values() for s in specs for lr in grid for seed in seeds]
+    runs: list[EvalResult] = []
+    with tqdm(total=len(jobs), desc=desc, unit="run", disable=no_progress, file=sys.stderr) as bar:
+        for task, spec, lr, seed in jobs:
+            bar.set_postfix_str(f"{task.name} {spec.name[:30]} " + (f"lr {lr:g} " if lr else "") + f"seed {seed}")
+            cfg = config if lr is None else dataclasses.replace(config, lr=lr)
+            r = evaluate_genome(spec, task, seed=seed, config=cfg, device=device, integrity_checks=checks)
+            runs.append(r)
+            if on_result is not None:
+                on_result(r)
+            bar.update(1)
+    if grid == (None,):
+        return runs, runs, {}
+    results, chosen = [], {}
+    for task in tasks.values():
+        for spec in specs:
+            by_lr = {lr: [r for r, (t, s, l, _) in zip(runs, jobs) if t is task and s is spec and l == lr]
+                     for lr in grid}
+            lr = choose_grid_lr(by_lr)
+            chosen[f"{task.name} | {spec.name}"] = lr
+            results += by_lr[lr]
+    return runs, results, chosen
+
+
+def write_outputs(out: str | Path, doc: dict, results: list[EvalResult]) -> None:
+    """``results.json`` (``doc``) and ``curves.png`` under ``out``; a failed plot loses nothing."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+    try:
+        plot_curves(results, out / "curves.png")
+    except Exception as exc:  # noqa: BLE001 - a plot must not lose the results
+        log.warning("could not draw the curves: %s", exc)
+    print(f"wrote {out / 'results.json'} and {out / 'curves.png'}")
+
+
 def run_command(args: argparse.Namespace) -> int:
     from .. import plugins
     if args.seeds < 1:
@@ -239,28 +282,10 @@ def run_command(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     seeds = list(range(args.seed, args.seed + args.seeds))
     grid = lrs if tuning == "grid" else (None,)
-    jobs = [(t, s, lr, seed) for t in tasks.values() for s in specs for lr in grid for seed in seeds]
-    from tqdm import tqdm
-    runs: list[EvalResult] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc="evaluate", unit="run", disable=args.no_progress, file=sys.stderr) as bar:
-        for task, spec, lr, seed in jobs:
-            bar.set_postfix_str(f"{task.name} {spec.name[:30]} " + (f"lr {lr:g} " if lr else "") + f"seed {seed}")
-            cfg = config if lr is None else dataclasses.replace(config, lr=lr)
-            r = evaluate_genome(spec, task, seed=seed, config=cfg, device=device, integrity_checks=checks)
-            runs.append(r)
-            plugins.notify(pm, "deapnos_evaluation_finished", result=r)
-            bar.update(1)
-    results, chosen = runs, {}
-    if tuning == "grid":
-        results = []
-        for task in tasks.values():
-            for spec in specs:
-                by_lr = {lr: [r for r, (t, s, l, _) in zip(runs, jobs) if t is task and s is spec and l == lr]
-                         for lr in grid}
-                lr = choose_grid_lr(by_lr)
-                chosen[f"{task.name} | {spec.name}"] = lr
-                results += by_lr[lr]
+    runs, results, chosen = run_jobs(
+        tasks, specs, seeds, config, grid, device, checks=checks, no_progress=args.no_progress,
+        on_result=lambda r: plugins.notify(pm, "deapnos_evaluation_finished", result=r))
     rows = summarize(results, reference=reference.name)
     print(format_table(rows))
     print(f"tuning: {tuning}" + (f" over LRs {', '.join(f'{v:g}' for v in grid)}, chosen on validation"
@@ -271,19 +296,12 @@ def run_command(args: argparse.Namespace) -> int:
         if r.status == "error":
             print(f"error: {r.optimizer} on {r.task} (seed {r.seed}): {r.message}", file=sys.stderr)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         doc = {"format": "deapnos.evaluate", "version": 2, "device": device, "seeds": seeds, "tuning": tuning,
                "lrs": list(grid) if tuning == "grid" else None, "chosen_lr": chosen, "reference": reference.name,
                "seconds": time.perf_counter() - t0, "config": config.to_dict(),
                "tasks": {n: t.summary() for n, t in tasks.items()},
                "summary": rows, "results": [r.to_dict() for r in results], "runs": [r.to_dict() for r in runs]}
-        (out / "results.json").write_text(json.dumps(doc, indent=1, default=_json_default))
-        try:
-            plot_curves(results, out / "curves.png")
-        except Exception as exc:  # noqa: BLE001 - a plot must not lose the results
-            log.warning("could not draw the curves: %s", exc)
-        print(f"wrote {out / 'results.json'} and {out / 'curves.png'}")
+        write_outputs(args.out, doc, results)
     return 1 if any(r.status == "error" for r in results) else 0
 
 

@@ -401,13 +401,7 @@ def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config
     """Train a fresh model once; returns the TrainOutcome and the model."""
     if config.fresh_seed:            # the original's noise: a new initialisation for every run
         seed = int.from_bytes(os.urandom(4), "little")
-    torch.manual_seed(seed)
-    if data.generator is not None:
-        data.generator.manual_seed(seed)
-    try:
-        model = task.build_model(data.num_classes).to(device)
-    except Exception as exc:  # noqa: BLE001
-        raise _error(task, "building the model", exc) from None
+    model = _seeded_model(task, data, seed, device)
     try:
         opt, sched = spec.build(model.parameters(), lr, budget.total_steps, budget.warmup_steps, seed=seed,
                                 check_finite=config.check_finite)
@@ -461,17 +455,22 @@ def progress(outcome, untrained: float) -> float:
     return 1.0 - min(losses) / untrained
 
 
-@torch.no_grad()
-def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
-    """Mean training loss of the untrained model over the first ``steps`` batches: the same model
-    and batches every screening run starts from (forward passes only, in training mode)."""
+def _seeded_model(task: Task, data, seed: int, device) -> torch.nn.Module:
+    """A fresh model from ``seed``, with the data order re-seeded too (common random numbers)."""
     torch.manual_seed(seed)
     if data.generator is not None:
         data.generator.manual_seed(seed)
     try:
-        model = task.build_model(data.num_classes).to(device)
+        return task.build_model(data.num_classes).to(device)
     except Exception as exc:  # noqa: BLE001
         raise _error(task, "building the model", exc) from None
+
+
+@torch.no_grad()
+def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
+    """Mean training loss of the untrained model over the first ``steps`` batches: the same model
+    and batches every screening run starts from (forward passes only, in training mode)."""
+    model = _seeded_model(task, data, seed, device)
     model.train()
     total, n, batches = 0.0, 0, iter(data.train)
     for _ in range(steps):

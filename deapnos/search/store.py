@@ -435,6 +435,17 @@ class RunStore:
                 raise StoreError(f"{p} must be a folder of the run, not a link or a file: remove it (deapnos "
                                  f"writes it anew)")
 
+    def read_config(self) -> dict:
+        """The run's ``config.toml`` as a TOML document (checked files first); one-line
+        :class:`StoreError` when it cannot be read."""
+        from .config import read_toml
+        self.check_files()
+        try:
+            return read_toml(self.path(CONFIG))
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{self.path(CONFIG)}: not valid TOML (not UTF-8 text at byte {exc.start}); restore "
+                             f"it from a copy of the run folder") from None
+
     def remove_temporary(self) -> None:
         """Remove what a killed atomic write left (``.NAME.tmpPID``); only the writer calls this."""
         for p in self.dir.glob(".*.tmp*"):
