@@ -1,4 +1,4 @@
-"""The ``deapnos`` command: run | evaluate | show | export | report | reproduce | plugins.
+"""The ``deapnos`` command: run | evaluate | show | export | report | status | reproduce | plugins.
 
 Each subcommand lives in the module that owns its job; this file only wires them.  A module
 provides ``configure_parser(parser)`` and ``run_command(args) -> int``.
@@ -16,6 +16,7 @@ COMMANDS = {
     "show": ("deapnos.commands", "show a zoo optimizer or genome file: text, LaTeX, state"),
     "export": ("deapnos.commands", "export a genome as a standalone PyTorch optimizer module"),
     "report": ("deapnos.report", "write the markdown report of a search run"),
+    "status": ("deapnos.status", "show a search's progress from its run folder (running or finished)"),
     "reproduce": ("deapnos.reproduce", "the paper's final comparison: published optimizers against its baselines"),
     "plugins": ("deapnos.plugins", "list installed plugins and what they provide"),
 }

@@ -165,6 +165,177 @@ def evaluate_payload(payload: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# what a remote worker needs: the origin's Python, deapnos and plugins (checked at start)
+# ----------------------------------------------------------------------------------------------
+
+#: seconds the origin waits at start for every SCOOP worker to answer the environment check
+WORKER_CHECK_WAIT_ENV = "DEAPNOS_WORKER_CHECK_WAIT"
+_ENV_MARK = "__deapnos_worker_environment__"
+
+
+class WorkerEnvironmentError(RuntimeError):
+    """A worker's Python, deapnos or plugins differ from the origin's; the message names the host
+    and the differences."""
+
+
+def _file_digest(paths, root=None) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            data = open(p, "rb").read()
+        except OSError:
+            data = b"<unreadable>"
+        h.update(os.path.relpath(p, root).encode() if root else b"")
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()[:16]
+
+
+def _code_digest() -> str:
+    """A digest of deapnos's own source files (catches another checkout with the same version)."""
+    if "code" not in _WORKER:
+        from pathlib import Path
+        root = Path(__file__).resolve().parent
+        _WORKER["code"] = _file_digest(sorted(str(p) for p in root.rglob("*.py")), root)
+    return _WORKER["code"]
+
+
+def environment_fingerprint(plugins=(), compat: bool = False) -> dict:
+    """What must be the same on the origin and every worker: Python, deapnos (version and a digest
+    of its code), plugin autoloading and the plugins this run loads (distribution, version, a digest
+    of the module file); torch's version is compared too but only warned about.  A worker that
+    cannot load the run's plugins says why in ``error``."""
+    import platform
+    import sys
+    key = ("fingerprint", tuple(plugins), bool(compat))
+    if key in _WORKER:
+        return _WORKER[key]
+    import deapnos
+    from deapnos import plugins as _plugins
+    fp = {"host": socket.gethostname(), "python": f"{platform.python_implementation()} {platform.python_version()}",
+          "deapnos": getattr(deapnos, "__version__", "?"), "deapnos_code": _code_digest(),
+          "autoload": _plugins._autoload_enabled(None), "plugins": {}, "torch": None, "error": None}
+    try:
+        import torch
+        fp["torch"] = torch.__version__
+        pm, _, _ = _environment(tuple(plugins), bool(compat))
+        for name, src in sorted(getattr(pm, "sources", {}).items()):
+            module = sys.modules.get(src.module or "")
+            path = getattr(module, "__file__", None)
+            fp["plugins"][name] = {"dist": src.dist, "version": src.version,
+                                   "code": _file_digest([path]) if path else None}
+    except Exception as exc:   # noqa: BLE001 - reported by the origin, naming this host
+        text = str(exc).strip().splitlines()
+        fp["error"] = f"{type(exc).__name__}: {text[0] if text else ''}"[:400]
+    _WORKER[key] = fp
+    return fp
+
+
+def probe_worker(request: dict) -> dict:
+    """The start-up check's task: this worker's id and :func:`environment_fingerprint`, after
+    holding the worker for ``request['hold']`` seconds (so that the probes spread over the workers)."""
+    worker_setup(request.get("threads", 1), request.get("device", "auto"))
+    time.sleep(float(request.get("hold", 0.0)))
+    return {"worker": worker_id(), "fingerprint": environment_fingerprint(request.get("plugins", ()),
+                                                                          bool(request.get("compat")))}
+
+
+def environment_differences(mine: dict, theirs: dict) -> tuple[list[str], list[str]]:
+    """(differences that stop a run, differences only warned about) between the origin's
+    fingerprint (``mine``, "here") and a worker's ("there")."""
+    errors, warnings = [], []
+    if theirs.get("error"):
+        errors.append(f"the run's plugins do not load there: {theirs['error']}")
+    if mine.get("python") != theirs.get("python"):
+        errors.append(f"Python {mine.get('python')} here, {theirs.get('python')} there")
+    if mine.get("deapnos") != theirs.get("deapnos"):
+        errors.append(f"deapnos {mine.get('deapnos')} here, {theirs.get('deapnos')} there")
+    elif mine.get("deapnos_code") != theirs.get("deapnos_code"):
+        errors.append(f"deapnos {mine.get('deapnos')} on both, but its code differs (another checkout, or "
+                      f"edited files)")
+    if mine.get("autoload") != theirs.get("autoload"):
+        how = lambda on: "on" if on else "off (DEAPNOS_DISABLE_PLUGIN_AUTOLOAD=1)"   # noqa: E731
+        errors.append(f"plugin autoloading is {how(mine.get('autoload'))} here, {how(theirs.get('autoload'))} there")
+    if not theirs.get("error"):
+        here, there = mine.get("plugins") or {}, theirs.get("plugins") or {}
+        extra, missing = sorted(set(there) - set(here)), sorted(set(here) - set(there))
+        if extra:
+            errors.append(f"plugins loaded there but not here: {', '.join(extra)}")
+        if missing:
+            errors.append(f"plugins loaded here but not there: {', '.join(missing)}")
+        for name in sorted(set(here) & set(there)):
+            a, b = here[name], there[name]
+            va, vb = " ".join(filter(None, (a.get("dist"), a.get("version")))), \
+                " ".join(filter(None, (b.get("dist"), b.get("version"))))
+            if va != vb:
+                errors.append(f"plugin {name}: {va or 'no distribution'} here, {vb or 'no distribution'} there")
+            elif a.get("code") != b.get("code"):
+                errors.append(f"plugin {name}: {va or 'same module'} on both, but its code differs")
+    if mine.get("torch") != theirs.get("torch") and theirs.get("torch"):
+        warnings.append(f"torch {mine.get('torch')} here, {theirs.get('torch')} there")
+    return errors, warnings
+
+
+def check_workers(backend, plugins=(), compat: bool = False, threads: int = 1, device: str = "auto",
+                  wait: float | None = None, hold: float = 0.2) -> dict:
+    """Before a SCOOP search starts: every worker reports its :func:`environment_fingerprint`; a
+    worker whose Python, deapnos or plugins differ from the origin's stops the run with
+    :class:`WorkerEnvironmentError` naming its host and the differences.  Waits up to ``wait``
+    seconds (``DEAPNOS_WORKER_CHECK_WAIT``, default 60) for all ``backend.workers`` to answer;
+    a worker that starts later is checked by its first evaluation (:class:`ScoopBackend`).
+    Returns ``{worker id: fingerprint}`` of the workers heard."""
+    if wait is None:
+        wait = float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60)
+    mine = environment_fingerprint(plugins, compat)
+    expected = max(1, int(getattr(backend, "workers", 1) or 1))
+    seen = {worker_id(): mine}
+    request = {"plugins": list(plugins), "compat": bool(compat), "hold": hold, "threads": int(threads),
+               "device": device}
+    deadline = time.monotonic() + wait
+    while len(seen) < expected and time.monotonic() < deadline:
+        for answer in backend.map(probe_worker, [request] * (2 * expected)):
+            seen.setdefault(answer["worker"], answer["fingerprint"])
+    here = mine.get("host") or socket.gethostname()
+    problems: dict[str, list[str]] = {}
+    for wid, fp in seen.items():
+        errors, warnings = environment_differences(mine, fp)
+        host = fp.get("host") or wid.rsplit(":", 1)[0]
+        if errors:
+            problems.setdefault(host, errors)
+        for w in warnings:
+            log.warning("worker %s on host %s: %s", wid, host, w)
+    if problems:
+        raise WorkerEnvironmentError(environment_message(here, problems))
+    if len(seen) < expected:
+        log.warning("%d of %d SCOOP workers answered the environment check within %.0f s (hosts %s); the others "
+                    "are checked by their first evaluation (%s sets the wait)", len(seen), expected, wait,
+                    ", ".join(sorted({fp.get('host', '?') for fp in seen.values()})), WORKER_CHECK_WAIT_ENV)
+    else:
+        log.info("environment check: %d worker(s) on %s match the origin (%s)", len(seen),
+                 ", ".join(sorted({fp.get('host', '?') for fp in seen.values()})), here)
+    if hasattr(backend, "expect_environment"):
+        backend.expect_environment(mine, seen, plugins, compat)
+    return seen
+
+
+def environment_message(origin_host: str, problems: dict) -> str:
+    parts = [f"host {host}: {'; '.join(errors)}" for host, errors in sorted(problems.items())]
+    return (f"the environment of {len(problems)} worker host(s) differs from the origin's ({origin_host}, 'here'): "
+            + " | ".join(parts) + ". Every host needs the same Python, deapnos and plugins at the same paths, and "
+            "the same DEAPNOS_* variables (docs/search.md, 'Several hosts')")
+
+
+def call_reporting_environment(fn, item, plugins=(), compat=False):
+    """A SCOOP task that also reports this worker's fingerprint with its first result (for workers
+    that started after the start-up check)."""
+    result = fn(item)
+    if _WORKER.get("reported"):
+        return result
+    _WORKER["reported"] = True
+    return {_ENV_MARK: environment_fingerprint(plugins, compat), "worker": worker_id(), "result": result}
+
+
+# ----------------------------------------------------------------------------------------------
 # backends
 # ----------------------------------------------------------------------------------------------
 
@@ -354,16 +525,42 @@ class ScoopBackend:
         self.workers = getattr(scoop, "SIZE", workers) or workers
         # the origin evaluates futures too: set it up like every worker
         worker_setup(threads, device)
+        self._expected = None            # (origin fingerprint, plugins, compat) after check_workers
+        self._checked: set[str] = set()
+
+    def expect_environment(self, fingerprint: dict, checked, plugins=(), compat=False) -> None:
+        """After :func:`check_workers`: a worker not checked then reports its fingerprint with its
+        first result, and one that differs stops the run (WorkerEnvironmentError)."""
+        self._expected = (fingerprint, tuple(plugins), bool(compat))
+        self._checked.update(checked)
+
+    def _verify(self, answer: dict):
+        wid, fp = answer.get("worker", "?"), answer[_ENV_MARK]
+        if wid not in self._checked:
+            errors, warnings = environment_differences(self._expected[0], fp)
+            host = fp.get("host") or wid.rsplit(":", 1)[0]
+            if errors:
+                raise WorkerEnvironmentError(environment_message(self._expected[0].get("host", "?"), {host: errors}))
+            for w in warnings:
+                log.warning("worker %s on host %s: %s", wid, host, w)
+            self._checked.add(wid)
+        return answer["result"]
 
     def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
         from scoop import futures
         items = list(items)
-        fs = [futures.submit(fn, item) for item in items]
+        if self._expected is not None:
+            _, plugins, compat = self._expected
+            fs = [futures.submit(call_reporting_environment, fn, item, plugins, compat) for item in items]
+        else:
+            fs = [futures.submit(fn, item) for item in items]
         index = {id(f): i for i, f in enumerate(fs)}
         out = [None] * len(items)
         for fut in futures.as_completed(fs):
             i = index[id(fut)]
             out[i] = fut.result()
+            if isinstance(out[i], dict) and _ENV_MARK in out[i]:
+                out[i] = self._verify(out[i])
             if on_result is not None:
                 on_result(i, out[i])
         return out

@@ -42,8 +42,8 @@ if __package__ in (None, ""):          # executed as a file (SCOOP, or `python d
     if _root not in sys.path:
         sys.path.insert(0, _root)
 
-from deapnos.distributed import (BACKENDS, make_backend, scoop_exit_with_launcher, under_scoop,  # noqa: E402
-                                 worker_setup)
+from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,  # noqa: E402
+                                 under_scoop, worker_setup)
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,  # noqa: E402
                                    apply_overrides, config_fingerprint, fingerprint_differences, load_config,
                                    validate)
@@ -63,7 +63,10 @@ def scoop_worker_import() -> None:
     dies.  Nothing outside SCOOP."""
     if under_scoop():
         scoop_exit_with_launcher()
-        worker_setup(int(os.environ.get("DEAPNOS_TORCH_THREADS", "1")), os.environ.get("DEAPNOS_DEVICE", "auto"))
+        if "DEAPNOS_DEVICE" in os.environ:        # set by `deapnos run` for the processes it starts on this host
+            worker_setup(int(os.environ.get("DEAPNOS_TORCH_THREADS", "1")), os.environ["DEAPNOS_DEVICE"])
+        # else a worker on another host (ssh passes no environment) or of `python -m scoop` by hand: it
+        # takes run.device and run.torch_threads from its first task (worker_setup in evaluate_payload)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,6 +155,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostfile", metavar="FILE", help="SCOOP hostfile for a multi-host run "
                         "(lines 'hostname workers'); passed to python -m scoop")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no live view (progress bar on a terminal, "
+                        "progress log lines otherwise)")
+    parser.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+                        help="off a terminal, a progress log line every SECONDS (default 30)")
     parser.add_argument("--log-level", default=None, help="logging level (INFO, DEBUG, ...)")
     add_plugin_options(parser)
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
@@ -340,11 +347,14 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
                           "`python -m scoop -n N deapnos.run ...`")
 
 
-def execute(cfg: Config, run_dir: Path) -> int:
+def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30.0) -> int:
     """Run (or continue) the search in this process with the configured backend; writes
     ``status.json``; returns 0 on success, 1 on failure.  Holds the folder's writer lock while it
     runs; a stop (:class:`RunInterrupted`, KeyboardInterrupt) marks the run ``interrupted``, kills
-    the backend's workers and propagates."""
+    the backend's workers and propagates.  ``view``: the live view (:mod:`deapnos.live`): ``auto``
+    (a bar on a terminal, a log line every ``interval`` seconds otherwise) or ``off``; its snapshot
+    goes to ``status.json`` either way, for ``deapnos status``."""
+    from deapnos.live import LiveView, SearchProgress, hof_best
     from deapnos import plugins as _plugins
     from deapnos.search.particles import ParticleSearch
     store = RunStore(run_dir, create=True)
@@ -363,9 +373,11 @@ def execute(cfg: Config, run_dir: Path) -> int:
         logging.getLogger("deapnos").setLevel(logging.INFO)
     backend = None
     stopped = False
+    live = None
     t0 = time.time()
     try:
-        store.write_status("running", pid=os.getpid(), host=socket.gethostname())
+        running = {"pid": os.getpid(), "host": socket.gethostname(), "started": t0}
+        store.write_status("running", **running)
         pm = _plugins.get_plugin_manager(cfg.run.plugins)
         space = _plugins.build_space(pm, compat=cfg.run.compat)
         checks = _plugins.integrity_checks(pm)
@@ -374,10 +386,20 @@ def execute(cfg: Config, run_dir: Path) -> int:
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device)
-        search = ParticleSearch(cfg, store, backend, pm, space, checks, tasks=tasks)
+        if cfg.run.backend == "scoop":        # every worker: the origin's Python, deapnos and plugins
+            check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device)
+        from deapnos.search.fitness import validation_tasks
+        progress = SearchProgress(cfg, getattr(backend, "workers", 1),
+                                  validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
+        search = ParticleSearch(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress)
+        progress.best_source = lambda: hof_best(search.state.hof)
+        live = LiveView(progress, mode=view, interval=interval,
+                        publish=lambda snap: store.write_status("running", **running, progress=snap))
         log.info("%s run in %s (backend %s, %d worker(s))", "resuming" if search.resumed else "starting", run_dir,
                  cfg.run.backend, getattr(backend, "workers", 1))
-        summary = search.run()
+        with live, live.redirect_logging():
+            summary = search.run()
+            progress.finish()
         outcome = {"seconds": time.time() - t0, "best": summary.get("best"),
                    "leaderboard": summary.get("leaderboard")}
         store.write_status("ok", **outcome)
@@ -403,6 +425,8 @@ def execute(cfg: Config, run_dir: Path) -> int:
             raise
         return 1
     finally:
+        if live is not None:
+            live.stop()
         if backend is not None:
             backend.close(force=stopped)
         store.close()
@@ -461,7 +485,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 
 def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbose: bool = False,
-                 lock: FolderLock | None = None) -> int:
+                 lock: FolderLock | None = None, quiet: bool = False, interval: float = 30.0) -> int:
     """Run the search under SCOOP in a child process group and check its outcome (status.json).
 
     The SCOOP job runs in a process group of its own; a stop signal (SIGINT, SIGTERM, SIGHUP)
@@ -481,6 +505,7 @@ def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbos
     cmd += [str(ENTRY_FILE), "--run-dir", str(run_dir)]
     if verbose:
         cmd += ["--log-level", "DEBUG"]
+    cmd += ["--quiet"] if quiet else ["--progress-interval", str(interval)]
     env = dict(os.environ)
     env["DEAPNOS_RUN_TOKEN"] = uuid.uuid4().hex
     env["DEAPNOS_TORCH_THREADS"] = str(cfg.run.torch_threads)
@@ -599,12 +624,14 @@ def run_command(args) -> int:
                 try:
                     rc = launch_scoop(cfg, run_dir, getattr(args, "hostfile", None),
                                       verbose=logging.getLogger("deapnos").isEnabledFor(logging.DEBUG),
-                                      lock=locks[0] if locks else None)
+                                      lock=locks[0] if locks else None, quiet=getattr(args, "quiet", False),
+                                      interval=getattr(args, "progress_interval", 30.0))
                 except StoreError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return 1
             else:
-                rc = execute(cfg, run_dir)
+                rc = execute(cfg, run_dir, view="off" if getattr(args, "quiet", False) else "auto",
+                             interval=getattr(args, "progress_interval", 30.0))
                 if rc:
                     try:
                         status = RunStore(run_dir).read_status() or {}

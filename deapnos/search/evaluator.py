@@ -44,7 +44,7 @@ class Evaluator:
     """Runs batches of :class:`EvalRequest` (module docstring)."""
 
     def __init__(self, backend, store, cache, payload_base: dict, resume_results: dict | None = None,
-                 on_evaluation=None, map_fn=None, task_overrides: dict | None = None, counts=None):
+                 on_evaluation=None, map_fn=None, task_overrides: dict | None = None, counts=None, progress=None):
         self.backend = backend
         self.map = map_fn or backend.map       # toolbox.map: the one seam
         self.store = store
@@ -53,6 +53,7 @@ class Evaluator:
         self.task_overrides = task_overrides or {}
         self.resume_results = resume_results or {}
         self.on_evaluation = on_evaluation
+        self.progress = progress               # deapnos.live.SearchProgress (replaces the per-batch bar)
         self.counts = counts if counts is not None else {}
         for k in ("evaluated", "cached", "resumed"):
             self.counts.setdefault(k, 0)
@@ -108,7 +109,8 @@ class Evaluator:
             first_of[rkt] = i
             to_run.append(i)
 
-        bar = _progress(len(to_run), requests[to_run[0]].meta if to_run else {})
+        bar = self.progress.batch(requests, len(to_run)) if self.progress is not None else \
+            _progress(len(to_run), requests[to_run[0]].meta if to_run else {})
 
         def arrived(k: int, result: dict):
             i = to_run[k]

@@ -270,9 +270,11 @@ class ParticleSearch:
     ``space``: the built space; ``checks``: ``{name: IntegrityCheck}``.
     """
 
-    def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None, tasks=None):
+    def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None, tasks=None,
+                 live=None):
         from ..space.psets import get_default_space
         self.cfg, self.store, self.backend, self.pm = cfg, store, backend, pm
+        self.live = live                        # deapnos.live.SearchProgress, or None
         self.installed_tasks = tasks or {}      # name -> Task: resolves the default held-out tasks
         self.space = (space or get_default_space()).build()
         self.checks = checks or {}
@@ -302,7 +304,7 @@ class ParticleSearch:
                    "device": cfg.run.device, "threads": cfg.run.torch_threads, "data_dir": cfg.run.data_dir}
         self.evaluator = Evaluator(backend, store, state.cache, payload, resume_results,
                                    on_evaluation=self._on_evaluation, map_fn=map_fn, task_overrides=cfg.tasks,
-                                   counts=state.counts)
+                                   counts=state.counts, progress=live)
         self._genomes: dict[str, Genome] = {}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -325,6 +327,8 @@ class ParticleSearch:
     def _on_evaluation(self, record: dict) -> None:
         self.state.stats["evaluations"] += 1
         self.state.stats[f"status_{record.get('status')}"] += 1
+        if self.live is not None:
+            self.live.evaluation(record)
         if self.pm is not None:
             from ..evaluate.result import EvalResult
             from ..plugins import notify
@@ -337,6 +341,8 @@ class ParticleSearch:
     def _log_reject(self, genome: Genome, status: str, reason: str, seconds: float, meta: dict) -> None:
         from ..distributed import worker_id
         self.state.stats[f"candidates_{status}"] += 1
+        if self.live is not None:
+            self.live.rejected(status)
         self.store.append({"event": status, "seq": self._seq(), **meta, "genome": genome.to_text(),
                            "status": "rejected", "message": reason, "seconds": seconds, "worker": worker_id()})
 
