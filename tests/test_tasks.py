@@ -260,7 +260,8 @@ def test_ptb_language_model_on_fake_text(tmp_path):
     assert x.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and y.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     t = _tasks()["ptb-lstm"].replace(data_path=str(folder), batch_size=4, steps_per_epoch=3, warmup_steps=6,
                                      options={"size": 16, "bptt": 8})
-    r = evaluate_genome("adam", t, config=ProtocolConfig(epochs=3, screen_epochs=1), device="cpu")
+    # 3 screening steps of warm-up on random text barely move the loss: keep only the divergence rule
+    r = evaluate_genome("adam", t, config=ProtocolConfig(epochs=3, screen_epochs=1, min_progress=0.0), device="cpu")
     assert r.status == "ok", r.message
     last = r.curve[-1]
     assert 0 < r.fitness <= 1 and last["val_score"] == pytest.approx(np.exp(-last["val_loss"]))
