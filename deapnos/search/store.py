@@ -555,15 +555,7 @@ class RunStore:
             return None
         damaged = (f"; move it away (mv {path} {path}.damaged) and run `deapnos run --resume {self.dir}` again: "
                    f"the search replays from its start and takes every evaluation already in {LOG} from there")
-        _check_regular(path)
-        try:
-            if path.stat().st_size > MAX_JSON_BYTES:
-                raise StoreError(f"{path} is larger than {MAX_JSON_BYTES} bytes: not a deapnos checkpoint{damaged}")
-            doc = json.loads(path.read_bytes())
-        except (ValueError, RecursionError) as exc:
-            raise StoreError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:200]}){damaged}") from None
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        doc = _read_json_file(path, "a deapnos checkpoint", damaged)
         if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
             raise StoreError(f"{path} is not a deapnos checkpoint (field 'format' is not "
                              f"{CHECKPOINT_FORMAT!r}){damaged}")
@@ -594,16 +586,8 @@ class RunStore:
         path = self.path(name)
         if not path.exists() and not path.is_symlink():
             return default
-        _check_regular(path)
-        try:
-            if path.stat().st_size > MAX_JSON_BYTES:
-                raise StoreError(f"{path} is larger than {MAX_JSON_BYTES} bytes: not a deapnos file; remove it")
-            data = json.loads(path.read_bytes())
-        except (ValueError, RecursionError) as exc:
-            raise StoreError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:200]}); restore it from "
-                             f"a copy or remove it") from None
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = _read_json_file(path, "a deapnos file", "; restore it from a copy or remove it",
+                               too_large_hint="; remove it")
         if kind is not None and not isinstance(data, kind):
             raise StoreError(f"{path}: expected a JSON {'object' if kind is dict else 'array'}, found "
                              f"{type(data).__name__}; restore it from a copy or remove it")
@@ -620,6 +604,21 @@ class RunStore:
             if fh is not None:
                 fh.close()
         self._log = self._particles = None
+
+
+def _read_json_file(path: Path, what: str, hint: str, too_large_hint: str | None = None):
+    """The JSON document in the regular file ``path``, bounded in size; a one-line :class:`StoreError`
+    naming the file (``what`` it should be, and ``hint``: the way out) when it cannot be read."""
+    _check_regular(path)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise StoreError(f"{path} is larger than {MAX_JSON_BYTES} bytes: not {what}"
+                             f"{hint if too_large_hint is None else too_large_hint}")
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise StoreError(f"{path} is damaged (not JSON: {str(exc).splitlines()[0][:200]}){hint}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _json_default(obj):
