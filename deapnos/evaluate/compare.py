@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .protocol import ProtocolConfig, default_device, evaluate_genome, resolve_optimizer
 from .result import EvalResult
-from .stats import interval, paired_difference
+from .stats import interval, versus
 
 DEFAULT_GRID = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -113,12 +113,9 @@ def summarize(results: list[EvalResult], reference: str | None = None) -> list[d
 def _versus(rs: list[EvalResult], refs: list[EvalResult] | None) -> dict:
     if not refs:
         return {"vs_reference": None, "verdict": None}
-    mine = {r.seed: r.fitness for r in rs if r.ok and r.fitness is not None}
-    theirs = {r.seed: r.fitness for r in refs if r.ok and r.fitness is not None}
-    diff = paired_difference(mine, theirs)
-    failed = any(s not in mine for s in theirs)
-    return {"vs_reference": diff.to_dict() if diff else None,
-            "verdict": "worse" if failed else (diff.verdict() if diff else None)}
+    diff, verdict, _ = versus({r.seed: r.fitness if r.ok else None for r in rs},
+                              {r.seed: r.fitness if r.ok else None for r in refs})
+    return {"vs_reference": diff.to_dict() if diff else None, "verdict": verdict}
 
 
 def format_table(rows: list[dict]) -> str:

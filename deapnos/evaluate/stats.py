@@ -81,4 +81,17 @@ def paired_difference(candidate: dict, reference: dict) -> Interval | None:
     return interval([candidate[s] - reference[s] for s in seeds])
 
 
-__all__ = ["Interval", "interval", "paired_difference", "t95"]
+def versus(candidate: dict, reference: dict) -> tuple[Interval | None, str | None, list]:
+    """A paired comparison where a seed's score may be None (the run failed).
+
+    Returns the interval of the differences over the seeds both trained, the verdict, and the seeds
+    the candidate failed where the reference trained.  Such a failure makes the verdict ``worse``;
+    otherwise it is the interval's (None when no seed is common)."""
+    mine = {k: v for k, v in candidate.items() if v is not None}
+    theirs = {k: v for k, v in reference.items() if v is not None}
+    failed = [k for k in theirs if k not in mine]
+    diff = paired_difference(mine, theirs)
+    return diff, "worse" if failed else (diff.verdict() if diff else None), failed
+
+
+__all__ = ["Interval", "interval", "paired_difference", "t95", "versus"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 
-from ..evaluate.stats import paired_difference
+from ..evaluate.stats import versus
 from .evaluator import EvalRequest
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,8 @@ def _versus(row: dict, ref: dict | None) -> dict:
     when the row failed on a seed where the reference trained)."""
     if ref is None or row is ref:
         return {"vs_reference_ci": None, "verdict": "reference" if row is ref else None}
-    mine = {k: v for k, v in row["scores"].items() if v is not None}
-    theirs = {k: v for k, v in ref["scores"].items() if v is not None}
-    diff = paired_difference(mine, theirs)
-    failed = any(k not in mine for k in theirs)
-    return {"vs_reference_ci": diff.to_dict() if diff else None,
-            "verdict": "worse" if failed else (diff.verdict() if diff else None)}
+    diff, verdict, _ = versus(row["scores"], ref["scores"])
+    return {"vs_reference_ci": diff.to_dict() if diff else None, "verdict": verdict}
 
 
 def default_rungs(cfg) -> list[dict]:

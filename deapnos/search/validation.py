@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import statistics
 
-from ..evaluate.stats import interval
+from ..evaluate.stats import interval, versus
 from .evaluator import EvalRequest
 from .fitness import validation_tasks
 
@@ -40,16 +40,10 @@ def winners(search) -> list[dict]:
 
 def compare(cand: dict, ref: dict) -> dict:
     """One winner on one task: ``cand`` and ``ref`` map seed -> score (None when the run failed)."""
-    seeds = [s for s in ref if ref[s] is not None]
-    failed = [s for s in seeds if cand.get(s) is None]
-    diffs = {s: cand[s] - ref[s] for s in seeds if cand.get(s) is not None}
-    row = {"scores": cand, "reference_scores": ref, "failed_seeds": failed, "diffs": diffs}
-    if not diffs:
-        row.update(difference=None, verdict="worse" if failed else "no data")
-        return row
-    iv = interval(list(diffs.values()))
-    row.update(difference=iv.to_dict(), verdict="worse" if failed else iv.verdict())
-    return row
+    iv, verdict, failed = versus(cand, ref)
+    diffs = {s: cand[s] - ref[s] for s in ref if ref[s] is not None and cand.get(s) is not None}
+    return {"scores": cand, "reference_scores": ref, "failed_seeds": failed, "diffs": diffs,
+            "difference": iv.to_dict() if iv else None, "verdict": verdict or "no data"}
 
 
 def overall(per_task: dict) -> dict:
