@@ -1,10 +1,12 @@
 """Particle evolution with aging (docs/paper.md §5.1-§5.5), and random search with the same budget.
 
-One search, as in the original but with its particles in parallel:
+One search, as in the original but with its particles in parallel.  A candidate is scored on every
+task of ``search.task`` (or ``init_task``) with one seed; its fitness combines those scores, relative
+to the tuned reference optimizer by default (:mod:`deapnos.search.fitness`, :meth:`ParticleSearch.score`).
 
 1. **Initial population** (§5.2): ``init_factor x particles`` random genomes (§1.6), each redrawn until
    it passes the integrity checks (§5.3) and is new to the dedup cache, are scored on the initial
-   surrogate (``search.init_task``) in one map.  The best ``particles`` (failures score -1) become the
+   surrogate(s) (``search.init_task``) in one map.  The best ``particles`` (failures score -1) become the
    particles, best first.
 2. **Timesteps** (§5.5, "Depth d/k"): in each, every particle makes ``mutants`` mutants of itself
    (§5.6, :mod:`deapnos.search.mutation`); every mutant is re-checked for integrity and rejected if the
