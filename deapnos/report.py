@@ -26,6 +26,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .evaluate.stats import difference_text
 from .search.store import (CONFIG, ELIMINATION, HALL_OF_FAME, RunStore, StoreError, atomic_write_text,
                            is_plain_name)
 
@@ -486,13 +487,7 @@ def _difference(row: dict) -> str:
     if not ci:
         vs = row.get("vs_reference")
         return "" if vs is None else f"{vs:+.4f} (1 seed)"
-    return _interval_text(ci)
-
-
-def _interval_text(ci: dict | None) -> str:
-    if not ci:
-        return "-"
-    return f"{ci['mean']:+.4f} ± {ci['ci95']:.4f}" if ci.get("ci95") is not None else f"{ci['mean']:+.4f} (1 seed)"
+    return difference_text(ci)
 
 
 def validation_section(val: dict) -> list[str]:
@@ -513,8 +508,8 @@ def validation_section(val: dict) -> list[str]:
         for t in tasks:
             cell = row["tasks"][t]
             failed = f", failed on seed(s) {', '.join(cell['failed_seeds'])}" if cell.get("failed_seeds") else ""
-            cells.append(f"{_interval_text(cell.get('difference'))} ({_verdict(cell['verdict'])}{failed})")
-        cells.append(f"{_interval_text(row['overall'].get('difference'))} ({_verdict(row['overall']['verdict'])})")
+            cells.append(f"{difference_text(cell.get('difference'))} ({_verdict(cell['verdict'])}{failed})")
+        cells.append(f"{difference_text(row['overall'].get('difference'))} ({_verdict(row['overall']['verdict'])})")
         out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     out.append("")
     return out

@@ -42,6 +42,7 @@ if __package__ in (None, ""):          # executed as a file (SCOOP, or `python d
     if _root not in sys.path:
         sys.path.insert(0, _root)
 
+from deapnos.evaluate.stats import difference_text  # noqa: E402
 from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,  # noqa: E402
                                  under_scoop, worker_setup)
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,  # noqa: E402
@@ -575,8 +576,7 @@ def print_outcome(run_dir: Path) -> None:
             ci = row.get("vs_reference_ci")
             vs = ""
             if ci and not row["baseline"]:
-                vs = f"  Δ {ci['mean']:+.4f}" + (f" ± {ci['ci95']:.4f}" if ci.get("ci95") is not None else "") \
-                     + f" ({row.get('verdict')})"
+                vs = f"  Δ {difference_text(ci)} ({row.get('verdict')})"
             mean = "failed" if row["mean"] is None else f"{row['mean']:.4f}"
             failed = f" (failed on {row['failed']} seed(s))" if row.get("failed") else ""
             print(f"  {row['rank']:2d}. {row['label']:10s} {mean}{vs}{failed}  {row['genome']}")
@@ -587,19 +587,18 @@ def print_outcome(run_dir: Path) -> None:
 
 def print_validation(run_dir: Path) -> None:
     """The held-out validation in a few lines (validation.json)."""
-    import json
     try:
-        val = json.loads((run_dir / "validation.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        val = RunStore(run_dir).read_json("validation.json", {}, kind=dict)
+    except StoreError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
         return
     if not val.get("rows"):
         return
     print(f"held-out validation on {', '.join(val['tasks'])} (seeds {val['seeds']}): score minus tuned "
           f"{val['reference']}'s, mean ± 95% interval; 'better' only when the interval excludes zero")
     for row in val["rows"]:
-        d = row["overall"].get("difference")
-        text = "-" if not d else f"{d['mean']:+.4f}" + (f" ± {d['ci95']:.4f}" if d.get("ci95") is not None else "")
-        print(f"  {row['label']:10s} {text:20s} {row['overall']['verdict']}")
+        print(f"  {row['label']:10s} {difference_text(row['overall'].get('difference')):20s} "
+              f"{row['overall']['verdict']}")
 
 
 def run_command(args) -> int:

@@ -86,6 +86,19 @@ def assert_gone(mark: str, since: float, within: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def kill_serial_run_mid_way(tmp_path: Path, run_dir: Path) -> None:
+    """Launch a serial run in ``run_dir`` and SIGKILL it once it is part-way through."""
+    proc = launch(tmp_path, run_dir)
+    try:
+        wait_mid_run(proc, run_dir)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def resume(run_dir: Path, *extra, timeout=240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deapnos.cli", "run", "--resume", str(run_dir), *extra], cwd=ROOT,
                           env=env(), capture_output=True, text=True, timeout=timeout)
@@ -167,15 +180,7 @@ def test_workers_exit_when_the_launcher_is_killed(reference, tmp_path, backend):
 
 def test_two_resumes_at_once_one_writer(reference, tmp_path):
     run_dir = tmp_path / "run"
-    proc = launch(tmp_path, run_dir)                # serial
-    try:
-        wait_mid_run(proc, run_dir)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    kill_serial_run_mid_way(tmp_path, run_dir)
     cmd = [sys.executable, "-m", "deapnos.cli", "run", "--resume", str(run_dir)]
     a = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     b = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -195,15 +200,7 @@ def test_a_torn_log_is_repaired_before_appending(reference, tmp_path, tear):
     """A killed writer's torn last line (cut mid-record, or a NUL-padded tail as a crashed file system
     leaves it) is cut back on open: the resumed run holds exactly the uninterrupted run's records."""
     run_dir = tmp_path / "run"
-    proc = launch(tmp_path, run_dir)
-    try:
-        wait_mid_run(proc, run_dir)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    kill_serial_run_mid_way(tmp_path, run_dir)
     log = run_dir / "evaluations.jsonl"
     data = log.read_bytes()
     assert data.endswith(b"\n")

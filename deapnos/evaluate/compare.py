@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .protocol import ProtocolConfig, default_device, evaluate_genome, resolve_optimizer
 from .result import EvalResult
-from .stats import interval, versus
+from .stats import difference_text, interval, versus
 
 DEFAULT_GRID = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -129,9 +129,7 @@ def format_table(rows: list[dict]) -> str:
             fit = f"{r['fitness_mean']:.4f} (1 seed)"
         else:
             fit = f"{r['fitness_mean']:.4f} ± {r['fitness_ci95']:.4f}"
-        vs = r.get("vs_reference")
-        delta = "-" if not vs else (f"{vs['mean']:+.4f} ± {vs['ci95']:.4f}" if vs.get("ci95") is not None
-                                    else f"{vs['mean']:+.4f} (1 seed)")
+        delta = difference_text(r.get("vs_reference"))
         final = f"{r['final_mean']:.4f}" if r["final_mean"] is not None else "-"
         lrs = ",".join(f"{v:g}" for v in r["lrs"]) or "-"
         status = " ".join(f"{k}:{v}" for k, v in r["statuses"].items())

@@ -49,16 +49,19 @@ class Interval:
             return "worse"
         return "tie"
 
-    def text(self, digits: int = 4, signed: bool = False) -> str:
-        """``mean ± half-width`` (``+`` shown on differences when ``signed``)."""
-        mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
-        return f"{mean} (1 seed)" if self.n < 2 else f"{mean} ± {self.half_width:.{digits}f}"
-
     def to_dict(self) -> dict:
         return {"mean": self.mean, "ci95": self.half_width if math.isfinite(self.half_width) else None,
                 "low": self.low if math.isfinite(self.half_width) else None,
                 "high": self.high if math.isfinite(self.half_width) else None,
                 "n": self.n, "std": self.std}
+
+
+def difference_text(d: dict | None) -> str:
+    """``+mean ± half-width`` of a difference in its :meth:`Interval.to_dict` form (``-`` for none,
+    ``(1 seed)`` when it has no interval)."""
+    if not d:
+        return "-"
+    return f"{d['mean']:+.4f} ± {d['ci95']:.4f}" if d.get("ci95") is not None else f"{d['mean']:+.4f} (1 seed)"
 
 
 def interval(values) -> Interval:
@@ -94,4 +97,4 @@ def versus(candidate: dict, reference: dict) -> tuple[Interval | None, str | Non
     return diff, "worse" if failed else (diff.verdict() if diff else None), failed
 
 
-__all__ = ["Interval", "interval", "paired_difference", "t95", "versus"]
+__all__ = ["Interval", "difference_text", "interval", "paired_difference", "t95", "versus"]
