@@ -516,7 +516,8 @@ class ScoopBackend:
     """SCOOP futures; only inside ``python -m scoop`` (the origin evaluates too)."""
     name = "scoop"
 
-    def __init__(self, workers: int | None = None, threads: int = 1, device: str = "auto"):
+    def __init__(self, workers: int | None = None, threads: int = 1, device: str = "auto",
+                 stall_timeout: float = 0.0):
         if not under_scoop():
             raise RuntimeError("the scoop backend needs the program to run under SCOOP: use "
                                "`deapnos run --backend scoop` (it launches SCOOP) or "
@@ -527,6 +528,14 @@ class ScoopBackend:
         worker_setup(threads, device)
         self._expected = None            # (origin fingerprint, plugins, compat) after check_workers
         self._checked: set[str] = set()
+        self.stall_timeout = float(stall_timeout)
+        #: called with a message when no result came for too long; the run sets one that records
+        #: the failure and ends the process (SCOOP cannot take back a future it lost)
+        self.on_stall: Callable[[str], None] | None = None
+        self._pending = 0
+        self._last_result = time.monotonic()
+        self._slowest = 0.0
+        self._watchdog = None
 
     def expect_environment(self, fingerprint: dict, checked, plugins=(), compat=False) -> None:
         """After :func:`check_workers`: a worker not checked then reports its fingerprint with its
@@ -546,9 +555,40 @@ class ScoopBackend:
             self._checked.add(wid)
         return answer["result"]
 
+    def stall_limit(self) -> float:
+        """Seconds without any result after which the run is declared stalled: ``stall_timeout``,
+        or three times the slowest evaluation seen if that is longer; 0 means never."""
+        if self.stall_timeout <= 0:
+            return 0.0
+        return max(self.stall_timeout, 3.0 * self._slowest)
+
+    def _watch(self) -> None:
+        # A host that dies can take a future with it that SCOOP never sends again (seen with a
+        # host killed mid-evaluation): without this the origin would wait forever.
+        while True:
+            limit = self.stall_limit()
+            time.sleep(max(0.2, min(5.0, limit / 10)))
+            idle = time.monotonic() - self._last_result
+            if self._pending and limit and idle > limit:
+                message = (f"no result from any SCOOP worker for {idle:.0f} s while {self._pending} evaluation(s) "
+                           f"were out (run.stall_timeout = {self.stall_timeout:g} s): a host may be gone")
+                log.error("%s", message)
+                if self.on_stall is not None:
+                    self.on_stall(message)
+                return
+
+    def _start_watchdog(self) -> None:
+        if self.stall_timeout > 0 and self._watchdog is None:
+            import threading
+            self._watchdog = threading.Thread(target=self._watch, name="deapnos-stall-watchdog", daemon=True)
+            self._watchdog.start()
+
     def map(self, fn: Callable, items, on_result: Callable | None = None) -> list:
         from scoop import futures
         items = list(items)
+        self._last_result = time.monotonic()
+        self._pending = len(items)
+        self._start_watchdog()
         if self._expected is not None:
             _, plugins, compat = self._expected
             fs = [futures.submit(call_reporting_environment, fn, item, plugins, compat) for item in items]
@@ -561,21 +601,27 @@ class ScoopBackend:
             out[i] = fut.result()
             if isinstance(out[i], dict) and _ENV_MARK in out[i]:
                 out[i] = self._verify(out[i])
+            self._pending -= 1
+            self._last_result = time.monotonic()
+            if isinstance(out[i], dict) and isinstance(out[i].get("seconds"), (int, float)):
+                self._slowest = max(self._slowest, float(out[i]["seconds"]))
             if on_result is not None:
                 on_result(i, out[i])
+        self._pending = 0
         return out
 
     def close(self, force: bool = False):
         pass
 
 
-def make_backend(name: str, workers: int = 1, threads: int = 1, device: str = "auto"):
+def make_backend(name: str, workers: int = 1, threads: int = 1, device: str = "auto",
+                 stall_timeout: float = 0.0):
     if name == "serial":
         return SerialBackend(workers, threads, device)
     if name == "pool":
         return PoolBackend(workers, threads, device)
     if name == "scoop":
-        return ScoopBackend(workers, threads, device)
+        return ScoopBackend(workers, threads, device, stall_timeout)
     raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")
 
 

@@ -386,7 +386,10 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         check_against_plugins(cfg, pm, checks, tasks)
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
-        backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device)
+        backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device,
+                               cfg.run.stall_timeout)
+        if hasattr(backend, "on_stall"):
+            backend.on_stall = lambda message: stop_stalled(store, run_dir, message)
         if cfg.run.backend == "scoop":        # every worker: the origin's Python, deapnos and plugins
             check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device)
         from deapnos.search.fitness import validation_tasks
@@ -434,6 +437,16 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         logging.getLogger("deapnos").removeHandler(handler)
         handler.close()
         writer.release()
+
+
+def stop_stalled(store: RunStore, run_dir: Path, message: str) -> None:
+    """End a run whose workers went silent (called from the backend's watchdog thread): record the
+    failure with the resume command, then leave at once, since the main thread waits inside SCOOP
+    for a result that will never come.  The evaluation log and the checkpoint are already on disk."""
+    store.write_status("failed", f"{message}; continue with: {resume_command(run_dir)}",
+                       resume=resume_command(run_dir))
+    logging.shutdown()
+    os._exit(1)
 
 
 def _die_with_launcher(parent: int):
@@ -485,6 +498,32 @@ def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
     proc.poll()
 
 
+FINAL_STATES = ("ok", "failed", "interrupted")
+
+
+def wait_for_job(proc: subprocess.Popen, store: RunStore, grace: float = 30.0) -> int:
+    """Wait for the SCOOP job; once the search has written its outcome, give the job ``grace``
+    seconds to exit, then end its process group (SCOOP can wait forever on a host that died)."""
+    final_since = None
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            state = (store.read_status() or {}).get("status")
+        except StoreError:
+            state = None
+        if state not in FINAL_STATES:
+            final_since = None
+        elif final_since is None:
+            final_since = time.monotonic()
+        elif time.monotonic() - final_since > grace:
+            log.warning("the SCOOP job wrote its outcome (%s) but did not exit within %.0f s: ending it", state, grace)
+            stop_group(proc)
+            return proc.wait()
+
+
 def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbose: bool = False,
                  lock: FolderLock | None = None, quiet: bool = False, interval: float = 30.0) -> int:
     """Run the search under SCOOP in a child process group and check its outcome (status.json).
@@ -524,7 +563,7 @@ def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbos
             proc = subprocess.Popen(cmd, env=env, process_group=0, preexec_fn=_die_with_launcher(os.getpid()))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        returncode = proc.wait()
+        returncode = wait_for_job(proc, store)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         if proc is not None:

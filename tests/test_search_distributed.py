@@ -55,3 +55,52 @@ def test_payload_is_plain_data():
     import json
     p = D.make_payload("none ~ g", "digits", 3, {"epochs": 2}, ["digits"], task_overrides={"epochs": 2})
     assert json.loads(json.dumps(p)) == p
+
+
+def _scoop_backend_outside_scoop(stall_timeout: float) -> D.ScoopBackend:
+    """A ScoopBackend without SCOOP, to drive its stall watchdog by hand (its map needs SCOOP)."""
+    backend = object.__new__(D.ScoopBackend)
+    backend.stall_timeout = stall_timeout
+    backend.on_stall = None
+    backend._pending, backend._slowest, backend._watchdog = 0, 0.0, None
+    return backend
+
+
+def test_stall_limit_is_the_timeout_or_three_slowest_evaluations():
+    b = _scoop_backend_outside_scoop(20.0)
+    assert b.stall_limit() == 20.0
+    b._slowest = 9.0
+    assert b.stall_limit() == 27.0
+    assert _scoop_backend_outside_scoop(0.0).stall_limit() == 0.0
+
+
+def test_the_watchdog_reports_a_stall_only_while_evaluations_are_out():
+    import threading
+    import time
+    b = _scoop_backend_outside_scoop(0.5)
+    called = threading.Event()
+    messages = []
+    b.on_stall = lambda m: (messages.append(m), called.set())
+    b._last_result = time.monotonic() - 10
+    b._pending = 0
+    b._start_watchdog()
+    assert not called.wait(1.5), "nothing was out, yet the watchdog fired"
+    b._pending = 2
+    assert called.wait(5)
+    assert "no result from any SCOOP worker" in messages[0] and "2 evaluation(s) were out" in messages[0]
+    assert "run.stall_timeout = 0.5 s" in messages[0]
+
+
+def test_the_launcher_ends_a_job_that_wrote_its_outcome_but_hangs(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from deapnos.run import wait_for_job
+    from deapnos.search.store import RunStore
+    store = RunStore(tmp_path / "run", create=True)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], process_group=0)
+    store.write_status("failed", "no result from any SCOOP worker")
+    t0 = time.monotonic()
+    rc = wait_for_job(proc, store, grace=1.0)
+    assert rc != 0 and proc.poll() is not None
+    assert time.monotonic() - t0 < 30

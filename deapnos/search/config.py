@@ -65,6 +65,9 @@ class RunConfig:
     device: str = _f("auto", "auto: one GPU per worker when GPUs exist, else CPU; cpu; cuda",
                      choices=("auto", "cpu", "cuda"))
     torch_threads: int = _f(1, "torch threads per worker process", minimum=1)
+    stall_timeout: float = _f(1800.0, "scoop backend: seconds without any result (or 3x the slowest evaluation, "
+                              "if longer) after which the run stops with a resume command, as when a host "
+                              "dies; 0 waits forever", minimum=0)
     report: bool = _f(True, "write report.md (plots, leaderboard, exported winners) at the end of the run")
     data_dir: str = _f("", "root of the datasets ($DEAPNOS_DATA) for tasks that need data, e.g. CIFAR-10; "
                        "'' keeps the environment's")
@@ -538,7 +541,7 @@ def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
 RUN_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}"
 # fields a resumed run may change (``deapnos run --resume RUN_DIR --workers 4 run.backend=pool``):
 # where and how the same search runs, not what it computes
-RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.report",
+RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.stall_timeout", "run.report",
                       "run.data_dir")
 # besides those, fields the fingerprint ignores: they never change the search's records
 FINGERPRINT_IGNORES = RESUME_OVERRIDABLE + ("run.name", "run.output_dir", "report.top", "report.plots")

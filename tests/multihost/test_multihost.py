@@ -21,6 +21,7 @@ with the reason.  Run it with ``python -m pytest -m slow tests/multihost -p no:r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from netns_hosts import NamespaceHosts, Unavailable, unavailable_reason  # noqa: E402
 from test_search_run import ROOT, env, hof, log_rows, tiny_config  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OVERRIDES = ["search.timesteps=4"]
 AUTOLOAD_OFF = {"DEAPNOS_DISABLE_PLUGIN_AUTOLOAD": "1"}     # as the tests' own environment (env())
@@ -78,8 +79,10 @@ def serial(config, tmp_path_factory):
 
 
 def on_node0(h: NamespaceHosts, argv, **kw) -> subprocess.Popen:
-    return subprocess.Popen(h.command(h.origin, [str(a) for a in argv]), cwd=ROOT, env=h.environ(env()),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    # a session of its own, so that a test that gives up can take down every process it started
+    return subprocess.Popen(h.command(h.origin, [str(a) for a in argv]), cwd=ROOT, env=kw.pop("env", h.environ(env())),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            **kw)
 
 
 def deapnos_run(h, *args) -> list[str]:
@@ -90,8 +93,14 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)       # the whole session: SCOOP's processes hold the pipe
+        except ProcessLookupError:
+            pass
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out = "(no output: the pipe stayed open)"
         raise AssertionError(f"timed out after {timeout} s:\n{out[-4000:]}")
     return proc.returncode, out
 
@@ -160,8 +169,9 @@ def test_a_host_taken_away_mid_run(config, serial, tmp_path):
     try:
         run = tmp_path / "run"
         t0 = time.monotonic()
+        # SCOOP may never send again a future that died with node2: the stall timeout ends the run
         proc = on_node0(h, deapnos_run(h, "--config", config, "--run-dir", run, "--backend", "scoop", "--workers", 3,
-                                       "--hostfile", h.hostfile(1), "--quiet", *OVERRIDES))
+                                       "--hostfile", h.hostfile(1), "--quiet", *OVERRIDES, "run.stall_timeout=20"))
         killed = None
         while proc.poll() is None and killed is None and time.monotonic() - t0 < 240:
             if (run / "evaluations.jsonl").exists() and hosts_that_trained(run).get("node2", 0) >= 1 \
@@ -245,11 +255,9 @@ def test_hosts_with_another_environment_stop_the_run_at_start(config, tmp_path):
             else True
         # a worker that starts after the check (here: no wait at all) is checked by its first result
         run2 = tmp_path / "run2"
-        proc = subprocess.Popen(h.command(h.origin, deapnos_run(h, "--config", config, "--run-dir", run2, "--backend",
-                                                                "scoop", "--workers", 3, "--hostfile", h.hostfile(1),
-                                                                "--quiet")),
-                                cwd=ROOT, env={**h.environ(env()), "DEAPNOS_WORKER_CHECK_WAIT": "0"},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = on_node0(h, deapnos_run(h, "--config", config, "--run-dir", run2, "--backend", "scoop", "--workers", 3,
+                                       "--hostfile", h.hostfile(1), "--quiet"),
+                        env={**h.environ(env()), "DEAPNOS_WORKER_CHECK_WAIT": "0"})
         rc, out = finish(proc)
         assert rc == 1, out[-4000:]
         error = next(line for line in out.splitlines() if line.startswith("error: the search failed"))
