@@ -50,6 +50,7 @@ def published() -> list[str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from .plugins import add_plugin_options
     parser.add_argument("-t", "--task", action="append", metavar="NAME",
                         help=f"task (repeatable); default {CIFAR10_TASK} when CIFAR-10 is found, else "
                              f"{', '.join(SUITE_TASKS)}")
@@ -75,8 +76,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, help="torch threads during evaluation")
     parser.add_argument("--timeout", type=float, help="wall-clock seconds per evaluation")
-    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="load a plugin module or entry-point name")
+    add_plugin_options(parser)
     parser.add_argument("--out", metavar="DIR", help="write results.json and curves.png here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -129,7 +129,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         lrs = parse_lrs(args.lrs)
         pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
-        space = plugins.build_space(pm, compat=args.compat, set_default=False)
+        space = plugins.build_space(pm, compat=args.compat)
         installed = plugins.all_tasks(pm)
     except Exception as exc:  # noqa: BLE001 - a bad grid or a broken plugin: say which
         return fail(str(exc))

@@ -4,12 +4,12 @@ Three ways in, one search:
 
 * ``deapnos run [--workers N] [--backend scoop|pool|serial] [--config FILE] [--resume RUN_DIR]
   [overrides]`` from any folder.  With the SCOOP backend it launches
-  ``python -m scoop -n N /abs/path/to/deapnos/run.py --run-dir RUN_DIR`` itself, waits, and reads the
+  ``python -m scoop -n N /abs/path/to/deapnos/scoop_entry/main.py --run-dir RUN_DIR`` itself, waits, and reads the
   ``status.json`` the root wrote at the end: SCOOP exits 0 even when the program failed, so the
   wrapper exits non-zero with the error when the status is missing or not ``ok``.
 * ``python -m scoop [-n N] deapnos.run [--config FILE] [overrides]`` from the project root: SCOOP wants
   a file path, and ``deapnos.run`` at the root is a small Python script that calls :func:`main`.
-* ``python -m scoop [-n N] deapnos/run.py ...`` (the same file as a path).
+* ``python -m scoop [-n N] /path/to/deapnos/scoop_entry/main.py ...`` (the file ``deapnos run`` uses).
 
 SCOOP imports the entry file on every worker (as module ``SCOOP_WORKER``) and runs it as
 ``__main__`` only on the root.  So this module does nothing at import except, under SCOOP, preparing
@@ -37,23 +37,18 @@ import traceback
 import uuid
 from pathlib import Path
 
-if __package__ in (None, ""):          # executed as a file (SCOOP, or `python deapnos/run.py`)
-    _root = str(Path(__file__).resolve().parent.parent)
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
-
-from deapnos.evaluate.stats import difference_text  # noqa: E402
-from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,  # noqa: E402
+from deapnos.evaluate.stats import difference_text
+from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,
                                  under_scoop, worker_setup)
-from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,  # noqa: E402
+from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,
                                    apply_overrides, config_fingerprint, fingerprint_differences, load_config,
                                    validate)
-from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,  # noqa: E402
+from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,
                                   StoreError, check_run_dir_path, new_run_dir)
 
 log = logging.getLogger("deapnos.run")
 
-ENTRY_FILE = Path(__file__).resolve()
+ENTRY_FILE = Path(__file__).resolve().parent / "scoop_entry" / "main.py"   # the file SCOOP runs
 RUN_TOKEN_ENV = "DEAPNOS_RUN_LOCK_TOKEN"      # the `deapnos run` launcher's run lock, held for its SCOOP job
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -141,17 +136,21 @@ def print_interrupted(run_dir: Path | None, signum: int) -> int:
 # command line
 # ----------------------------------------------------------------------------------------------
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from deapnos.plugins import add_plugin_options
+def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    """The options of ``deapnos run``; with ``argv``, also those of the plugins it loads
+    (``deapnos_addoption``: autoloaded plugins and ``-p NAME``, as pytest reads ``-p`` early)."""
+    from deapnos.plugins import add_plugin_options, builtin_algorithms
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"TOML config: a file or a built-in name ({', '.join(BUILTIN_CONFIGS)}); "
                              "default quickstart")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run in RUN_DIR (finished "
                         "evaluations are not run again)")
     parser.add_argument("--run-dir", metavar="DIR", help="run in DIR (created; a DIR with a config continues)")
-    parser.add_argument("--backend", choices=BACKENDS, help="map backend (config run.backend)")
+    parser.add_argument("--backend", metavar="NAME", help=f"map backend (config run.backend): "
+                        f"{', '.join(BACKENDS.names())}, or one a plugin adds (see `deapnos plugins`)")
     parser.add_argument("--workers", "-n", type=int, metavar="N", help="worker processes (config run.workers)")
-    parser.add_argument("--algorithm", choices=("particles", "random"), help="config run.algorithm")
+    parser.add_argument("--algorithm", metavar="NAME", help=f"search algorithm (config run.algorithm): "
+                        f"{', '.join(builtin_algorithms().names())}, or one a plugin adds")
     parser.add_argument("--seed", type=int, help="config run.seed")
     parser.add_argument("--hostfile", metavar="FILE", help="SCOOP hostfile for a multi-host run "
                         "(lines 'hostname workers'); passed to python -m scoop")
@@ -162,8 +161,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="off a terminal, a progress log line every SECONDS (default 30)")
     parser.add_argument("--log-level", default=None, help="logging level (INFO, DEBUG, ...)")
     add_plugin_options(parser)
+    if argv is not None:
+        _add_plugin_cli_options(parser, argv)
     parser.add_argument("overrides", nargs="*", metavar="section.field=value",
                         help="config overrides, e.g. search.particles=4 search.timesteps=2")
+
+
+def _add_plugin_cli_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """The options that plugins add (``deapnos_addoption``): the plugins named with ``-p`` in
+    ``argv`` and the autoloaded ones; a plugin that fails to load is left to the run to report."""
+    from deapnos.plugins import add_options, get_plugin_manager
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("-p", dest="plugins", action="append", default=[])
+    known, _ = early.parse_known_args(argv)
+    add_options(get_plugin_manager(known.plugins, strict=False), parser)
 
 
 def _flag_overrides(args) -> list[str]:
@@ -288,27 +299,42 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
     return cfg, run_dir
 
 
-def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
-    """Config fields that name plugin things: tasks, checks, protocol fields, baselines."""
+def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: dict | None = None) -> None:
+    """Config fields that name plugin things, against the run's :class:`~deapnos.context.Context`:
+    backend, algorithm, tasks, checks, protocol fields, baselines, ``[plugin.NAME]`` sections.
+    (The older form ``(cfg, pm, checks, tasks)`` builds the context's registries from ``pm``.)
+    Reads ``$DEAPNOS_DATA`` for the data check; changes nothing."""
     import dataclasses
 
-    from deapnos import zoo
+    from deapnos.context import Context
     from deapnos.evaluate.protocol import ProtocolConfig
+    from deapnos.plugins import TASK_KINDS
+    if not isinstance(ctx, Context):
+        ctx = Context.from_manager(ctx, cfg.run.compat, checks=checks, tasks=tasks)
+    checks, tasks = ctx.checks, ctx.tasks
+    for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
+                                 ("run.algorithm", cfg.run.algorithm, ctx.algorithms)):
+        if name not in registry:
+            raise ConfigError(f"config field {path} = {name!r}: {registry.unknown(name)}")
     known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
     named = [("search.init_task", n) for n in cfg.search.init_tasks] + [("search.task", n) for n in cfg.search.tasks]
     named += [("validation.tasks", n) for n in cfg.validation.tasks]
     for path, name in named:
         if name not in tasks:
             raise ConfigError(f"config field {path} = {name!r}: allowed values: {known}")
+        if getattr(tasks[name], "kind", None) not in TASK_KINDS.values():
+            raise ConfigError(f"config field {path} = {name!r}: task kind {getattr(tasks[name], 'kind', None)!r} "
+                              f"is neither of {', '.join(TASK_KINDS.values())} (a task comes from "
+                              f"deapnos_surrogates or deapnos_fitness_tasks)")
     if not cfg.fitness.relative:
         # raw scores rank failures (-1) below every trained candidate only when scores stay above -1
         raw = [n for n in cfg.search.tasks if tasks[n].metric == "log_loss"]
         if raw:
             raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
                               "can fall below a failure's -1; use fitness.relative = true")
-    if cfg.fitness.reference not in zoo.names():
+    if cfg.fitness.reference not in ctx.zoo:
         raise ConfigError(f"config field fitness.reference = {cfg.fitness.reference!r}: not a zoo optimizer; "
-                          f"allowed values: {', '.join(zoo.names())}")
+                          f"allowed values: {', '.join(ctx.zoo.names())}")
     for i, rung in enumerate(cfg.elimination.rungs):
         if rung.task not in tasks:
             raise ConfigError(f"config field elimination.rungs[{i}].task = {rung.task!r}: allowed values: {known}")
@@ -335,8 +361,6 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
     from deapnos.search.fitness import validation_tasks
     used = cfg.search.init_tasks + cfg.search.tasks + [r.task for r in cfg.elimination.rungs]
     used += validation_tasks(cfg, tasks) if cfg.validation.enabled else []
-    if cfg.run.data_dir:
-        os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
     for name in dict.fromkeys(used):
         task = tasks[name].replace(**cfg.tasks[name]) if name in cfg.tasks else tasks[name]
         try:
@@ -348,16 +372,18 @@ def check_against_plugins(cfg: Config, pm, checks: dict, tasks: dict) -> None:
                           "`python -m scoop -n N deapnos.run ...`")
 
 
-def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30.0) -> int:
+def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30.0,
+            options: argparse.Namespace | None = None) -> int:
     """Run (or continue) the search in this process with the configured backend; writes
     ``status.json``; returns 0 on success, 1 on failure.  Holds the folder's writer lock while it
     runs; a stop (:class:`RunInterrupted`, KeyboardInterrupt) marks the run ``interrupted``, kills
     the backend's workers and propagates.  ``view``: the live view (:mod:`deapnos.live`): ``auto``
     (a bar on a terminal, a log line every ``interval`` seconds otherwise) or ``off``; its snapshot
-    goes to ``status.json`` either way, for ``deapnos status``."""
+    goes to ``status.json`` either way, for ``deapnos status``.  ``options``: the parsed command line,
+    for plugin options (``context.options``)."""
+    from deapnos.context import build_context
     from deapnos.live import LiveView, SearchProgress, hof_best
-    from deapnos import plugins as _plugins
-    from deapnos.search.particles import ParticleSearch
+    from deapnos.search.runner import SearchRun
     store = RunStore(run_dir, create=True)
     writer = FolderLock(run_dir / WRITER_LOCK)
     try:
@@ -379,15 +405,16 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
     try:
         running = {"pid": os.getpid(), "host": socket.gethostname(), "started": t0}
         store.write_status("running", **running)
-        pm = _plugins.get_plugin_manager(cfg.run.plugins)
-        space = _plugins.build_space(pm, compat=cfg.run.compat)
-        checks = _plugins.integrity_checks(pm)
-        tasks = _plugins.all_tasks(pm)
-        check_against_plugins(cfg, pm, checks, tasks)
+        if cfg.run.data_dir:     # where the tasks (and every worker started from here) look for data
+            os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
+        ctx = build_context(cfg.run.plugins, compat=cfg.run.compat)
+        ctx.configure(cfg.plugin, options)
+        check_against_plugins(cfg, ctx)
+        pm, space, checks, tasks = ctx.pm, ctx.space, ctx.checks, ctx.tasks
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device,
-                               cfg.run.stall_timeout)
+                               cfg.run.stall_timeout, backends=ctx.backends, context=ctx)
         if hasattr(backend, "on_stall"):
             backend.on_stall = lambda message: stop_stalled(store, run_dir, message)
         if cfg.run.backend == "scoop":        # every worker: the origin's Python, deapnos and plugins
@@ -395,8 +422,8 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         from deapnos.search.fitness import validation_tasks
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
-        search = ParticleSearch(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress)
-        progress.best_source = lambda: hof_best(search.state.hof)
+        search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress)
+        progress.best_source = lambda: hof_best(search.hof)
         live = LiveView(progress, mode=view, interval=interval,
                         publish=lambda snap: store.write_status("running", **running, progress=snap))
         log.info("%s run in %s (backend %s, %d worker(s))", "resuming" if search.resumed else "starting", run_dir,
@@ -703,8 +730,5 @@ def main(argv: list[str] | None = None) -> int:
 
 scoop_worker_import()
 
-if __name__ == "__main__":
-    from deapnos.run import main as _main   # the package module, not this file's __main__ copy
-    _rc = _main()
-    if not under_scoop():     # under SCOOP a SystemExit shows up as a worker traceback; status.json tells
-        sys.exit(_rc)
+if __name__ == "__main__":      # python -m deapnos.run
+    sys.exit(main())

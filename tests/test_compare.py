@@ -16,7 +16,7 @@ QUICK = ["--step-scale", "0.3", "--epochs", "6", "--device", "cpu", "--threads",
 
 def test_evaluate_grid_tunes_everyone_alike_and_reports_intervals(tmp_path, capsys):
     out = tmp_path / "res"
-    rc = main(["evaluate", "-o", "adam", "-o", "torch:SGD(momentum=0.9)", "-o", "none ~ one", "--task", "digits",
+    rc = main(["evaluate", "-O", "adam", "-O", "torch:SGD(momentum=0.9)", "-O", "none ~ one", "--task", "digits",
                "--seeds", "2", "--lrs", "1,0.1,0.01", "--out", str(out), *QUICK])
     text = capsys.readouterr().out
     assert rc == 0
@@ -45,23 +45,23 @@ def test_evaluate_grid_tunes_everyone_alike_and_reports_intervals(tmp_path, caps
 
 def test_evaluate_screen_tuning_is_the_search_protocol(tmp_path, capsys):
     out = tmp_path / "res"
-    assert main(["evaluate", "-o", "adam", "--task", "digits", "--seeds", "1", "--tuning", "screen",
+    assert main(["evaluate", "-O", "adam", "--task", "digits", "--seeds", "1", "--tuning", "screen",
                  "--out", str(out), *QUICK]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["tuning"] == "screen" and len(doc["runs"]) == 1 and len(doc["runs"][0]["screen"]) == 7
 
 
 def test_evaluate_command_reports_bad_input(capsys):
-    assert main(["evaluate", "-o", "adam", "--task", "no-such-task", *QUICK]) == 2
+    assert main(["evaluate", "-O", "adam", "--task", "no-such-task", *QUICK]) == 2
     err = capsys.readouterr().err
     assert "unknown task" in err and "digits" in err
-    assert main(["evaluate", "-o", "torch:NoSuch", "--task", "digits", *QUICK]) == 2
+    assert main(["evaluate", "-O", "torch:NoSuch", "--task", "digits", *QUICK]) == 2
     assert "no optimizer" in capsys.readouterr().err
 
 
 def test_evaluate_command_error_exit_code(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DEAPNOS_CIFAR10", raising=False)
-    rc = main(["evaluate", "-o", "adam", "--task", "cifar10-convnet", "--data-path", str(tmp_path / "none"), *QUICK])
+    rc = main(["evaluate", "-O", "adam", "--task", "cifar10-convnet", "--data-path", str(tmp_path / "none"), *QUICK])
     assert rc == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "cifar-10-python.tar.gz" in captured.err and str(tmp_path / "none") in captured.err

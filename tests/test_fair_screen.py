@@ -64,7 +64,7 @@ def test_deapnos_evaluate_does_not_screen_out_momentum_on_a_slow_task(tmp_path, 
         "    return [slow_task()]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "res"
-    rc = main(["evaluate", "-p", "slow_plugin", "-o", "adam", "-o", "torch:SGD(momentum=0.9)", "-o", "momentum",
+    rc = main(["evaluate", "-p", "slow_plugin", "-O", "adam", "-O", "torch:SGD(momentum=0.9)", "-O", "momentum",
                "--task", "slow-growth", "--seeds", "2", "--lrs", "1,0.1,0.01", "--device", "cpu", "--threads", "1",
                "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr()

@@ -50,5 +50,5 @@ def test_discovered_and_evaluated_through_the_protocol(installed_blobs):
 
 def test_cli_finds_the_plugin(installed_blobs, capsys):
     from deapnos.cli import main
-    assert main(["evaluate", "-o", "sgd", "--task", "blobs", "--device", "cpu", "--no-progress"]) == 0
+    assert main(["evaluate", "-O", "sgd", "--task", "blobs", "--device", "cpu", "--no-progress"]) == 0
     assert "blobs" in capsys.readouterr().out

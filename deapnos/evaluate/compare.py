@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-O", "-o", "--optimizer", action="append", required=True, metavar="SPEC",
+    from ..plugins import add_plugin_options
+    parser.add_argument("-O", "--optimizer", action="append", required=True, metavar="SPEC",
                         help="zoo name, genome file, genome text or torch:NAME[(k=v,...)]; repeat to compare")
     parser.add_argument("--reference", metavar="SPEC",
                         help="the optimizer the others are compared with (default: the first --optimizer)")
@@ -56,8 +57,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--out", metavar="DIR", help="write results.json and curves.png here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="load a plugin module or entry-point name; 'no:NAME' blocks one")
+    add_plugin_options(parser)
     parser.add_argument("--lr", type=float, help="one fixed peak LR for everyone: no tuning")
     parser.add_argument("--epochs", type=int, help="full-run epochs (default: the task's, 40)")
     parser.add_argument("--step-scale", type=float, default=1.0,
