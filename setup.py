@@ -23,7 +23,8 @@ setup(
         "matplotlib>=3.6",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    # distributed: the example Dask backend plugin's test; ruff, mypy: .ci/run checks the tree with them
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "distributed", "ruff", "mypy"]},
     entry_points={
         "console_scripts": ["deapnos = deapnos.cli:main"],
         "deapnos": [

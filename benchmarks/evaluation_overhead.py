@@ -35,7 +35,7 @@ def bare_adam_run(lr: float, seed: int = 0) -> float:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: table[min(t, 399)])
     gen = torch.Generator().manual_seed(seed)
     perm, pos, best = torch.randperm(N_TRAIN, generator=gen), 0, 0.0
-    for epoch in range(40):
+    for _epoch in range(40):
         model.train()
         for _ in range(10):
             if pos >= N_TRAIN:

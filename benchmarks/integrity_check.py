@@ -17,12 +17,12 @@ import warnings
 import torch
 from deap import gp
 
-from deapnos.space import MOMENTUM_KINDS, Genome, Tensor, get_default_space, parse_tree
+from deapnos.space import MOMENTUM_KINDS, Genome, Tensor, builtin_space, parse_tree
 from deapnos_plugins.sphere import ShiftedSphereCheck
 
 
 def random_genomes(n: int, seed: int):
-    space = get_default_space()
+    space = builtin_space()
     rng = random.Random(seed)
     one = parse_tree("one", "schedule", space)
     out = []

@@ -143,7 +143,7 @@ def main(argv=None):
         sums.append({**summary(task.name, all_rows[task.name]), "ceiling": score_ceiling(task)})
 
     print()
-    print(f"tuned scores (log_loss = -ln val loss, higher is better; mean over seeds at the best LR)")
+    print("tuned scores (log_loss = -ln val loss, higher is better; mean over seeds at the best LR)")
     print(f"{'':<11}" + "".join(f"{n:>18}" for n in all_rows))
     print(f"{'optimizer':<11}" + f"{'score':>11}{'lr':>7}" * len(all_rows))
     for name in optimizers:

@@ -12,7 +12,15 @@ from __future__ import annotations
 from .hookspecs import hookimpl
 from .space import Genome, GenomeParseError, SearchSpace, SpaceError
 
-__version__ = "0.1.0"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("deapnos")
+    except PackageNotFoundError:        # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def optimizer(name_or_genome, params, lr: float = 1e-3, total_steps: int | None = None, warmup_steps: int = 0,
@@ -48,6 +56,7 @@ _LAZY = {"Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.eva
          "IntegrityCheck": ("deapnos.evaluate.integrity", "IntegrityCheck"),
          "CheckResult": ("deapnos.evaluate.integrity", "CheckResult"),
          "EvolvedOptimizer": ("deapnos.optim.optimizer", "EvolvedOptimizer"),
+         "run_trials": ("deapnos.optim.trials", "run_trials"),
          "TaskData": ("deapnos.evaluate.tasks", "TaskData"),
          "TaskDataError": ("deapnos.evaluate.tasks", "TaskDataError")}
 
@@ -64,5 +73,5 @@ def __getattr__(name):
 
 
 __all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo",
-           "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer",
+           "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer", "run_trials",
            "TaskData", "TaskDataError"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
 
@@ -22,9 +23,10 @@ COMMANDS = {
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported to add its options (fast start-up, and
-    one broken plugin module never takes the other commands down)."""
+    one broken plugin module never takes the other commands down).  A command whose
+    ``configure_parser`` takes ``argv`` gets it, to add the options of the plugins it names."""
     parser = argparse.ArgumentParser(prog="deapnos", description="Neural Optimizer Search with DEAP and PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,14 +36,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             mod = importlib.import_module(module)
             configure = getattr(mod, f"configure_{name}_parser", None) or mod.configure_parser
-            configure(p)
+            if argv is not None and "argv" in inspect.signature(configure).parameters:
+                configure(p, argv=argv)
+            else:
+                configure(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
+    parser = build_parser(command if command in COMMANDS else None, argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

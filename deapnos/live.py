@@ -1,27 +1,9 @@
 """The live view of a search: where it is, how fast it goes, what it found, what the workers do.
 
-:class:`SearchProgress` follows one search.  The search feeds it at the points it already has:
-the evaluator announces each batch (``batch``: the requests, how many go to the workers) and counts
-arrivals on the handle it gets back (``update``, as it did on its tqdm bar); ``evaluation`` hears of
-each finished evaluation (``ParticleSearch._on_evaluation``), ``rejected`` of each candidate the
-integrity check or the cache turned down (``ParticleSearch._log_reject``); the best so far comes
-from the hall of fame (``best_source``).  ``deapnos status`` (:mod:`deapnos.status`) builds the same
-tracker by replaying the run folder's log (:meth:`SearchProgress.replay`).
-
-:meth:`SearchProgress.snapshot` is plain data; :func:`format_view` turns it into the lines both
-views print:
-
-    timestep 2/5 [#########...........] 23/40 evaluations, 12.3/min, ETA 2m10s
-    run: 123/~456 evaluations, elapsed 10m02s, ETA ~27m
-    best: +0.0123 (mean over 1 seed) nest ~ erf(add(qh_v, s_hat))
-    rejected: 12 by the integrity check, 3 by the cache (duplicates); 7 results reused from the cache
-    workers: 3/4 busy; evaluations by host: node0 12, node1 8, node2 7
-
-:class:`LiveView` shows it while the search runs: a tqdm bar with status lines under it on a
-terminal, one plain log line every ``interval`` seconds otherwise, nothing with ``mode="off"``
-(``--quiet``).  Either way it can publish the snapshot (``publish``: ``status.json`` of a running
-search, at most every few seconds), which is where ``deapnos status`` finds the busy workers and
-the rate of a search in progress.
+:class:`SearchProgress` follows one search (fed by the run object, or replayed from a run folder's log
+by ``deapnos status``); :func:`format_view` turns its plain-data snapshot into lines; :class:`LiveView`
+shows them while the search runs (a tqdm bar on a terminal, a log line every ``interval`` seconds
+otherwise) and publishes the snapshot to ``status.json``.  Details: docs/search.md, "Watching a search".
 """
 from __future__ import annotations
 
@@ -31,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 log = logging.getLogger("deapnos.live")
 
@@ -58,11 +41,11 @@ def plan(cfg, validation_tasks=None) -> dict:
     (a count is None where it cannot be known yet: held-out validation on installed tasks when
     ``validation_tasks`` is not given).  Retries of failed mutants and reference evaluations come on
     top; the tracker raises a phase's count when a batch announces more."""
+    from .search.algorithms import ALGORITHMS, SearchAlgorithm
     s = cfg.search
-    out: dict = {"init": s.init_factor * s.particles * len(s.init_tasks)}
-    own = s.particles * len(s.tasks) if (s.reevaluate_particles and s.init_tasks != s.tasks) else 0
-    for t in range(1, s.timesteps + 1):
-        out[f"timestep:{t}"] = s.particles * s.mutants * len(s.tasks) + (own if t == 1 else 0)
+    # the search phases: the strategy's own count (a plugin's strategy, not built in: unknown)
+    algorithm = ALGORITHMS.get(cfg.run.algorithm) if cfg.run.algorithm in ALGORITHMS else SearchAlgorithm
+    out: dict = dict(algorithm.plan(cfg))
     e = cfg.elimination
     if e.enabled:
         rungs = [(list(r.seeds), float(r.keep)) for r in e.rungs]
@@ -98,7 +81,7 @@ def phase_label(key: str | None, timesteps: int = 0, rungs: int = 0) -> str:
 
 
 def hof_best(hof) -> dict | None:
-    """The best of a :class:`deapnos.search.particles.HallOfFame` as the view shows it."""
+    """The best of a :class:`deapnos.search.state.HallOfFame` as the view shows it."""
     ranked = hof.ranked()
     if not ranked:
         return None
@@ -109,7 +92,7 @@ def hof_best(hof) -> dict | None:
 class _Batch:
     """What the evaluator holds for one batch (the interface of its tqdm bar: update, close)."""
 
-    def __init__(self, progress: "SearchProgress", to_run: int):
+    def __init__(self, progress: SearchProgress, to_run: int):
         self.progress, self.left = progress, to_run
 
     def update(self, n: int = 1) -> None:
@@ -141,10 +124,10 @@ class SearchProgress:
         self.hosts: Counter = Counter()         # evaluations trained, by worker host
         self.arrivals: deque = deque(maxlen=2000)
         self.started = clock()
-        self.best_source = None                 # () -> {"fitness", "genome", "seeds"} | None
+        self.best_source: Callable[[], dict | None] | None = None   # -> {"fitness", "genome", "seeds"}
         self.rate_override: float | None = None
-        self._last_best = None
-        self.on_change = None                   # called (in the search's thread) after each change
+        self._last_best: dict | None = None
+        self.on_change: Callable[[], None] | None = None   # called (in the search's thread) after each change
         self._lock = threading.Lock()
 
     # -- fed by the search ------------------------------------------------------------------------
@@ -365,9 +348,9 @@ class LiveView:
         self.publish = publish
         self.publish_every = publish_every
         self._last_publish = 0.0
-        self._published_phase = None
+        self._published_phase: str | None = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._bars: list = []
         self._draw_lock = threading.Lock()
         progress.on_change = self._changed
@@ -379,7 +362,7 @@ class LiveView:
     def __exit__(self, *exc):
         self.stop()
 
-    def start(self) -> "LiveView":
+    def start(self) -> LiveView:
         if self.mode == "bar":
             from tqdm import tqdm
             self._bars = [tqdm(total=1, position=0, leave=False, file=self.stream, bar_format="{desc} {bar}{postfix}",

@@ -1,23 +1,9 @@
 """The plugin manager (pluggy), and the ``deapnos plugins`` command.
 
-Where plugins come from, in this order (the model: pytest and pluggy's eggsample):
-
-1. the ``deapnos`` entry-point group of every installed distribution.  The built-in plugins
-   (``plugins/`` in the source tree, installed as ``deapnos_plugins``) come this way too, exactly as a
-   third-party plugin would: deapnos itself never imports ``deapnos_plugins``;
-2. names given with ``-p NAME`` or in the config's ``plugins`` list: an entry-point name of the
-   group (``-p sphere``) or an importable module (``-p myproject.deapnos_plugin``).
-   ``-p no:NAME`` blocks the plugin ``NAME`` (an entry-point or module name).
-
-``DEAPNOS_DISABLE_PLUGIN_AUTOLOAD=1`` (or ``autoload=False``) skips step 1 entirely, built-ins
-included: with it only the plugins named in step 2 load, so ``-p sphere`` brings back the
-integrity check.  (Values ``""``, ``0``, ``false``, ``no``, ``off`` leave autoloading on.)
-
-A plugin is identified by its *name*: the entry-point name, or the module name for ``-p MODULE``.
-Every error in plugin code (import, hook, a clash) is a :class:`PluginError` whose ``.plugin`` is
-that name.  Two plugins that provide an integrity check, surrogate or fitness task of the same name
-are an error naming both; so are two that add a primitive of the same name (the search space
-records which plugin added each primitive, ``SearchSpace.provenance``).
+Provides :func:`get_plugin_manager` (entry points of the ``deapnos`` group, then ``-p NAME`` / the
+config's ``plugins``; ``-p no:NAME`` blocks one; ``DEAPNOS_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry
+points), the per-hook collectors (:func:`integrity_checks`, :func:`all_tasks`, :func:`build_space`, ...)
+and :class:`PluginError`, which names the plugin.  Details: docs/plugins.md, "Registering a plugin", "Errors".
 """
 from __future__ import annotations
 
@@ -30,12 +16,15 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, cast
+from collections.abc import Callable, Iterator, Sequence
 
 import pluggy
+from pluggy import HookImpl
 
 from . import hookspecs
 from .hookspecs import PROJECT, hookimpl  # noqa: F401  (re-exported for plugin authors)
+from .registry import BUILTIN, Registry, RegistryClash
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +38,8 @@ _COLLECT_HOOKS = {
     "deapnos_surrogates": "surrogate",
     "deapnos_fitness_tasks": "fitness task",
 }
+#: the task kind that each task hook gives what it returns (``Task.kind``)
+TASK_KINDS = {"deapnos_surrogates": "surrogate", "deapnos_fitness_tasks": "fitness"}
 
 
 class PluginError(RuntimeError):
@@ -75,12 +66,13 @@ class PluginSource:
 class DeapnosPluginManager(pluggy.PluginManager):
     """A pluggy manager with the deapnos hook specs and a record of where each plugin came from.
 
-    ``sources``: plugin name -> :class:`PluginSource`, for every plugin loaded or tried.  ``failed``: plugin name -> error message of
+    ``sources``: plugin name -> :class:`PluginSource`, for every plugin loaded or tried.  ``failed``:
+    plugin name -> error message of
     the plugins that could not be loaded (only filled with ``strict=False``).  ``autoload``:
     whether the entry-point group was loaded.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(PROJECT)
         self.add_hookspecs(hookspecs)
         self.sources: dict[str, PluginSource] = {}
@@ -135,19 +127,21 @@ def _load_entry_point(pm: DeapnosPluginManager, ep, strict: bool, origin: str = 
     dist, version = _dist_of(ep)
     module = ep.value.split(":")[0].strip()
     pm.sources[name] = PluginSource(name, module, origin, dist, version)
-    try:
-        plugin = ep.load()
+    try:   # pluggy imports and registers it, and records its distribution
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+    except pluggy.PluginValidationError as exc:
+        _fail(pm, PluginError(name, f"invalid hook implementation: {exc}"), strict, exc)
+    except ValueError as exc:   # its module is already registered under another name
+        _fail(pm, PluginError(name, str(exc)), strict, exc)
     except Exception as exc:  # noqa: BLE001 - plugin code
         _fail(pm, PluginError(name, f"cannot load entry point {ep.value!r} of distribution "
                                     f"{dist or '?'} {version or ''}".rstrip() + f": {_first_line(exc)}"),
               strict, exc)
         return
-    if pm.is_registered(plugin):
-        return
-    try:
-        pm.register_plugin(plugin, name, origin, module=module, dist=dist, version=version)
-    except PluginError as exc:
-        _fail(pm, exc, strict, exc)
+    plugin = pm.get_plugin(name)
+    for loaded, facade in pm.list_plugin_distributions():
+        if loaded is plugin:
+            pm.sources[name] = PluginSource(name, module, origin, facade.metadata["Name"] or dist, facade.version)
 
 
 def _fail(pm: DeapnosPluginManager, err: PluginError, strict: bool, cause: BaseException) -> None:
@@ -264,35 +258,44 @@ def get_plugin_manager(extra_plugins: Sequence[Any] = (), autoload: bool | None 
     return pm
 
 
-# -- calling hooks plugin by plugin -------------------------------------------------------------
+# -- calling hooks: through pluggy, one plugin at a time --------------------------------------
 
-def _impls(pm: pluggy.PluginManager, hook_name: str):
+def _impls(pm: pluggy.PluginManager, hook_name: str) -> list[HookImpl]:
     """The non-wrapper implementations of a hook, in registration order."""
     caller = getattr(pm.hook, hook_name)
-    return [impl for impl in caller.get_hookimpls()
-            if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]
+    return [impl for impl in caller.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
 
 
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
-    """Call each plugin's implementation of ``hook_name``; returns ``[(plugin name, result)]`` in
-    registration order.  An exception in plugin code is a :class:`PluginError` naming the plugin."""
+def _per_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[HookImpl, Callable[..., list]]]:
+    """``(implementation, caller)`` per plugin: ``caller(**kwargs)`` runs the hook through pluggy with
+    only that plugin's implementation (and every wrapper), so each result and each error has its
+    plugin (pluggy's ``subset_hook_caller``)."""
+    impls = _impls(pm, hook_name)
+    for impl in impls:
+        others = [o.plugin for o in impls if o is not impl]
+        yield impl, pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call ``hook_name`` plugin by plugin; returns ``[(plugin name, result)]`` in registration order.
+    An exception in plugin code is a :class:`PluginError` naming the plugin."""
     out = []
-    for impl in _impls(pm, hook_name):
+    for impl, caller in _per_plugin(pm, hook_name):
         try:
-            result = impl.function(*[kwargs[a] for a in impl.argnames])
+            results = caller(**kwargs)
         except Exception as exc:  # noqa: BLE001 - plugin code
             raise PluginError(impl.plugin_name, f"hook {hook_name} raised {_first_line(exc)}") from exc
-        out.append((impl.plugin_name, result))
+        out.append((impl.plugin_name, results[0] if results else None))
     return out
 
 
-def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[PluginError]:
+def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[PluginError]:
     """Call an observer hook on every plugin; an observer that raises is logged by name and the
     others still run.  Returns the errors (empty when all went well)."""
     errors = []
-    for impl in _impls(pm, hook_name):
+    for impl, caller in _per_plugin(pm, hook_name):
         try:
-            impl.function(*[kwargs[a] for a in impl.argnames])
+            caller(**kwargs)
         except Exception as exc:  # noqa: BLE001 - plugin code must not stop a search
             err = PluginError(impl.plugin_name, f"observer {hook_name} raised {_first_line(exc)}")
             log.warning("%s", err, exc_info=log.isEnabledFor(logging.DEBUG))
@@ -300,7 +303,7 @@ def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[PluginErr
     return errors
 
 
-def _items(plugin: str, hook_name: str, result) -> list:
+def _items(plugin: str, hook_name: str, result: Any) -> list:
     if result is None:
         return []
     if isinstance(result, dict):
@@ -315,11 +318,13 @@ def _items(plugin: str, hook_name: str, result) -> list:
     return list(result)
 
 
-def _tag(item, plugin: str) -> None:
-    """Set ``item.plugin`` when the object allows it (for messages that name the plugin)."""
+def _tag(item: Any, plugin: str, kind: str | None = None) -> None:
+    """Set ``item.plugin`` (and a task's ``kind``) when the object allows it (for messages)."""
     try:
         if not getattr(item, "plugin", ""):
             item.plugin = plugin
+        if kind is not None:
+            item.kind = kind
     except (AttributeError, TypeError):   # frozen dataclass, slots, read-only property: leave it
         pass
 
@@ -342,7 +347,7 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None
                 if item.name in out:
                     raise PluginError(plugin, f"{kind} {item.name!r} is returned twice by hook {hook_name}")
             owner[item.name] = (plugin, kind)
-            _tag(item, plugin)
+            _tag(item, plugin, TASK_KINDS.get(hook_name))
             out[item.name] = item
     return out
 
@@ -353,81 +358,185 @@ def integrity_checks(pm: pluggy.PluginManager) -> dict[str, Any]:
 
 
 def surrogates(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Task}`` of the surrogate tasks (cheap tasks used inside the search loop)."""
+    """``{name: Task}`` of the surrogate tasks (cheap tasks used inside the search loop; ``kind``
+    ``"surrogate"``)."""
     return _collect(pm, "deapnos_surrogates")
 
 
 def fitness_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Task}`` of the fitness tasks (elimination ladder, ``deapnos evaluate``)."""
+    """``{name: Task}`` of the fitness tasks (elimination ladder, ``deapnos evaluate``; ``kind``
+    ``"fitness"``)."""
     return _collect(pm, "deapnos_fitness_tasks")
 
 
 def all_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
     """Surrogates and fitness tasks in one ``{name: Task}``: one namespace.  The same name from two
-    plugins is an error; one plugin may offer a task both ways (the surrogate entry is kept)."""
-    owner: dict[str, str] = {}
+    plugins is an error; one plugin may offer a task both ways (the surrogate entry is kept, with
+    ``kind`` ``"surrogate"``)."""
+    owner: dict[str, tuple[str, str]] = {}
     out = _collect(pm, "deapnos_surrogates", owner)
     for name, task in _collect(pm, "deapnos_fitness_tasks", owner).items():
         out.setdefault(name, task)
+    for name, (_, kind) in owner.items():   # the same object may have come back from both hooks
+        if kind == "surrogate":
+            _tag(out[name], out[name].plugin, "surrogate")
     return out
 
 
-def extend_space(pm: pluggy.PluginManager, space) -> None:
-    """Run every plugin's ``deapnos_add_primitives`` on ``space`` (not yet built).
+def _named(pm: pluggy.PluginManager, hook_name: str, base: Registry) -> Registry:
+    """A copy of ``base`` extended by every plugin's ``hook_name`` (``{name: obj}`` or a list of
+    objects with a ``name``); a clash is a :class:`PluginError` naming both plugins."""
+    reg = base.copy()
+    for plugin, result in call_each(pm, hook_name):
+        if result is None:
+            continue
+        pairs = result.items() if isinstance(result, dict) else [(getattr(x, "name", None), x) for x in result]
+        for name, obj in pairs:
+            if not isinstance(name, str) or not name:
+                raise PluginError(plugin, f"hook {hook_name} returned a {base.kind} without a name: {obj!r}")
+            try:
+                if name in reg and reg.owner(name) != plugin:   # even the same object: two providers
+                    raise RegistryClash(base.kind, name, (reg.owner(name), plugin))
+                reg.register(name, obj, plugin=plugin)
+            except RegistryClash as exc:
+                owners = " and ".join(f"plugin {o!r}" if o != BUILTIN else "deapnos (built in)" for o in exc.owners)
+                raise PluginError(plugin, f"{base.kind} {name!r} is provided by both {owners}") from None
+    return reg
 
-    While a plugin's hook runs, ``space.add_*`` record that plugin as the ``source`` of what it adds
-    (unless it passes ``source=`` itself), so a clash names both plugins; any error is a
-    :class:`PluginError` naming the plugin.
-    """
-    for impl in _impls(pm, "deapnos_add_primitives"):
-        _add_primitives(impl, space)
+
+def map_backends(pm: pluggy.PluginManager) -> Registry:
+    """The built-in map backends plus those of ``deapnos_map_backends`` (a new registry)."""
+    from .distributed import BACKENDS
+    return _named(pm, "deapnos_map_backends", BACKENDS)
+
+
+def search_algorithms(pm: pluggy.PluginManager) -> Registry:
+    """The built-in search algorithms plus those of ``deapnos_search_algorithms`` (a new registry)."""
+    return _named(pm, "deapnos_search_algorithms", builtin_algorithms())
+
+
+def builtin_algorithms() -> Registry:
+    """``deapnos.search.algorithms.ALGORITHMS`` (imported lazily: it pulls in the whole search)."""
+    try:
+        from .search.algorithms import ALGORITHMS
+    except ImportError:   # the strategies are not split out yet: the run still branches on the name
+        fallback: Registry = Registry("search algorithm")
+        for name in ("particles", "random"):
+            fallback.register(name, name)
+        return fallback
+    return ALGORITHMS
+
+
+def zoo_optimizers(pm: pluggy.PluginManager) -> Registry:
+    """The zoo's optimizers plus those of ``deapnos_zoo_optimizers`` (a new registry)."""
+    from . import zoo
+    return _named(pm, "deapnos_zoo_optimizers", zoo.OPTIMIZERS)
+
+
+def zoo_schedules(pm: pluggy.PluginManager) -> Registry:
+    """The zoo's LR schedules plus those of ``deapnos_zoo_schedules`` (a new registry)."""
+    from . import zoo
+    return _named(pm, "deapnos_zoo_schedules", zoo.SCHEDULES)
+
+
+def config_sections(pm: pluggy.PluginManager) -> Registry:
+    """``[plugin.NAME]`` config tables: ``{NAME: dataclass}`` of ``deapnos_config_sections``."""
+    return _named(pm, "deapnos_config_sections", Registry("config section"))
+
+
+def add_options(pm: pluggy.PluginManager, parser: argparse.ArgumentParser) -> None:
+    """Let every plugin add ``deapnos run`` options (``deapnos_addoption``), in one argument group."""
+    if not _impls(pm, "deapnos_addoption"):
+        return
+    group = parser.add_argument_group("plugin options")
+    for impl, caller in _per_plugin(pm, "deapnos_addoption"):
+        try:
+            caller(parser=group)
+        except Exception as exc:  # noqa: BLE001 - plugin code (argparse.ArgumentError: a clash)
+            raise PluginError(impl.plugin_name, f"deapnos_addoption failed: {_first_line(exc)}") from exc
+
+
+class _PluginSpace:
+    """The search space as one plugin's ``deapnos_add_primitives`` sees it: ``add_*`` record that
+    plugin as the ``source`` of what it adds (unless given); everything else is the space's."""
+
+    def __init__(self, space: Any, plugin: str):
+        self._space, self._plugin = space, plugin
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._space, attr)
+        if attr in _ADD_METHODS:
+            plugin = self._plugin
+
+            def add(*args: Any, **kwargs: Any) -> Any:
+                kwargs.setdefault("source", plugin)
+                return value(*args, **kwargs)
+            add.__doc__ = value.__doc__
+            return add
+        return value
 
 
 _ADD_METHODS = ("add_operand", "add_unary", "add_binary", "add_decay")
 
 
-def _add_primitives(impl, space) -> None:
-    plugin = impl.plugin_name
-    for meth in _ADD_METHODS:
-        setattr(space, meth, _with_source(getattr(type(space), meth), space, plugin))
-    try:
-        impl.function(*[{"space": space}[a] for a in impl.argnames])
-    except Exception as exc:  # noqa: BLE001 - plugin code
-        raise PluginError(plugin, f"deapnos_add_primitives failed: {_first_line(exc)}") from exc
-    finally:
-        for meth in _ADD_METHODS:
-            space.__dict__.pop(meth, None)
+def extend_space(pm: pluggy.PluginManager, space: Any) -> None:
+    """Run every plugin's ``deapnos_add_primitives`` on ``space`` (not yet built), each through
+    pluggy and recorded as the ``source`` of what it adds, so a clash names both plugins; any error
+    is a :class:`PluginError` naming the plugin."""
+    for impl, caller in _per_plugin(pm, "deapnos_add_primitives"):
+        try:
+            caller(space=_PluginSpace(space, impl.plugin_name))
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            raise PluginError(impl.plugin_name, f"deapnos_add_primitives failed: {_first_line(exc)}") from exc
 
 
-def _with_source(method, space, plugin):
-    def bound(*args, **kwargs):
-        kwargs.setdefault("source", plugin)
-        return method(space, *args, **kwargs)
-    bound.__name__ = method.__name__
-    bound.__doc__ = method.__doc__
-    return bound
-
-
-def build_space(pm: pluggy.PluginManager, compat: bool = False, set_default: bool = True):
-    """The paper's space extended by every plugin, built; by default also made the default space
-    (:func:`deapnos.space.set_default_space`) so that ``Genome.parse`` sees plugin primitives."""
+def build_space(pm: pluggy.PluginManager, compat: bool = False):
+    """The paper's space extended by every plugin, built.  Nothing else sees it: pass it on
+    (``Genome.parse(text, space=...)``); without a ``space=`` the plain paper space is used."""
     from .space import psets
-    space = psets.build_space(lambda sp: extend_space(pm, sp), compat=compat)
-    if set_default:
-        psets.set_default_space(space)
-    return space
+    return psets.build_space(lambda sp: extend_space(pm, sp), compat=compat)
 
 
 # -- what each plugin provides ---------------------------------------------------------------
 
 _PROV_KINDS = {"operand": "operand", "unary": "op", "binary": "op", "decay": "decay", "state": "state"}
 
+#: plugin_info keys of the hooks that return named things, and their words in `deapnos plugins`
+_PROVIDES = (("deapnos_integrity_checks", "checks", "integrity checks"),
+             ("deapnos_surrogates", "surrogates", "surrogates"),
+             ("deapnos_fitness_tasks", "tasks", "fitness tasks"),
+             ("deapnos_map_backends", "backends", "map backends"),
+             ("deapnos_search_algorithms", "algorithms", "search algorithms"),
+             ("deapnos_zoo_optimizers", "zoo_optimizers", "zoo optimizers"),
+             ("deapnos_zoo_schedules", "zoo_schedules", "zoo schedules"),
+             ("deapnos_config_sections", "sections", "config sections"))
+_OBSERVERS = ("deapnos_evaluation_finished", "deapnos_timestep_finished", "deapnos_run_finished")
+
+
+def _row(name: str, src: PluginSource, hooks: list[str]) -> dict:
+    row: dict[str, Any] = {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
+                           "version": src.version, "hooks": hooks}
+    row.update({key: [] for _, key, _ in _PROVIDES})
+    row.update({"primitives": [], "error": None})
+    return row
+
+
+def _names_of(result: Any) -> list[str]:
+    if result is None:
+        return []
+    items = result.items() if isinstance(result, dict) else [(getattr(x, "name", None), x) for x in result]
+    names = [name for name, _ in items]
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"returned something without a name: {result!r}")
+    return cast(list[str], names)   # every name is a non-empty str: checked just above
+
 
 def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
     """One dict per plugin: ``name``, ``module``, ``origin``, ``dist``, ``version``, ``hooks``,
-    ``checks``, ``surrogates``, ``tasks``, ``primitives`` (e.g. ``operand slow_v_hat``) and
-    ``error`` (why it failed to load or to answer a hook; None when fine).  Plugins that failed to
-    load (``pm.failed``) are listed too."""
+    ``checks``, ``surrogates``, ``tasks``, ``backends``, ``algorithms``, ``zoo_optimizers``,
+    ``zoo_schedules``, ``sections``, ``primitives`` (e.g. ``operand slow_v_hat``) and ``error``
+    (why it failed to load or to answer a hook; None when fine).  Plugins that failed to load
+    (``pm.failed``) are listed too."""
     from .space import psets
     rows: dict[str, dict] = {}
     for name, plugin in pm.list_name_plugin():
@@ -435,28 +544,23 @@ def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
             continue
         src = getattr(pm, "sources", {}).get(name) or PluginSource(name, getattr(plugin, "__name__", "?"),
                                                                  "register")
-        hooks = sorted(c.name for c in (pm.get_hookcallers(plugin) or []))
-        rows[name] = {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
-                      "version": src.version, "hooks": hooks, "checks": [], "surrogates": [], "tasks": [],
-                      "primitives": [], "error": None}
+        rows[name] = _row(name, src, sorted(c.name for c in (pm.get_hookcallers(plugin) or [])))
     errors: dict[str, list[str]] = {}
-    for hook_name, key in (("deapnos_integrity_checks", "checks"), ("deapnos_surrogates", "surrogates"),
-                           ("deapnos_fitness_tasks", "tasks")):
-        for impl in _impls(pm, hook_name):
+    for hook_name, key, _ in _PROVIDES:
+        for impl, caller in _per_plugin(pm, hook_name):
             try:
-                result = impl.function()
-                names = [item.name for item in _items(impl.plugin_name, hook_name, result)]
+                names = _names_of((caller() or [None])[0])
             except Exception as exc:  # noqa: BLE001 - plugin code
                 errors.setdefault(impl.plugin_name, []).append(f"{hook_name}: {_first_line(exc)}")
                 continue
             if impl.plugin_name in rows:
                 rows[impl.plugin_name][key] = names
     space = psets.default_space()
-    for impl in _impls(pm, "deapnos_add_primitives"):
+    for impl, caller in _per_plugin(pm, "deapnos_add_primitives"):
         try:
-            _add_primitives(impl, space)
-        except PluginError as exc:
-            errors.setdefault(impl.plugin_name, []).append(exc.message)
+            caller(space=_PluginSpace(space, impl.plugin_name))
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            errors.setdefault(impl.plugin_name, []).append(f"deapnos_add_primitives failed: {_first_line(exc)}")
     for key, source in space.provenance.items():
         kind, prim = key.split(":", 1)
         if source in rows:
@@ -466,21 +570,19 @@ def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
             rows[name]["error"] = "; ".join(msgs)
     for name, message in getattr(pm, "failed", {}).items():
         src = getattr(pm, "sources", {}).get(name) or PluginSource(name, name, "-p")
-        rows.setdefault(name, {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
-                               "version": src.version, "hooks": [], "checks": [], "surrogates": [], "tasks": [],
-                               "primitives": [], "error": None})["error"] = f"not loaded: {message}"
+        rows.setdefault(name, _row(name, src, []))["error"] = f"not loaded: {message}"
     return list(rows.values())
 
 
 def describe(row: dict) -> str:
     """What a plugin provides, in words (one line)."""
     parts = []
-    for key, label in (("checks", "integrity checks"), ("surrogates", "surrogates"), ("tasks", "fitness tasks"),
-                       ("primitives", "primitives")):
-        if row[key]:
+    for key, label in [(key, label) for _, key, label in _PROVIDES] + [("primitives", "primitives")]:
+        if row.get(key):
             parts.append(f"{label}: {', '.join(row[key])}")
-    observers = [h for h in row["hooks"] if h in ("deapnos_evaluation_finished", "deapnos_timestep_finished",
-                                                  "deapnos_run_finished")]
+    if "deapnos_addoption" in row["hooks"]:
+        parts.append("run options")
+    observers = [h for h in row["hooks"] if h in _OBSERVERS]
     if observers:
         parts.append(f"observers: {', '.join(h[len('deapnos_'):] for h in observers)}")
     if row.get("error"):

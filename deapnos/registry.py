@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Callable, Generic, Iterator, TypeVar, overload
+from typing import Generic, TypeVar, overload
+from collections.abc import Callable, Iterator
 
 T = TypeVar("T")
 
@@ -71,9 +72,9 @@ class Registry(Generic[T]):
     def unknown(self, name: str, hint: str = "") -> UnknownNameError:
         """The error for an unknown ``name``: close matches first, then every known name."""
         close = difflib.get_close_matches(str(name), list(self._items), n=3)
-        guess = f"; did you mean {', '.join(close)}?" if close else ""
+        guess = f" (did you mean {', '.join(close)}?)" if close else ""
         known = ", ".join(self.names()) or "(none)"
-        return UnknownNameError(f"unknown {self.kind} {name!r}{guess} known: {known}{hint}")
+        return UnknownNameError(f"unknown {self.kind} {name!r}{guess}; known: {known}{hint}")
 
     def names(self, pattern: str | None = None) -> list[str]:
         """Registered names in registration order, filtered by a shell ``pattern`` (``"adam*"``)."""
@@ -87,7 +88,7 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         return list(self._items.items())
 
-    def copy(self) -> "Registry[T]":
+    def copy(self) -> Registry[T]:
         other: Registry[T] = Registry(self.kind)
         other._items = dict(self._items)
         other._owners = dict(self._owners)

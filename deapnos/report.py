@@ -1,21 +1,8 @@
 """The report of a search run: ``deapnos report RUN_DIR`` (also written at the end of a run).
 
-``RUN_DIR/report.md`` holds:
-
-* the run: config, algorithm, wall time, evaluations by status, integrity and duplicate rejections,
-  cache hits, evaluation seconds and the share spent on candidates that failed (screened out,
-  diverged, error, timeout) or were never chosen;
-* the leaderboard of the last elimination rung against the baselines (mean over seeds, paired
-  difference to the reference baseline, normally Adam, with its 95% interval and verdict);
-* the held-out validation: each winner against the tuned reference on tasks the search never used
-  (:mod:`deapnos.search.validation`), "better" only when the interval excludes zero;
-* each winner's equation (text and LaTeX), its genome text and JSON, and a standalone ``.py``
-  module (:func:`deapnos.optim.export.export_source`; only torch needed) under ``winners/``;
-* plots (matplotlib, Agg) under ``plots/``: fitness per timestep for every particle, the winners'
-  learning-rate schedules, learning curves of the winners against Adam;
-* the hall of fame.
-
-It reads only the run folder's JSON/TOML files (the checkpoint is not needed).
+Provides :func:`write_report`, which writes ``RUN_DIR/report.md`` (run statistics, leaderboard,
+held-out validation, winners with their exported modules under ``winners/``, plots under ``plots/``,
+hall of fame) from the run folder's JSON/TOML files alone.  Contents: docs/search.md, "The report".
 """
 from __future__ import annotations
 
@@ -144,7 +131,7 @@ def plot_particles(particles: list[dict], path: Path) -> bool:
             line, = ax.plot([p[0] for p in seg], [p[1] for p in seg], marker="o", ms=3, lw=1, color=color,
                             label=f"particle {pi}" if k == 0 else None)
             color = line.get_color()
-    for pi, pts in restarts.items():
+    for pts in restarts.values():
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="x", color="k", zorder=3)
     best = running_best(particles)
     if best:
@@ -191,7 +178,7 @@ def _budget(cfg: dict, task_name: str):
         return None
 
 
-def plot_schedules(winners: list[dict], reference: dict | None, T: int, W: int, path: Path) -> bool:
+def plot_schedules(winners: list[dict], reference: dict | None, T: int, W: int, path: Path, space=None) -> bool:
     from .optim.schedules import base_lr_table, tree_table
     from .space.genome import Genome
     plt = _plt()
@@ -200,7 +187,7 @@ def plot_schedules(winners: list[dict], reference: dict | None, T: int, W: int, 
     drawn = 0
     for row in winners + ([reference] if reference else []):
         try:
-            g = Genome.parse(row["genome"])
+            g = Genome.parse(row["genome"], space=space)
             mult = tree_table(g.schedule, g.space, T).tolist()
         except Exception:   # noqa: BLE001
             continue
@@ -272,7 +259,7 @@ def _output_folder(folder: Path) -> Path:
     return folder
 
 
-def export_winner(row: dict, folder: Path) -> tuple[str | None, str]:
+def export_winner(row: dict, folder: Path, space=None) -> tuple[str | None, str]:
     """Write ``winners/<label>.json`` and, when possible, ``winners/<label>.py``; returns
     (python file name or None, note).  The label must be a plain name (it becomes a file name)."""
     from .space.genome import Genome
@@ -281,7 +268,7 @@ def export_winner(row: dict, folder: Path) -> tuple[str | None, str]:
         raise StoreError(f"label {label!r} is not a plain name (letters, digits and '_'); a label names files "
                          f"under winners/, so the report refuses it")
     _output_folder(folder)
-    g = Genome.parse(row["genome"])
+    g = Genome.parse(row["genome"], space=space)
     atomic_write_text(folder / f"{label}.json", g.to_json(name=label) + "\n")
     try:
         from .optim.export import export_source
@@ -354,33 +341,53 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
     cfg = store.read_config()
-    if load_plugins:
-        _space_from(cfg)
-    records = store.read_log()
+    space = _space_from(cfg) if load_plugins else None     # None: the paper's space
     particles = store.read_particles()
     hof = store.read_json(HALL_OF_FAME, [], kind=list) or []
     elim = store.read_json(ELIMINATION, {}, kind=dict) or {}
     summary = store.read_json("summary.json", {}, kind=dict) or {}
-    status = store.read_status() or {}
     _check_inputs(run_dir, cfg, hof, elim, summary)
-    stats = log_stats(records, particles)
+    stats = log_stats(store.read_log(), particles)
+    board, rungs = elim.get("leaderboard") or [], elim.get("rungs") or []
+    winners = [row for row in board if not row.get("baseline")][:cfg.get("report", {}).get("top", 3)]
+    last = rungs[-1] if rungs else None
+    out = header_section(run_dir, cfg, store.read_status() or {}, summary, stats)
+    out += evaluations_section(stats, summary)
+    out += leaderboard_section(board, rungs)
+    out += validation_section(store.read_json("validation.json", {}) or {})
+    out += winners_section(winners, last, run_dir, space)
+    if plots:
+        out += plots_section(run_dir, cfg, particles, board, winners, last, space, load_plugins)
+    out += hall_of_fame_section(hof)
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(out))
+    return path
+
+
+def header_section(run_dir: Path, cfg: dict, status: dict, summary: dict, stats: dict) -> list[str]:
+    """The title and what was run: algorithm, budget, status, time."""
     run, search = cfg.get("run", {}), cfg.get("search", {})
-    out = [f"# deapnos search report: {run.get('name', run_dir.name)}", ""]
-    out += [f"- run folder: `{run_dir}`",
+    return [f"# deapnos search report: {run.get('name', run_dir.name)}", "",
+            f"- run folder: `{run_dir}`",
             f"- algorithm: {run.get('algorithm')} (seed {run.get('seed')}, compat {run.get('compat')}), "
             f"backend {run.get('backend')} with {run.get('workers')} worker(s)",
             f"- search: n = {search.get('particles')} particles, k = {search.get('timesteps')} timesteps, "
             f"m = {search.get('mutants')} mutants per timestep, initial population "
             f"{search.get('init_factor', 0) * search.get('particles', 0)} on `{search.get('init_task')}`, "
             f"evolution on `{search.get('task')}`",
-            f"- status: {status.get('status', 'unknown')}" + (f" ({status.get('error')})" if status.get("error") else ""),
+            f"- status: {status.get('status', 'unknown')}"
+            + (f" ({status.get('error')})" if status.get("error") else ""),
             f"- wall time: {_fmt(summary.get('wall_seconds'), 1)} s; evaluation time (sum over workers): "
             f"{stats['seconds']:.1f} s", ""]
+
+
+def evaluations_section(stats: dict, summary: dict) -> list[str]:
+    """Where the evaluation budget went: trained, cached, rejected, failed, per worker."""
     cache = summary.get("cache", {})
-    out += ["## Evaluations", "",
+    return ["## Evaluations", "",
             f"- evaluation attempts: {stats['attempts']} ({stats['trained']} trained, {stats['cached']} answered by "
             "the cache)",
-            f"- status of the trained: " + (", ".join(f"{k} {v}" for k, v in sorted(stats["status"].items())) or "-"),
+            "- status of the trained: " + (", ".join(f"{k} {v}" for k, v in sorted(stats["status"].items())) or "-"),
             f"- integrity rejections: {stats['integrity_rejections']} ({stats['integrity_seconds']:.2f} s); "
             f"duplicates rejected before training: {stats['duplicates_rejected']}",
             f"- dedup cache: {cache.get('lookups', 0)} lookups, {cache.get('key_hits', 0)} canonical-key hits, "
@@ -388,95 +395,106 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
             f"{cache.get('result_hits', 0)} results reused",
             f"- share of evaluation time on candidates that failed (screened out, diverged, error, timeout): "
             f"{stats['failed_share']:.1%}; on search candidates never chosen: {stats['not_chosen_share']:.1%}",
-            f"- workers: " + ", ".join(f"`{w}` {n}" for w, n in sorted(stats["workers"].items())), ""]
-    # leaderboard
-    board = elim.get("leaderboard") or []
-    rungs = elim.get("rungs") or []
-    winners = [row for row in board if not row.get("baseline")][:cfg.get("report", {}).get("top", 3)]
-    last = rungs[-1] if rungs else None
-    if board:
-        out += [f"## Leaderboard: `{last['task']}`, seeds {last['seeds']}", "",
-                f"Mean score over the seeds that trained; Δ: the paired difference to "
-                f"`{board[0].get('reference')}` seed by seed, mean ± 95% interval. \"better\" only when the "
-                "interval excludes zero.", "",
-                "| rank | optimizer | mean | std | n trained | Δ ± 95% CI | verdict | genome |",
-                "|---|---|---|---|---|---|---|---|"]
-        for row in board:
-            label = row["label"] if row["baseline"] else f"**{row['label']}**"
-            n = f"{row['n']}" + (f" ({row['failed']} failed)" if row.get("failed") else "")
-            out.append(f"| {row['rank']} | {label} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {n} | "
-                       f"{_difference(row)} | {row.get('verdict') or ''} | `{_md_escape(row['genome'])}` |")
+            "- workers: " + ", ".join(f"`{w}` {n}" for w, n in sorted(stats["workers"].items())), ""]
+
+
+def leaderboard_section(board: list[dict], rungs: list[dict]) -> list[str]:
+    """The last elimination rung's leaderboard against the reference, and the ladder."""
+    if not board:
+        return ["## Leaderboard", "", "No elimination results (elimination disabled or not finished).", ""]
+    last = rungs[-1]
+    out = [f"## Leaderboard: `{last['task']}`, seeds {last['seeds']}", "",
+           f"Mean score over the seeds that trained; Δ: the paired difference to "
+           f"`{board[0].get('reference')}` seed by seed, mean ± 95% interval. \"better\" only when the "
+           "interval excludes zero.", "",
+           "| rank | optimizer | mean | std | n trained | Δ ± 95% CI | verdict | genome |",
+           "|---|---|---|---|---|---|---|---|"]
+    for row in board:
+        label = row["label"] if row["baseline"] else f"**{row['label']}**"
+        n = f"{row['n']}" + (f" ({row['failed']} failed)" if row.get("failed") else "")
+        out.append(f"| {row['rank']} | {label} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {n} | "
+                   f"{_difference(row)} | {row.get('verdict') or ''} | `{_md_escape(row['genome'])}` |")
+    out.append("")
+    if len(rungs) > 1:
+        out += ["Elimination ladder:", ""]
+        for i, rung in enumerate(rungs):
+            out.append(f"- rung {i + 1}: `{rung['task']}` seeds {rung['seeds']}, {len(rung['entries'])} entries, "
+                       f"climbing: {', '.join(rung['survivors']) or '-'}")
         out.append("")
-        if len(rungs) > 1:
-            out += ["Elimination ladder:", ""]
-            for i, rung in enumerate(rungs):
-                out.append(f"- rung {i + 1}: `{rung['task']}` seeds {rung['seeds']}, {len(rung['entries'])} entries, "
-                           f"climbing: {', '.join(rung['survivors']) or '-'}")
-            out.append("")
-    else:
-        out += ["## Leaderboard", "", "No elimination results (elimination disabled or not finished).", ""]
-    out += validation_section(store.read_json("validation.json", {}) or {})
-    # winners
-    if winners:
-        out += ["## Winners", ""]
-        rows_by_label = {r["label"]: r for r in (last["entries"] if last else [])}
-        for row in winners:
-            from .space import GenomeParseError
-            from .space.genome import Genome
-            try:
-                g = Genome.parse(row["genome"])
-            except GenomeParseError as exc:      # a plugin primitive, and no --load-plugins
-                out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
-                        f"- genome: `{_md_escape(row['genome'])}`",
-                        f"- not rendered or exported ({exc}); `deapnos report --load-plugins` reads it with the "
-                        f"run's plugins", ""]
-                continue
-            py, note = export_winner(row, run_dir / "winners")
+    return out
+
+
+def winners_section(winners: list[dict], last: dict | None, run_dir: Path, space) -> list[str]:
+    """Each winner: equation, genome, LaTeX, exported files, chosen LRs."""
+    if not winners:
+        return []
+    from .space import GenomeParseError
+    from .space.genome import Genome
+    out = ["## Winners", ""]
+    rows_by_label = {r["label"]: r for r in (last["entries"] if last else [])}
+    for row in winners:
+        try:
+            g = Genome.parse(row["genome"], space=space)
+        except GenomeParseError as exc:      # a plugin primitive, and no --load-plugins
             out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
-                    f"- equation: `{_md_escape(str(g))}`",
-                    f"- genome: `{_md_escape(g.to_text())}`",
-                    f"- files: [winners/{row['label']}.json](winners/{row['label']}.json)"
-                    + (f", [winners/{py}](winners/{py}) (standalone, needs only torch)" if py else f" ({note})"),
-                    "", "$$", g.to_latex(), "$$", ""]
-            lrs = [r.get("lr") for r in (rows_by_label.get(row["label"], {}).get("results") or {}).values()]
-            if any(lrs):
-                out += [f"- peak LRs chosen by the screen: {', '.join(_fmt(x, 6) for x in lrs)}", ""]
-    # plots
-    if plots:
-        pdir = _output_folder(run_dir / "plots")
-        figs = []
-        if plot_particles(particles, pdir / "particles.png"):
-            figs.append(("Fitness per timestep for every particle", "plots/particles.png"))
-        if last and winners:
-            rows_by_label = {r["label"]: r for r in last["entries"]}
-            first_seed = str(last["seeds"][0])
-            sched_rows = []
-            for row in winners + [r for r in board if r.get("baseline")]:
-                res = (rows_by_label.get(row["label"], {}).get("results") or {}).get(first_seed) or {}
-                sched_rows.append({**row, "lr": res.get("lr")})
-            tw = (_budget(cfg, last["task"]) if load_plugins else None) or (1000, 100)
-            ref = next((r for r in sched_rows if r.get("baseline")), None)
-            if plot_schedules([r for r in sched_rows if not r.get("baseline")], ref, tw[0], tw[1],
-                              pdir / "schedules.png"):
-                figs.append(("Learning-rate schedules of the winners (dashed: reference)", "plots/schedules.png"))
-            curve_rows = [rows_by_label[r["label"]] for r in winners + [b for b in board if b.get("baseline")]
-                          if r["label"] in rows_by_label]
-            if plot_curves(curve_rows, first_seed, pdir / "curves.png"):
-                figs.append(("Learning curves against the baselines", "plots/curves.png"))
-        if figs:
-            out += ["## Plots", ""]
-            for title, rel in figs:
-                out += [f"### {title}", "", f"![{title}]({rel})", ""]
-    # hall of fame
-    if hof:
-        out += ["## Hall of fame (search task)", "", "| rank | mean | std | n | equation |", "|---|---|---|---|---|"]
-        for row in hof:
-            out.append(f"| {row['rank']} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
-                       f"`{_md_escape(row.get('equation') or row['genome'])}` |")
-        out.append("")
-    path = run_dir / "report.md"
-    atomic_write_text(path, "\n".join(out))
-    return path
+                    f"- genome: `{_md_escape(row['genome'])}`",
+                    f"- not rendered or exported ({exc}); `deapnos report --load-plugins` reads it with the "
+                    f"run's plugins", ""]
+            continue
+        py, note = export_winner(row, run_dir / "winners", space)
+        out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
+                f"- equation: `{_md_escape(str(g))}`",
+                f"- genome: `{_md_escape(g.to_text())}`",
+                f"- files: [winners/{row['label']}.json](winners/{row['label']}.json)"
+                + (f", [winners/{py}](winners/{py}) (standalone, needs only torch)" if py else f" ({note})"),
+                "", "$$", g.to_latex(), "$$", ""]
+        lrs = [r.get("lr") for r in (rows_by_label.get(row["label"], {}).get("results") or {}).values()]
+        if any(lrs):
+            out += [f"- peak LRs chosen by the screen: {', '.join(_fmt(x, 6) for x in lrs)}", ""]
+    return out
+
+
+def plots_section(run_dir: Path, cfg: dict, particles: list[dict], board: list[dict], winners: list[dict],
+                  last: dict | None, space, load_plugins: bool) -> list[str]:
+    """Draw the particle, schedule and learning-curve plots into plots/ and link them."""
+    pdir = _output_folder(run_dir / "plots")
+    figs = []
+    if plot_particles(particles, pdir / "particles.png"):
+        figs.append(("Fitness per timestep for every particle", "plots/particles.png"))
+    if last and winners:
+        rows_by_label = {r["label"]: r for r in last["entries"]}
+        first_seed = str(last["seeds"][0])
+        sched_rows = []
+        for row in winners + [r for r in board if r.get("baseline")]:
+            res = (rows_by_label.get(row["label"], {}).get("results") or {}).get(first_seed) or {}
+            sched_rows.append({**row, "lr": res.get("lr")})
+        tw = (_budget(cfg, last["task"]) if load_plugins else None) or (1000, 100)
+        ref = next((r for r in sched_rows if r.get("baseline")), None)
+        if plot_schedules([r for r in sched_rows if not r.get("baseline")], ref, tw[0], tw[1],
+                          pdir / "schedules.png", space):
+            figs.append(("Learning-rate schedules of the winners (dashed: reference)", "plots/schedules.png"))
+        curve_rows = [rows_by_label[r["label"]] for r in winners + [b for b in board if b.get("baseline")]
+                      if r["label"] in rows_by_label]
+        if plot_curves(curve_rows, first_seed, pdir / "curves.png"):
+            figs.append(("Learning curves against the baselines", "plots/curves.png"))
+    if not figs:
+        return []
+    out = ["## Plots", ""]
+    for title, rel in figs:
+        out += [f"### {title}", "", f"![{title}]({rel})", ""]
+    return out
+
+
+def hall_of_fame_section(hof: list[dict]) -> list[str]:
+    """The search's hall of fame on the search task."""
+    if not hof:
+        return []
+    out = ["## Hall of fame (search task)", "", "| rank | mean | std | n | equation |", "|---|---|---|---|---|"]
+    for row in hof:
+        out.append(f"| {row['rank']} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
+                   f"`{_md_escape(row.get('equation') or row['genome'])}` |")
+    out.append("")
+    return out
 
 
 def _difference(row: dict) -> str:
@@ -519,14 +537,16 @@ def _verdict(v: str) -> str:
     return f"**{v}**" if v == "better" else v
 
 
-def _space_from(cfg: dict) -> None:
-    """Make genome text of plugin primitives readable: build the run's plugin space as default."""
+def _space_from(cfg: dict):
+    """The run's plugin space, to read genome text of plugin primitives (None: the paper's)."""
     plugins = cfg.get("run", {}).get("plugins", [])
     try:
         from .plugins import build_space, get_plugin_manager
-        build_space(get_plugin_manager(plugins, strict=False), compat=cfg.get("run", {}).get("compat", False))
+        compat = cfg.get("run", {}).get("compat", False)
+        return build_space(get_plugin_manager(plugins, strict=False), compat=compat)
     except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
         log.warning("could not build the run's plugin space (%s); using the paper's", exc)
+        return None
 
 
 def main(argv=None) -> int:

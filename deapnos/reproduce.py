@@ -1,30 +1,9 @@
 """``deapnos reproduce``: the paper's final comparison, on any task.
 
-    deapnos reproduce                                  # CIFAR-10 when its folder is found, else the suite
-    deapnos reproduce --task digits-hard --seeds 5
-    deapnos reproduce --step-scale 0.2 --epochs 4 --lrs 0.1,0.01,0.001 --seeds 2    # a quick look
-    deapnos reproduce --compat                         # the authors' released code and noise model
-
-The published optimizers (the AdamClip variants A1-A5 and Opt1-Opt10, docs/paper.md §4) against the
-paper's baselines (torch's Adam with its default betas, RMSprop, SGD and SGD with Nesterov momentum in
-their standard form, and the zoo's PowerSign, AddSign and QHM), every one tuned by the same procedure:
-``deapnos evaluate``'s grid (:mod:`deapnos.evaluate.compare`): a full-length run at every LR of the grid
-with every seed, the LR with the best mean validation score kept.  The table gives, per task and
-optimizer, the score at that LR as mean ± 95% interval over the seeds and the paired difference to the
-reference (torch's Adam) with a verdict that says ``better`` only when the interval excludes zero.
-
-Tasks: ``cifar10-convnet48`` (the paper's evaluation surrogate) when a CIFAR-10 folder is found
-(``--data-path``, ``$DEAPNOS_CIFAR10`` or ``$DEAPNOS_DATA``), otherwise the embedded suite, which needs no
-download: ``digits-hard``, ``ill-conditioned``, ``tabular`` and ``stdlib-lm``.  ``--task`` picks any
-installed task.  The full default comparison is 22 optimizers x 7 LRs x 3 seeds = 462 training runs per
-task: on 2 CPU cores a run takes about 1.5-2 s on digits-hard, ill-conditioned and tabular (some 15
-minutes each) and 13-20 s on stdlib-lm (about 2 hours).  ``--step-scale``, ``--epochs``, ``--lrs``,
-``--seeds`` and ``--optimizers`` shrink it.
-
-``--compat`` runs the authors' released forms: the search space's original (sign-unsafe) division and
-power, their fixed batch order, a fresh initialisation for every run and TerminateOnNaN's keep-best.
-Opt3 is refused there (its released EMA of g^2 is not expressible: :data:`deapnos.zoo.COMPAT_REFUSED`)
-and listed below the table.
+The published optimizers (A1-A5, Opt1-Opt10) against the paper's baselines, every one tuned by
+``deapnos evaluate``'s grid (:mod:`deapnos.evaluate.compare`), on CIFAR-10 when its folder is found,
+else on the embedded suite.  Provides :func:`configure_parser` and :func:`run_command`.
+Details (options, budget, ``--compat``): docs/paper.md §9.
 """
 from __future__ import annotations
 

@@ -1,24 +1,9 @@
 """The search entry point: ``deapnos run`` and the file SCOOP runs on every worker.
 
-Three ways in, one search:
-
-* ``deapnos run [--workers N] [--backend scoop|pool|serial] [--config FILE] [--resume RUN_DIR]
-  [overrides]`` from any folder.  With the SCOOP backend it launches
-  ``python -m scoop -n N /abs/path/to/deapnos/scoop_entry/main.py --run-dir RUN_DIR`` itself, waits, and reads the
-  ``status.json`` the root wrote at the end: SCOOP exits 0 even when the program failed, so the
-  wrapper exits non-zero with the error when the status is missing or not ``ok``.
-* ``python -m scoop [-n N] deapnos.run [--config FILE] [overrides]`` from the project root: SCOOP wants
-  a file path, and ``deapnos.run`` at the root is a small Python script that calls :func:`main`.
-* ``python -m scoop [-n N] /path/to/deapnos/scoop_entry/main.py ...`` (the file ``deapnos run`` uses).
-
-SCOOP imports the entry file on every worker (as module ``SCOOP_WORKER``) and runs it as
-``__main__`` only on the root.  So this module does nothing at import except, under SCOOP, preparing
-the worker (one torch thread, one GPU claimed for the process' lifetime); only the root parses the
-command line and runs the search.  Workers receive plain payloads and call
-:func:`deapnos.distributed.evaluate_payload`, which builds plugins and space once per process.
-
-Overrides are ``section.field=value`` (``search.particles=4``, ``run.seed=3``,
-``elimination.baselines=["adam","sgd"]``).  Configs: ``quickstart`` (default), ``paper``, or a file.
+Provides :func:`main` / :func:`run_command`: under SCOOP (on the root) they run the search; from the
+command line with the SCOOP backend they launch ``python -m scoop`` on ``deapnos/scoop_entry/main.py`` and
+check ``status.json``, since SCOOP exits 0 even when the program failed.  At import the module only
+prepares a SCOOP worker.  The three ways in: docs/search.md, "What deapnos run does with SCOOP".
 """
 from __future__ import annotations
 
@@ -36,6 +21,8 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from typing import Any
+from collections.abc import Iterator
 
 from deapnos.evaluate.stats import difference_text
 from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,
@@ -85,7 +72,7 @@ def signal_name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def stop_signals():
+def stop_signals() -> Iterator[None]:
     """While inside: SIGINT, SIGTERM and SIGHUP raise :class:`RunInterrupted` in the main thread,
     once (a second signal during the clean-up is remembered, not raised)."""
     if threading.current_thread() is not threading.main_thread():
@@ -254,7 +241,7 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
             raise ConfigError(f"--resume {run_dir}: no {CONFIG} there (not a deapnos run folder)")
         if args.config:
             raise ConfigError("--resume continues a run with its own config; do not pass --config")
-        bad = [o for o in overrides if not o.split("=", 1)[0].strip() in RESUME_OVERRIDABLE]
+        bad = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUME_OVERRIDABLE]
         if bad:
             raise ConfigError(f"a resumed run keeps its config; only {', '.join(RESUME_OVERRIDABLE)} may change "
                               f"(got {bad[0]})")
@@ -303,11 +290,9 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
     """Config fields that name plugin things, against the run's :class:`~deapnos.context.Context`:
     backend, algorithm, tasks, checks, protocol fields, baselines, ``[plugin.NAME]`` sections.
     (The older form ``(cfg, pm, checks, tasks)`` builds the context's registries from ``pm``.)
-    Reads ``$DEAPNOS_DATA`` for the data check; changes nothing."""
-    import dataclasses
-
+    Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
+    config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)"""
     from deapnos.context import Context
-    from deapnos.evaluate.protocol import ProtocolConfig
     from deapnos.plugins import TASK_KINDS
     if not isinstance(ctx, Context):
         ctx = Context.from_manager(ctx, cfg.run.compat, checks=checks, tasks=tasks)
@@ -332,9 +317,10 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
         if raw:
             raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
                               "can fall below a failure's -1; use fitness.relative = true")
-    if cfg.fitness.reference not in ctx.zoo:
+    from deapnos import zoo     # the search reads the reference from the built-in zoo (not yet ctx.zoo)
+    if cfg.fitness.reference not in zoo.OPTIMIZERS:
         raise ConfigError(f"config field fitness.reference = {cfg.fitness.reference!r}: not a zoo optimizer; "
-                          f"allowed values: {', '.join(ctx.zoo.names())}")
+                          f"allowed values: {', '.join(zoo.names())}")
     for i, rung in enumerate(cfg.elimination.rungs):
         if rung.task not in tasks:
             raise ConfigError(f"config field elimination.rungs[{i}].task = {rung.task!r}: allowed values: {known}")
@@ -345,14 +331,6 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
         if name not in checks:
             raise ConfigError(f"config field search.integrity_checks: {name!r} is not installed; allowed values: "
                               f"{', '.join(sorted(checks)) or 'none'}")
-    fields = [f.name for f in dataclasses.fields(ProtocolConfig)]
-    for key in cfg.protocol:
-        if key not in fields:
-            raise ConfigError(f"unknown config field protocol.{key} (allowed: {', '.join(fields)})")
-    try:
-        ProtocolConfig(**cfg.protocol)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config section [protocol]: {exc}") from None
     from deapnos.search.elimination import baseline_problem
     for name in cfg.elimination.baselines:
         problem = baseline_problem(name, cfg.run.compat)
@@ -365,7 +343,7 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
         task = tasks[name].replace(**cfg.tasks[name]) if name in cfg.tasks else tasks[name]
         try:
             task.check_available()
-        except Exception as exc:   # TaskDataError: names the path and how to get the data
+        except Exception as exc:   # noqa: BLE001 - TaskDataError or a plugin's own: names the path and how to get it
             raise ConfigError(f"{exc} (config: run.data_dir or [tasks.\"{name}\"] data_path)") from None
     if cfg.run.backend == "scoop" and not under_scoop():
         raise ConfigError("run.backend = 'scoop' needs SCOOP: use `deapnos run` (it launches SCOOP) or "
@@ -403,7 +381,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
     live = None
     t0 = time.time()
     try:
-        running = {"pid": os.getpid(), "host": socket.gethostname(), "started": t0}
+        running: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "started": t0}
         store.write_status("running", **running)
         if cfg.run.data_dir:     # where the tasks (and every worker started from here) look for data
             os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
@@ -422,7 +400,8 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         from deapnos.search.fitness import validation_tasks
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
-        search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress)
+        search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress,
+                           algorithms=ctx.algorithms)
         progress.best_source = lambda: hof_best(search.hof)
         live = LiveView(progress, mode=view, interval=interval,
                         publish=lambda snap: store.write_status("running", **running, progress=snap))
@@ -431,8 +410,8 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         with live, live.redirect_logging():
             summary = search.run()
             progress.finish()
-        outcome = {"seconds": time.time() - t0, "best": summary.get("best"),
-                   "leaderboard": summary.get("leaderboard")}
+        outcome: dict[str, Any] = {"seconds": time.time() - t0, "best": summary.get("best"),
+                                   "leaderboard": summary.get("leaderboard")}
         store.write_status("ok", **outcome)
         if cfg.run.report:
             from deapnos.report import write_report
@@ -596,8 +575,8 @@ def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbos
         if proc is not None:
             stop_group(proc)
         mark_interrupted(run_dir, signum)
-        status = store.read_status() or {}
-        if status.get("status") == "ok":
+        written = store.read_status() or {}
+        if written.get("status") == "ok":
             return 0
         return print_interrupted(run_dir, signum)
     finally:
@@ -696,7 +675,7 @@ def run_command(args) -> int:
                     return 1
             else:
                 rc = execute(cfg, run_dir, view="off" if getattr(args, "quiet", False) else "auto",
-                             interval=getattr(args, "progress_interval", 30.0))
+                             interval=getattr(args, "progress_interval", 30.0), options=args)
                 if rc:
                     try:
                         status = RunStore(run_dir).read_status() or {}
@@ -719,7 +698,7 @@ def run_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deapnos run", description="run an optimizer search")
-    configure_parser(parser)
+    configure_parser(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,16 +1,9 @@
 """``deapnos status RUN_DIR [--json]``: the live view of a search, from its run folder alone.
 
-It prints what ``deapnos run`` shows while it runs (:mod:`deapnos.live`): the phase with its
-evaluations done out of planned, the rate and ETA, the best so far, the rejections, the workers
-busy, for a search in progress or a finished one.  It reads ``config.toml`` (the plan),
-``evaluations.jsonl`` (replayed into the same :class:`~deapnos.live.SearchProgress` the run uses),
-``particles.jsonl``, ``hall_of_fame.json`` (the best), ``checkpoint.json``, ``summary.json`` and
-``status.json`` (the state; for a running search, the snapshot the run publishes there every few
-seconds: busy workers and the rate).
-
-Reading only: it opens no file for writing, takes no lock (a writer is never disturbed, and a
-folder in use is read as it is), tolerates a last line the writer has not finished, and follows
-no link.  It imports no plugin.
+Provides :func:`collect` (the state, phase, rate, ETA, best, rejections and workers of a running or
+finished search, replayed from ``evaluations.jsonl`` into :class:`~deapnos.live.SearchProgress`) and
+:func:`run_command`.  It only reads: no lock, no file opened for writing, no link followed, no plugin
+imported.  Details: docs/search.md, "Watching a search".
 """
 from __future__ import annotations
 
@@ -94,7 +87,8 @@ def collect(run_dir: str | Path, now: float | None = None) -> dict:
         notes.append(f"{store.path(CONFIG)}: {exc}")
     status = _json(store, STATUS, dict, notes) or {}
     checkpoint = _json(store, CHECKPOINT, dict, notes) or {}
-    state_doc = checkpoint.get("state") if isinstance(checkpoint.get("state"), dict) else {}
+    state_doc = checkpoint.get("state")
+    state_doc = state_doc if isinstance(state_doc, dict) else {}
     summary = _json(store, SUMMARY, dict, notes) or {}
     hof = _json(store, HALL_OF_FAME, list, notes) or []
     live = status.get("progress") if status.get("status") == "running" else None

@@ -1,54 +1,25 @@
 """Named genomes: baselines, the paper's published optimizers and its evolved LR schedules.
 
-A registry in the style of timm's ``create_model`` / ``list_models``::
-
-    from deapnos import zoo
-    zoo.names()                       # optimizers: adam, rmsprop, ..., a1..a5, opt1..opt10
-    genome = zoo.get("opt10")         # a fresh Genome each call
-    opt = genome.optimizer(model.parameters(), lr=1e-3, total_steps=10_000, warmup_steps=500)
-    print(zoo.describe("opt10"))      # the formula, its source and the notes
-
-    zoo.schedule_names()              # lr1..lr9, the EvolvedLRSchedules of docs/paper.md §3.3
-    sched = zoo.schedule("lr3", torch.optim.Adam(model.parameters(), 1e-3), total_steps=10_000,
-                         warmup_steps=500)   # a LambdaLR: call sched.step() after each optimizer.step()
-
-Every entry is a genome of the default search space (docs/paper.md §1-§3), written in the genome text
-form (:mod:`deapnos.space.genome`) and documented by its ``formula``.  Conventions of the formulas:
-``g`` gradient, ``w`` weights, ``v^ = v_t/(1-0.9^(t+1))`` with ``v_t = 0.9 v + 0.1 g``,
-``s^ = s_t/(1-0.99^(t+1))`` with ``s_t = 0.99 s + 0.01 g^2``, ``q = 0.3 g + 0.7 v^``;
-``eta_t = lr x base(t) x schedule(t)``; the step is ``w <- w - eta_t U`` unless the momentum kind
-says otherwise (:data:`deapnos.space.psets.MOMENTUM_DOC`).  Decays a1..a14 use the 0-based step t
-and the horizon T = ``total_steps`` (docs/paper.md §2.1).
-
-Division in the search space is sign-safe, ``a / (b + 1e-7 sign(b))`` with sign(0) = +1: where a
-published formula divides without an epsilon, the zoo genome differs from it by that 1e-7 in the
-denominator, and the entry's notes say so.
-
-Optimizers and schedules are separate registries: ``names()`` lists optimizers only, and
-``schedule_names()`` lists lr1..lr9, which are multipliers of the base LR usable with any torch
-optimizer (``schedule()``) and inside genomes (``lr = ...``).
+A registry in the style of timm's ``create_model`` / ``list_models``: :func:`names`, :func:`get`,
+:func:`describe` for optimizers, :func:`schedule_names` and :func:`schedule` (a ``LambdaLR`` for any
+torch optimizer) for the schedules lr1..lr9.  Entries, formula conventions and the sign-safe division:
+docs/space.md, "The zoo"; the published forms: docs/paper.md §3.3, §4.
 """
 from __future__ import annotations
 
 import difflib
-import fnmatch
-import math
 from dataclasses import dataclass
 
+from .optim.horizon import OPT4_UPDATE, horizon_problem
+from .registry import Registry, UnknownNameError
 from .space.genome import Genome, parse_tree, tree_text
-from .space.psets import SearchSpace, get_default_space
+from .space.psets import SearchSpace, builtin_space
 
 __all__ = ["ZooEntry", "ScheduleEntry", "UnknownNameError", "CompatError", "names", "get", "info", "describe",
-           "text", "schedule_names", "schedule", "get_schedule_tree", "schedule_info", "horizon_problem", "KINDS"]
+           "text", "schedule_names", "schedule", "get_schedule_tree", "schedule_info", "horizon_problem", "KINDS",
+           "OPTIMIZERS", "SCHEDULES"]
 
 KINDS = ("baseline", "adamclip", "evolved")
-
-
-class UnknownNameError(KeyError, ValueError):
-    """An unknown zoo name.  A KeyError (a registry look-up) and a ValueError (a bad argument)."""
-
-    def __str__(self) -> str:   # KeyError would print the message with quotes around it
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +58,9 @@ _SCHEDULE_NOTE = ("eta_t = lr x base(t) x multiplier(t); base is the warm-up + c
                   "docs/paper.md §3.1.  The original callback writes eta_t + 1e-7; the +1e-7 is dropped.  "
                   "dt(x) = 1 - tanh(x)^2, ds(x) = 1/(1+|x|).")
 
-_SCHEDULES = (
+#: the zoo's LR schedules (filled here, never changed; a run's plugins extend a copy)
+SCHEDULES: Registry[ScheduleEntry] = Registry("zoo schedule")
+for _s in (
     ScheduleEntry("lr1", "div(erfc(erfc(a4)), dtanh(a8))",
                   "erfc(erfc(a4)) / dt(a8)",
                   "docs/paper.md §3.3, EvolvedLRSchedules type 0; also the LR multiplier of Opt4-Opt6",
@@ -127,9 +100,10 @@ _SCHEDULES = (
     ScheduleEntry("lr9", "tanh(max(a10, a6))",
                   "tanh(max(a10, a6))",
                   "docs/paper.md §3.3, EvolvedLRSchedules type 8"),
-)
-_SCHEDULE_REGISTRY = {e.name: e for e in _SCHEDULES}
-_LR_TYPE0 = _SCHEDULE_REGISTRY["lr1"].text
+):
+    SCHEDULES.register(_s.name, _s)
+del _s
+_LR_TYPE0 = SCHEDULES.get("lr1").text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,10 +111,10 @@ _LR_TYPE0 = _SCHEDULE_REGISTRY["lr1"].text
 # ---------------------------------------------------------------------------------------------
 
 _DIV_NOTE = "Sign-safe division: the denominator gets + 1e-7 (it is >= 0 here)."
-# Opt4's atan(a13) with its last-step guard (see the entry's notes)
-_OPT4_PHI = "atan(max(a13, mul(a1, a2)))"
 
-_OPTIMIZERS = (
+#: the zoo's optimizers (filled here, never changed; a run's plugins extend a copy)
+OPTIMIZERS: Registry[ZooEntry] = Registry("zoo optimizer")
+for _e in (
     # -- baselines -------------------------------------------------------------------------
     ZooEntry("adam", "baseline", "none ~ div(v_hat, sqrt(s_hat))",
              "U = v^ / (sqrt(s^) + 1e-7)",
@@ -212,7 +186,7 @@ _OPTIMIZERS = (
              "FIXED: finalOptimizers' Opt3 keeps l as an EMA of g^2 while mixing it with 0.01 g^3 (flagged "
              "[BUG?] in the spec); this entry uses the EMA of g^3, the search's lambda (operand qh_lam), as "
              "the search intended.  The original's g^2 EMA is not expressible in the search space."),
-    ZooEntry("opt4", "evolved", f"none ~ div(qh_v, clip(two, decay({_OPT4_PHI}, exp(v_hat)))) | lr = {_LR_TYPE0}",
+    ZooEntry("opt4", "evolved", f"{OPT4_UPDATE} | lr = {_LR_TYPE0}",
              "c = |atan(a13) exp(v^)|;  U = q / clip(2, -c, c) = q / min(2, c);  eta_t = lr x base(t) x "
              "erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
              "docs/paper.md §4.3, Opt4, use_decay=True",
@@ -223,10 +197,10 @@ _OPTIMIZERS = (
              "U is about T q at the last step instead of 1e7 q.  Under the warm-up + cosine base that last "
              "step is then no larger than the ones before it, for every horizon.  Under "
              "base_schedule='constant' (or a hold up to T) the published formula itself grows like T/(19 k) "
-             "over the last k steps: EvolvedOptimizer refuses that with a message (zoo.horizon_problem).  "
+             "over the last k steps: EvolvedOptimizer refuses that with a message (optim.horizon.horizon_problem).  "
              "use_decay=False drops only the LR multiplier: the atan(a13) factor is not gated by use_decay "
              "in the original.",
-             no_decay_text=f"none ~ div(qh_v, clip(two, decay({_OPT4_PHI}, exp(v_hat))))"),
+             no_decay_text=OPT4_UPDATE),
     ZooEntry("opt5", "evolved", f"none ~ div(qh_v, min(two, exp(v_hat))) | lr = {_LR_TYPE0}",
              "U = q / min(2, exp(v^));  eta_t = lr x base(t) x erfc(erfc(a4)) / dt(a8)  (schedule lr1)",
              "docs/paper.md §4.3, Opt5 (Opt4 with phi = 1), use_decay=True",
@@ -259,15 +233,16 @@ _OPTIMIZERS = (
              "The log's particle 7 found it with the search's 'Nest' kind (Nest ~ bessel_i1e(bessel_i1e("
              "[(a13)*(a2)][g]))); finalOptimizers runs it with standard Nesterov, as here.",
              no_decay_text="nesterov ~ i1e(i1e(g))"),
-)
-_REGISTRY = {e.name: e for e in _OPTIMIZERS}
+):
+    OPTIMIZERS.register(_e.name, _e)
+del _e
 
 
 # ---------------------------------------------------------------------------------------------
 # Look-ups
 # ---------------------------------------------------------------------------------------------
 
-def _unknown(name, known: list[str], what: str, other: dict, other_hint: str) -> UnknownNameError:
+def _unknown(name, known: list[str], what: str, other: Registry | dict, other_hint: str) -> UnknownNameError:
     msg = f"unknown zoo {what} {name!r}"
     if isinstance(name, str) and name in other:
         msg += f" ({name!r} is {other_hint})"
@@ -279,25 +254,26 @@ def _unknown(name, known: list[str], what: str, other: dict, other_hint: str) ->
     return UnknownNameError(msg)
 
 
-def info(name: str) -> ZooEntry:
-    """The registry entry of optimizer ``name``."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise _unknown(name, names(), "optimizer", _SCHEDULE_REGISTRY,
-                       "an LR schedule: use zoo.schedule() or zoo.get_schedule_tree()") from None
+def info(name: str, registry: Registry[ZooEntry] | None = None) -> ZooEntry:
+    """The registry entry of optimizer ``name`` (``registry``: a run's copy with plugin entries;
+    default :data:`OPTIMIZERS`)."""
+    reg = OPTIMIZERS if registry is None else registry
+    if isinstance(name, str) and name in reg:
+        return reg.get(name)
+    raise _unknown(name, reg.names(), "optimizer", SCHEDULES,
+                   "an LR schedule: use zoo.schedule() or zoo.get_schedule_tree()")
 
 
-def schedule_info(name: str) -> ScheduleEntry:
-    """The registry entry of LR schedule ``name``."""
-    try:
-        return _SCHEDULE_REGISTRY[name]
-    except (KeyError, TypeError):
-        raise _unknown(name, schedule_names(), "schedule", _REGISTRY,
-                       "an optimizer: use zoo.get()") from None
+def schedule_info(name: str, registry: Registry[ScheduleEntry] | None = None) -> ScheduleEntry:
+    """The registry entry of LR schedule ``name`` (default registry :data:`SCHEDULES`)."""
+    reg = SCHEDULES if registry is None else registry
+    if isinstance(name, str) and name in reg:
+        return reg.get(name)
+    raise _unknown(name, reg.names(), "schedule", OPTIMIZERS, "an optimizer: use zoo.get()")
 
 
-def names(pattern: str | None = None, kind: str | None = None) -> list[str]:
+def names(pattern: str | None = None, kind: str | None = None,
+          registry: Registry[ZooEntry] | None = None) -> list[str]:
     """Names of the zoo's optimizers, in registry order (baselines, a1..a5, opt1..opt10).
 
     ``pattern``: a shell-style filter (``"opt*"``); ``kind``: one of :data:`KINDS`.
@@ -305,17 +281,18 @@ def names(pattern: str | None = None, kind: str | None = None) -> list[str]:
     """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return [e.name for e in _OPTIMIZERS
-            if (kind is None or e.kind == kind) and (pattern is None or fnmatch.fnmatchcase(e.name, pattern))]
+    reg = OPTIMIZERS if registry is None else registry
+    return [n for n in reg.names(pattern) if kind is None or reg.get(n).kind == kind]
 
 
-def text(name: str, use_decay: bool = True) -> str:
+def text(name: str, use_decay: bool = True, registry: Registry[ZooEntry] | None = None) -> str:
     """The genome text of optimizer ``name``."""
-    entry = info(name)
+    entry = info(name, registry)
     return entry.text if use_decay or entry.no_decay_text is None else entry.no_decay_text
 
 
-def get(name: str, use_decay: bool = True, space: SearchSpace | None = None, compat: bool = False) -> Genome:
+def get(name: str, use_decay: bool = True, space: SearchSpace | None = None, compat: bool = False,
+        registry: Registry[ZooEntry] | None = None) -> Genome:
     """A fresh :class:`~deapnos.space.genome.Genome` of optimizer ``name``.
 
     ``use_decay=False`` gives the genome that ``finalOptimizers`` runs by default (its evolved decay
@@ -324,10 +301,10 @@ def get(name: str, use_decay: bool = True, space: SearchSpace | None = None, com
     space cannot express (Opt3, whose l is an EMA of g^2) raises :class:`CompatError`.
     Unknown names raise :class:`UnknownNameError` (a KeyError and a ValueError) naming close matches.
     """
-    entry = info(name)
+    entry = info(name, registry)
     if compat and entry.name in COMPAT_REFUSED:
         raise CompatError(f"zoo optimizer {name!r} in compat mode: {COMPAT_REFUSED[entry.name]}")
-    return Genome.parse(text(name, use_decay), space=space)
+    return Genome.parse(text(name, use_decay, registry), space=space)
 
 
 class CompatError(ValueError):
@@ -343,49 +320,15 @@ COMPAT_REFUSED = {
 }
 
 
-def horizon_problem(genome: Genome, total_steps: int, warmup_steps: int = 0, base_schedule: str = "warmup_cosine",
-                    hold_steps: int = 0) -> str | None:
-    """Why a zoo optimizer would explode over this horizon (None when it would not, or when the
-    genome is no such entry).
-
-    Opt4 divides by min(2, atan(a13) exp(v^)) and a13 falls to 0 at the end of the horizon, so its
-    step multiplier grows like T/(19 k) over the last k steps: only a base schedule that decays to 0
-    there keeps them bounded.  Refused: a largest per-step multiplier lr_t / min(2, atan(a13_t)) (with
-    exp(v^) = 1) above 20 x its median over the run, or a non-finite one.
-    """
-    g = genome.copy()
-    g.flip = False
-    key = g.to_text()
-    name = next((e.name for e in _OPTIMIZERS if e.name == "opt4" and key in (e.text, e.no_decay_text)), None)
-    if name is None:
-        return None
-    import torch
-
-    from .optim.flat import base_lr_table
-    from .optim.schedules import tree_table
-    T = int(total_steps)
-    space = genome.space
-    phi = tree_table(parse_tree(_OPT4_PHI, "decay", space), space, T)
-    mult = torch.tensor(base_lr_table(T, warmup_steps, base_schedule, hold_steps), dtype=torch.float64)
-    mult = mult * tree_table(genome.schedule, space, T) / torch.clamp(phi, max=2.0)
-    big, med = float(mult.max()), float(mult.median())
-    if math.isfinite(big) and (med <= 0 or big <= 20.0 * med):
-        return None
-    return (f"{name} over total_steps={T} with base_schedule={base_schedule!r} (warmup_steps={warmup_steps}, "
-            f"hold_steps={hold_steps}): its step multiplier lr_t / min(2, atan(a13)) reaches {big:.3g} x the peak LR "
-            f"(median {med:.3g}), because a13 falls to 0 at the end of the horizon; Opt4 needs a base schedule "
-            f"that decays to 0 there: base_schedule='warmup_cosine' with warmup_steps + hold_steps < total_steps")
-
-
 def describe(name: str) -> str:
     """The documentation of an optimizer or LR schedule: formula, genome text, source, notes."""
-    if name in _SCHEDULE_REGISTRY:
-        e = _SCHEDULE_REGISTRY[name]
-        lines = [f"{e.name}: LR schedule multiplier", f"  formula: {e.formula}", f"  tree:    {e.text}",
-                 f"  source:  {e.source}", f"  usage:   eta_t = lr x base(t) x ({e.formula})"]
-        notes = " ".join(filter(None, [e.notes, _SCHEDULE_NOTE]))
-    elif name in _REGISTRY:
-        e = _REGISTRY[name]
+    if name in SCHEDULES:
+        s = SCHEDULES.get(name)
+        lines = [f"{s.name}: LR schedule multiplier", f"  formula: {s.formula}", f"  tree:    {s.text}",
+                 f"  source:  {s.source}", f"  usage:   eta_t = lr x base(t) x ({s.formula})"]
+        notes = " ".join(filter(None, [s.notes, _SCHEDULE_NOTE]))
+    elif name in OPTIMIZERS:
+        e = OPTIMIZERS.get(name)
         lines = [f"{e.name} ({e.kind})", f"  formula: {e.formula}", f"  genome:  {e.text}",
                  f"  source:  {e.source}"]
         if e.no_decay_text is not None:
@@ -404,7 +347,7 @@ def describe(name: str) -> str:
 
 def schedule_names(pattern: str | None = None) -> list[str]:
     """Names of the zoo's LR schedules: lr1..lr9 (EvolvedLRSchedules type 0..8)."""
-    return [e.name for e in _SCHEDULES if pattern is None or fnmatch.fnmatchcase(e.name, pattern)]
+    return SCHEDULES.names(pattern)
 
 
 def get_schedule_tree(name: str, space: SearchSpace | None = None):
@@ -424,7 +367,7 @@ def schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0,
     import torch
 
     from .optim.schedules import ScheduleLambda
-    space = (space or get_default_space()).build()
+    space = space.build() if space is not None else builtin_space()
     tree = get_schedule_tree(name, space)
     fn = ScheduleLambda(tree, space, total_steps, warmup_steps, base_schedule, hold_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
@@ -432,10 +375,10 @@ def schedule(name: str, optimizer, total_steps: int, warmup_steps: int = 0,
 
 def _check_registry() -> None:
     """Every entry parses and prints back to its own text (run by the tests)."""
-    for e in _OPTIMIZERS:
+    for e in (OPTIMIZERS.get(n) for n in OPTIMIZERS):
         for t in filter(None, (e.text, e.no_decay_text)):
             if Genome.parse(t).to_text() != t:
                 raise AssertionError(f"zoo entry {e.name}: text {t!r} is not canonical")
-    for e in _SCHEDULES:
-        if tree_text(parse_tree(e.text, "schedule")) != e.text:
-            raise AssertionError(f"zoo schedule {e.name}: text {e.text!r} is not canonical")
+    for s in (SCHEDULES.get(n) for n in SCHEDULES):
+        if tree_text(parse_tree(s.text, "schedule")) != s.text:
+            raise AssertionError(f"zoo schedule {s.name}: text {s.text!r} is not canonical")

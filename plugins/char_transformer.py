@@ -1,12 +1,8 @@
 """A tiny decoder-only transformer for character-level language modelling (``stdlib-lm``).
 
-Token embedding plus a learned position embedding; ``layers`` pre-LayerNorm blocks of causal
-multi-head self-attention (``F.scaled_dot_product_attention`` with ``is_causal=True``) and a GELU MLP
-of width ``4 * d``, each added to the residual stream; a final LayerNorm and an untied linear head.
-Initialisation: normal(0, 0.02) weights, zero biases, and the residual output projections scaled by
-``1 / sqrt(2 * layers)`` so the residual stream's variance does not grow with depth.  No dropout: the
-model trains for a few hundred steps, far from overfitting.  Outputs ``(B, L, vocab)`` logits, which
-the tasks' default cross-entropy and accuracy read.
+Provides :class:`CharTransformer`: pre-LayerNorm blocks of causal self-attention and a GELU MLP,
+GPT-style initialisation, no dropout; outputs ``(B, L, vocab)`` logits.
+Details: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

@@ -1,23 +1,9 @@
-"""The paper's CIFAR-10 surrogates (docs/paper.md §5.4.1-5.4.4).
+"""The paper's CIFAR-10 surrogates ``cifar10-convnet`` and ``cifar10-convnet48`` (docs/paper.md §5.4.1-5.4.4).
 
-``cifar10-convnet`` (the initial-population surrogate): ConvNet base 32, pixels/255, no augmentation,
-batch 128, 40 epochs x 200 steps (T = 8000), W = 800.
-
-``cifar10-convnet48`` (the evolution surrogate): ConvNet base 48, per-channel normalisation (statistics
-over all 50,000 training images, 0-255 units), training images 4-pixel reflect padded, randomly
-cropped to 32x32, randomly flipped and cut out (8x8, tensorflow-addons semantics, fill 0 after
-normalisation); batch 128, 40 epochs x 400 steps (T = 16000), W = 800; screening runs 4 x 200 steps
-(the spec's table: 800 steps per screening run).
-
-Data: the official python-format CIFAR-10, a folder holding ``data_batch_1`` ... ``data_batch_5`` (and
-``test_batch``, used only with ``ProtocolConfig(evaluate_test=True)``).  Each file is a pickled dict
-with ``b'data'`` (uint8, N x 3072, channel-major 32x32 planes) and ``b'labels'``.  That *is* the
-dataset's official format, so these files are unpickled, but by :class:`CifarUnpickler`, which builds
-only plain containers and numpy arrays: any other global a file names (``os.system``, ...) is refused
-before anything runs.  Keys, dtypes and shapes are checked after.  Images 0-44,999 train, 45,000-49,999 validate (the last tenth when the folder holds fewer
-images, as tests' fake folders do).  Location: ``data_path``, ``$DEAPNOS_CIFAR10``,
-``$DEAPNOS_DATA/cifar-10-batches-py`` or ``./data/cifar-10-batches-py``; the folder above
-``cifar-10-batches-py`` works too.
+Provides ``deapnos_surrogates`` (:func:`cifar10_tasks`) and :func:`read_cifar10`, which reads the official
+python-format batches with :class:`CifarUnpickler`: only plain containers and numpy arrays are built, any
+other global is refused before anything runs.  Models, augmentation, budgets, the split, the data layout
+and where it is looked for: docs/evaluation.md, "cifar10-convnet, cifar10-convnet48".
 """
 from __future__ import annotations
 

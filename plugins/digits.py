@@ -1,16 +1,9 @@
 """``digits``: the embedded default surrogate; no download, seconds per evaluation on one CPU core.
 
-Data: scikit-learn's bundled ``load_digits`` (1,797 8x8 grey images of the digits 0-9, pixel values
-0-16, scaled to [0, 1]).  A fixed split, the same on every machine: a permutation drawn with
-``numpy.random.default_rng(0)``; the first 1,497 images train, the last 300 validate.
-
-Model: the paper's ConvNet (docs/paper.md §5.4.2) on 8x8x1 inputs with ``base`` = 16 (16/32/64 channels,
-8x8 -> 4x4 -> 2x2), Keras-like initialisation, BN eps 1e-3 and momentum 0.01.
-
-Budget: batch 64; 40 epochs x 10 steps (T = 400, about 17 passes over the training set), W = 40, so
-screening runs (4 x 10 steps) see exactly the warm-up, as in the paper (4 x 200 steps, W = 800,
-T = 8000).  BN momentum stays Keras' 0.99 (PyTorch 0.01): with 400 steps the running statistics
-converge (0.99^400 < 2%); much shorter budgets would need ``options={"bn_momentum": 0.1}``.
+Provides ``deapnos_surrogates`` (:func:`digits_task`) and :func:`digits_arrays` (scikit-learn's
+``load_digits`` in a fixed split, the same on every machine): the paper's ConvNet on 8x8 inputs with a
+budget whose screening runs see exactly the warm-up.  Data, model, budget and measurements:
+docs/evaluation.md, "digits".
 """
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
 """``digits-hard``: sklearn's 8x8 digits made hard enough that optimizers do not all saturate.
 
-Data: the ``digits`` split order (:func:`~.digits.digits_arrays`), but every image (train and
-validation) gets fixed Gaussian pixel noise of std ``NOISE`` = 0.5 (pixels in [0, 1]), drawn once with
-``numpy.random.default_rng(SEED)``; the first ``N_TRAIN`` = 1,000 images train, the other 797 validate.
-
-Model: the paper's ConvNet (:class:`~.convnet.ConvNet`) with ``base`` = 8 (8/16/32 channels),
-BatchNorm momentum 0.1 (the budget is far too short for Keras' 0.99) and no dropout (it only added
-seed noise).
-
-Budget: batch 64, ``EPOCHS`` x ``STEPS`` = 10 x 5 steps (T = 50, about 3 passes), W = 5; screening
-4 x 5 steps.  Metric ``log_loss``.  The noise caps validation accuracy near 0.7 and the short budget
-leaves every optimizer short of its best loss, so the score measures how far an optimizer gets in 50
-steps.  (300 training images, as first planned, overfit within the budget: the best validation loss
-then depends mostly on the initialisation, and seed noise drowned the differences.)
+Provides ``deapnos_surrogates`` (:func:`digits_hard_task`) and :func:`digits_hard_arrays`: the digits
+with fixed Gaussian pixel noise, a small ConvNet and a 50-step budget, so the score measures how far an
+optimizer gets in a short run.  Data, model, budget and why: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

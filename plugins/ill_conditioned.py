@@ -1,19 +1,9 @@
 """``ill-conditioned``: an MLP on generated data whose input features are badly scaled.
 
-Data (generated, fixed): ``z`` ~ N(0, I) in ``DIM`` dimensions; the inputs are ``x = z * scales`` with
-log-spaced per-feature scales (:func:`~.suite_data.log_scales`) so the input covariance has condition
-number ``CONDITION``.  Labels: ``CLASSES`` classes drawn from the softmax of a random teacher
-``tanh(z A) B`` that weighs every *standardised* feature alike, so the small-scale features matter as
-much as the large ones but need weights many times larger.  A fixed draw with
-``numpy.random.default_rng(SEED)``: ``N_TRAIN`` training and ``N_VAL`` validation rows.
-
-Model: :class:`~.mlp.MLP` ``DIM -> 64 -> CLASSES`` (tanh), no normalisation: a step size safe for the
-large-scale inputs crawls along the small-scale ones, so a per-coordinate (adaptive) preconditioner
-matters, as on badly scaled real data.
-
-Budget: batch 64, ``EPOCHS`` x ``STEPS`` = 20 x 10 steps (T = 200), W = 20; screening 4 x 10 steps (the
-warm-up and as much again: screens of the warm-up alone chose LRs too large for the full run).
-Metric ``log_loss``; the teacher's own loss (``info["bayes_loss"]``, 0.56) is the floor.
+Provides ``deapnos_surrogates`` (:func:`ill_conditioned_task`) and :func:`ill_conditioned_arrays`: a
+fixed draw whose input covariance has condition number ``CONDITION``, labels from a random teacher
+that weighs every standardised feature alike, so per-coordinate (adaptive) steps matter.
+Data, model, budget and the loss floor: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

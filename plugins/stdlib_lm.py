@@ -1,21 +1,9 @@
 """``stdlib-lm``: a tiny character-level transformer language model on standard-library Python sources.
 
-Data (no download): the files of :mod:`.stdlib_text` in the running interpreter's stdlib folder
-(``options["stdlib_dir"]`` to change it), ASCII-coded (vocabulary 128), cut into non-overlapping
-windows of 32 characters (5,782 training windows on Python 3.11); validation: 128 windows spread
-evenly over two other stdlib files (4,096 characters).
-
-Model: :class:`~.char_transformer.CharTransformer`, 2 pre-LN layers, d = 64, 4 heads, context 32
-(about 120k parameters).
-
-Budget: batch 16 windows, ``EPOCHS`` x ``STEPS`` = 10 x 15 steps (T = 150, under half a pass over
-the text), W = 15; screening 4 x 4 steps (about the warm-up).  The model is far from converged at the
-end (validation loss about 2.6 nats per character, next-character accuracy about 0.39), so the score
-measures how fast an optimizer makes a transformer learn.
-
-Metric ``log_loss``: -ln(mean validation cross-entropy in nats per character); the curve also holds
-next-character accuracy.  The paper's accuracy thresholds (for ``screen="paper"``) are set to 0, as for
-``ptb-lstm``: next-character accuracy is not comparable with 10-class accuracies.
+Provides ``deapnos_surrogates`` (:func:`stdlib_lm_task`): :class:`~.char_transformer.CharTransformer`
+on the text of :mod:`.stdlib_text` (no download), metric ``log_loss``, a budget far too short to
+converge, so the score measures how fast an optimizer makes a transformer learn.
+Data, model and budget: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

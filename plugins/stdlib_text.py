@@ -1,15 +1,9 @@
 """The text of ``stdlib-lm``: a fixed list of the standard library's ``.py`` sources, as characters.
 
-The files are looked up in ``sysconfig.get_paths()["stdlib"]`` (``options["stdlib_dir"]`` to change
-it) and all exist, as pure-Python modules, in CPython 3.10-3.13.  Their text differs a little between
-Python versions, so scores are comparable only between runs of the same Python (the test suite checks
-that the same install gives the same arrays).  A missing file is a :class:`TaskDataError` naming the
-folder and the file.
-
-Encoding: each character's code point if it is ASCII (0-127), else 0 (NUL, absent from the sources):
-a fixed vocabulary of :data:`VOCAB` = 128 symbols, independent of the text.  The training text is
-:data:`TRAIN_FILES` joined by blank lines; the validation text is :data:`VAL_FILES`.  Both are cut into
-non-overlapping windows of ``context + 1`` characters (input: the first ``context``, target: the last).
+Provides :data:`TRAIN_FILES`, :data:`VAL_FILES`, :func:`read_sources` (from ``sysconfig``'s stdlib folder
+or ``options["stdlib_dir"]``; a missing file is a :class:`TaskDataError`), :func:`encode` (ASCII code
+points, anything else 0: :data:`VOCAB` = 128) and :func:`windows` (non-overlapping ``context + 1``
+characters).  Details: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
 """``tabular``: a deeper MLP on a generated tabular classification problem with mixed feature types.
 
-Data (generated, fixed, ``numpy.random.default_rng(SEED)``): ``NUMERIC`` numeric columns (half
-Gaussian, half heavy-tailed log-normal, each standardised) and ``CATEGORICAL`` categorical columns of
-``LEVELS`` levels, one-hot coded.  Labels: ``CLASSES`` classes sampled from the softmax of a teacher
-with interactions: a random ReLU network on the numeric columns and per-level embeddings of the
-categories, whose hidden units are multiplied pairwise (products of features, as the XOR-like
-interactions of real tabular data) before the output layer.  ``N_TRAIN`` training and ``N_VAL``
-validation rows.
-
-Model: :class:`~.mlp.MLP` with three hidden ReLU layers of 64 and no normalisation.
-
-Budget: batch 64, ``EPOCHS`` x ``STEPS`` = 20 x 10 steps (T = 200), W = 20; screening 4 x 10 steps (as
-for ``ill-conditioned``).  Metric ``log_loss``; the teacher's own loss (``info["bayes_loss"]``, 0.65)
-is the floor.
+Provides ``deapnos_surrogates`` (:func:`tabular_task`) and :func:`tabular_arrays`: numeric and one-hot
+categorical columns, labels from a teacher with pairwise feature interactions, an MLP with three hidden
+ReLU layers of 64.  Data, model, budget and the loss floor: docs/evaluation.md, "The embedded suite".
 """
 from __future__ import annotations
 

@@ -1,49 +1,9 @@
-"""Fitness tasks on images: training from scratch and fine-tuning with timm's EfficientNetV2.
+"""Fitness tasks on images with timm's EfficientNetV2: CIFAR-100 and TinyImageNet from scratch, three fine-tunings.
 
-The paper (abstract) transfers its final optimizers to CIFAR-100 and TinyImageNet and fine-tunes
-EfficientNetV2-Small on Flowers102, Cars196 and Caltech101.  Every task reads a standard on-disk
-layout from a local folder; nothing is downloaded.
-
-From scratch, ``timm.create_model(options["model"], pretrained=False, num_classes=...)`` with
-``options["model"] = "efficientnetv2_s"`` (``options["model_kwargs"]`` go to ``create_model``, e.g.
-``{"channel_multiplier": 0.25, "depth_multiplier": 0.1}`` for a tiny CPU-sized variant):
-
-* ``cifar100-effnetv2s``: ``cifar-100-python/train`` and ``test`` (the official python pickles, keys
-  ``b'data'`` and ``b'fine_labels'``).  Training images 0-44,999 train, 45,000-49,999 validate, the
-  official test set is the test split.  Normalised, 4-px reflect pad + crop + flip + 8x8 cutout (as
-  ``cifar10-convnet48``).  Batch 128, 40 x 352 steps, W = 4 x 352.
-* ``tinyimagenet-effnetv2s``: ``tiny-imagenet-200/`` with ``wnids.txt``,
-  ``train/<wnid>/images/*.JPEG`` and ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``
-  (``file<TAB>wnid<TAB>...``); the official val set validates.  64x64, 4-px reflect pad + crop + flip.
-  Batch 128, 40 x 782 steps, W = 4 x 782.
-
-Fine-tuning, ``timm.create_model(options["model"] = "tf_efficientnetv2_s", num_classes=...)`` loaded
-from a LOCAL checkpoint (a timm state dict, ``.pth``/``.pt`` via ``torch.load(weights_only=True)`` or
-``.safetensors``); the classifier is re-initialised for the task's classes.  Checkpoint path:
-``options["checkpoint"]``, ``$DEAPNOS_EFFNETV2_CHECKPOINT`` or
-``$DEAPNOS_DATA/checkpoints/tf_efficientnetv2_s.pth``.  Make it on a connected machine with::
-
-    python -c "import timm, torch; m = timm.create_model('tf_efficientnetv2_s.in21k_ft_in1k', pretrained=True); torch.save(m.state_dict(), 'tf_efficientnetv2_s.pth')"
-
-Data: ImageFolder layout, ``train/<class>/*.jpg`` and ``val/<class>/*.jpg`` (optional
-``test/<class>/...``; extensions .jpg .jpeg .png, any case); the classes are the sorted folder names
-of ``train/``.  ``python -m deapnos_plugins.vision_tasks prepare {flowers102,cars196,caltech101} ROOT OUT``
-writes this layout from the torchvision datasets (on a machine where they can be downloaded):
-
-* ``flowers102-finetune``: the official train/val/test split of Oxford Flowers-102 (1,020 / 1,020 /
-  6,149 images).  Batch 32, 40 x 32 steps.
-* ``cars196-finetune``: Stanford Cars; the official train split minus a fixed 10 % per class for val;
-  the official test split as test.  Batch 32, 40 x 230 steps.
-* ``caltech101-finetune``: Caltech-101 (101 categories, no background class) has no official split:
-  a fixed per-class 70 / 15 / 15 % train / val / test split (numpy seed 0).  Batch 32, 40 x 150 steps.
-
-Images are 224x224 (``options["image_size"]``): random-resized crop (scale 0.25-1) + flip for training,
-resize to 256/224 of the size + centre crop for validation; ImageNet mean/std normalisation.
-
-The paper's screening thresholds (0.25 / 0.40 train accuracy) assume 10 classes; these tasks lower
-them (``protocol_overrides``: 0.05 after the screen's stage A, 0.08 overall and for the full run's
-early stop) so that a working optimizer on 100-200 classes is not screened out after 4 epochs.
-Data loading uses ``options["num_workers"]`` DataLoader workers (default 4; 0 in the main process).
+Provides ``deapnos_fitness_tasks`` (``cifar100-effnetv2s``, ``tinyimagenet-effnetv2s``, ``flowers102-finetune``,
+``cars196-finetune``, ``caltech101-finetune``) and ``python -m deapnos_plugins.vision_tasks prepare``, which
+writes the fine-tuning data layout.  Nothing is downloaded.  Data layouts, the local checkpoint (and how to
+make it) and budgets: docs/evaluation.md, "Fitness tasks (plugin vision_tasks)".
 """
 from __future__ import annotations
 

@@ -68,7 +68,8 @@ def test_evaluate_command_error_exit_code(tmp_path, capsys, monkeypatch):
 
 
 def test_summary_statistics():
-    rs = [EvalResult("g", "t", s, "ok", fitness=f, lr=0.1, optimizer="a", seconds=1.0) for s, f in enumerate((0.5, 0.7))]
+    rs = [EvalResult("g", "t", s, "ok", fitness=f, lr=0.1, optimizer="a", seconds=1.0)
+          for s, f in enumerate((0.5, 0.7))]
     rs.append(EvalResult("g", "t", 2, "diverged", optimizer="a", seconds=1.0, message="nan"))
     (row,) = summarize(rs)
     assert row["n"] == 3 and row["n_ok"] == 2 and row["fitness_mean"] == pytest.approx(0.6)

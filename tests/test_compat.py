@@ -18,9 +18,9 @@ from deapnos.search import mutation as M
 from deapnos.search.cache import DedupCache
 from deapnos.search.config import InitConfig, MutationConfig
 from deapnos.space import Genome
-from deapnos.space import ops as ops_mod
 from deapnos.space.genome import parse_tree, tree_text
 from deapnos.space.psets import build_space, default_space
+import deapnos
 
 torch.set_num_threads(1)
 
@@ -48,7 +48,7 @@ def test_division_and_power_are_sign_unsafe():
     for space, finite in ((COMPAT_SPACE, False), (SPACE, True)):
         g = Genome.parse("none ~ mul(g, pow(sub(g, g), neg(one)))", space=space)
         p = torch.nn.Parameter(torch.ones(3))
-        opt = g.optimizer([p], lr=0.1, total_steps=4, base_schedule="constant")
+        opt = deapnos.optimizer(g, [p], lr=0.1, total_steps=4, base_schedule="constant")
         p.grad = torch.ones(3)
         opt.step()
         assert bool(torch.isfinite(p).all()) is finite
@@ -201,7 +201,7 @@ def test_compat_search_uses_the_per_particle_dedup(tmp_path):
                                            "init_task": "digits", "task": "digits"},
                                 "elimination": {"enabled": False}, "fitness": {"relative": False},
                                 "validation": {"enabled": False}, "run": {"compat": compat}})
-        space = plugins.build_space(pm, compat=compat, set_default=False)
+        space = plugins.build_space(pm, compat=compat)
         s = ParticleSearch(cfg, RunStore(tmp_path / f"c{compat}", create=True), None, None, space,
                            plugins.integrity_checks(pm), map_fn=fake_map)
         s.run()

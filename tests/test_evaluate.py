@@ -409,3 +409,41 @@ def test_every_zoo_optimizer_runs_the_digits_protocol():
         assert r.status in ("ok", "screened_out", "diverged"), (name, r.status, r.message)
     fits = [evaluate_genome("adam", task, seed=s, device="cpu").fitness for s in range(3)]
     assert min(fits) > 0.9
+
+
+# -- one source for the protocol's fields, the result's keys, the worker's payload --------------
+
+def test_protocol_table_is_checked_in_one_place_naming_the_field():
+    from deapnos.search.config import ConfigError, validate
+    assert ProtocolConfig.from_dict({"screen": "paper", "screen_lrs_a": [1, 0.1]}).screen_lrs_a == (1.0, 0.1)
+    with pytest.raises(ValueError, match=r"unknown config field protocol\.sreen \(allowed: screen, "):
+        ProtocolConfig.from_dict({"sreen": "paper"})
+    with pytest.raises(ValueError, match=r"config field protocol\.step_scale: step_scale must be > 0"):
+        ProtocolConfig.from_dict({"step_scale": 0})
+    with pytest.raises(ConfigError, match=r"config field protocol\.screen: screen must be one of relative, paper"):
+        validate({"protocol": {"screen": "fast"}})
+    with pytest.raises(ConfigError, match=r"config section \[protocol\] must be a table"):
+        validate({"protocol": 3})
+
+
+def test_result_keys_and_score_come_from_evalresult():
+    import dataclasses
+    from deapnos.search.evaluator import RESULT_KEYS, score_of
+    assert set(RESULT_KEYS) == {f.name for f in dataclasses.fields(EvalResult)} - {"task", "seed"}
+    ok = EvalResult("none ~ g", "t", 0, "ok", fitness=0.75)
+    bad = EvalResult("none ~ g", "t", 0, "diverged", fitness=0.75)
+    assert [score_of(r.to_dict()) for r in (ok, bad)] == [ok.score(), bad.score()] == [0.75, -1.0]
+    assert score_of(None) == -1.0
+
+
+def test_a_worker_parses_the_genome_of_a_payload_once(monkeypatch):
+    from deapnos.evaluate import worker
+    from deapnos.space import genome as genome_mod
+    texts = []
+    real = genome_mod._tokenize
+    monkeypatch.setattr(genome_mod, "_tokenize", lambda text, source: texts.append(text) or real(text, source))
+    monkeypatch.setattr(worker, "_environment", lambda plugins, compat: (None, None, {"toy": toy_task()}))
+    out = worker.evaluate_payload(worker.make_payload("none ~ div(v_hat, sqrt(s_hat))", "toy", 0,
+                                                      {"lr": 0.1, "epochs": 1}, device="cpu"))
+    assert out["status"] == "ok" and out["genome"] == "none ~ div(v_hat, sqrt(s_hat))"
+    assert texts.count("none ~ div(v_hat, sqrt(s_hat))") == 1

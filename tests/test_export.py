@@ -1,5 +1,6 @@
 """Exported standalone modules: only torch, same trajectory as EvolvedOptimizer, CLI show/export."""
 import ast
+import copy
 import importlib.util
 import sys
 
@@ -10,6 +11,7 @@ from deapnos import zoo
 from deapnos.cli import main
 from deapnos.optim.export import export_source
 from deapnos.space import Genome
+import deapnos
 
 STDLIB = set(sys.stdlib_module_names)
 
@@ -35,7 +37,7 @@ def run_pair(genome, module, steps=30):
     torch.manual_seed(0)
     a = [torch.randn(20, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
     b = [p.detach().clone().requires_grad_() for p in a]
-    oa = genome.optimizer(a, lr=3e-2, total_steps=steps, warmup_steps=4, seed=5)
+    oa = deapnos.optimizer(genome, a, lr=3e-2, total_steps=steps, warmup_steps=4, seed=5)
     ob = module.Optimizer(b, lr=3e-2, total_steps=steps, warmup_steps=4, seed=5)
     for _ in range(steps):
         for p in a + b:
@@ -82,9 +84,50 @@ def test_exported_state_dict_round_trip(tmp_path):
     opt.step()
     sd = opt.state_dict()
     q = torch.ones(5, requires_grad=True)
-    opt2 = genome.optimizer([q], lr=1e-2, total_steps=10)
+    opt2 = deapnos.optimizer(genome, [q], lr=1e-2, total_steps=10)
     opt2.load_state_dict(sd)            # the same identity: EvolvedOptimizer accepts it
     assert opt2.step_count == 1 and torch.equal(opt2.state[q]["M"], opt.state[p]["M"])
+
+
+def test_exported_optimizer_keeps_schedule_options_in_groups_and_resumes_exactly(tmp_path):
+    genome = Genome.parse("nesterov ~ add(ema(g), drop30(delta(sign_v_hat))) | lr = a3")
+    path = tmp_path / "ex.py"
+    path.write_text(export_source(genome, "ex"))
+    mod = load_module(path, "ex_groups")
+    torch.manual_seed(3)
+    start = [torch.randn(6, 2), torch.randn(5)]
+
+    def make(cls, params, **over):
+        kw = {**dict(lr=2e-2, total_steps=24, warmup_steps=4, seed=7), **over}
+        return cls([{"params": params[:1]}, {"params": params[1:], "momentum": 0.7, "hold_steps": 2}], **kw)
+
+    def run(opt, params, steps):
+        for _ in range(steps):
+            for x in params:
+                x.grad = torch.sin(2 * x.detach()) + 0.1 * x.detach()
+            opt.step()
+
+    def evolved(params):
+        return make(lambda groups, **kw: deapnos.optimizer(genome, groups, **kw), params)
+
+    full = [x.clone().requires_grad_() for x in start]
+    run(evolved(full), full, 24)
+    part = [x.clone().requires_grad_() for x in start]
+    opt = make(mod.Optimizer, part)
+    assert opt.state_dict()["param_groups"][1]["momentum"] == 0.7
+    run(opt, part, 9)
+    sd = opt.state_dict()
+    for target in (lambda ps: make(mod.Optimizer, ps), evolved):   # exported -> exported, exported -> evolved
+        resumed = [x.detach().clone().requires_grad_() for x in part]
+        opt2 = target(resumed)
+        opt2.load_state_dict(copy.deepcopy(sd))
+        run(opt2, resumed, 15)
+        assert all(torch.equal(a, b) for a, b in zip(resumed, full))
+    with pytest.raises(ValueError, match="total_steps=24, but this optimizer has total_steps=48"):
+        make(mod.Optimizer, [x.clone().requires_grad_() for x in start], total_steps=48).load_state_dict(sd)
+    with pytest.raises(ValueError, match="param group 1 has total_steps=5, but total_steps is global"):
+        mod.Optimizer([{"params": [torch.zeros(1, requires_grad=True)]},
+                       {"params": [torch.zeros(1, requires_grad=True)], "total_steps": 5}], total_steps=24)
 
 
 def test_cli_show_and_export(tmp_path, capsys):

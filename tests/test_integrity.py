@@ -10,7 +10,7 @@ import torch
 from deap import gp
 
 from deapnos.evaluate.integrity import CheckResult, IntegrityCheck, run_integrity_checks
-from deapnos.space import MOMENTUM_KINDS, Genome, Tensor, get_default_space, parse_tree
+from deapnos.space import MOMENTUM_KINDS, Genome, Tensor, builtin_space, parse_tree
 from deapnos_plugins import sphere
 from deapnos_plugins.sphere import ShiftedSphereCheck
 
@@ -118,7 +118,7 @@ def test_hook_returns_the_paper_check():
 # -- batched == sequential --------------------------------------------------------------------
 
 def _random_genomes(n, seed):
-    space = get_default_space()
+    space = builtin_space()
     one = parse_tree("one", "schedule", space)
     rng = random.Random(seed)
     out = []

@@ -13,14 +13,14 @@ from deapnos.optim.optimizer import EvolvedOptimizer
 from deapnos.optim.schedules import decay_is_valid
 from deapnos.search import mutation as M
 from deapnos.search.config import InitConfig, MutationConfig
-from deapnos.space import Genome, get_default_space
+from deapnos.space import Genome, builtin_space
 from deapnos.space.psets import Decay, Schedule, Tensor
 
 torch.set_num_threads(1)
 
 
 def _ctx(seed=0, compat=False, **mut):
-    return M.MutationContext(get_default_space(), random.Random(seed), MutationConfig(**mut), InitConfig(),
+    return M.MutationContext(builtin_space(), random.Random(seed), MutationConfig(**mut), InitConfig(),
                              ("none", "mom", "nest"), compat)
 
 
@@ -144,7 +144,7 @@ def test_decay_add_remove_mutate():
 
 
 def test_decay_validity_rejects_nan_and_out_of_range():
-    space = get_default_space()
+    space = builtin_space()
     ok = Genome.parse("none ~ decay(mul(a1, a3), g)")
     assert decay_is_valid(ok.update, space, 1)
     too_big = Genome.parse("none ~ decay(add(a1, a4), g)")       # exceeds 1 in the middle
@@ -159,7 +159,7 @@ def test_decay_validity_rejects_nan_and_out_of_range():
 def test_expression_mutation_differs_from_its_parent():
     """paper-spec §2.5: a mutated decay differs in text and phenotype (L2 > 1e-4) and is valid."""
     ctx = _ctx(seed=6)
-    space = get_default_space()
+    space = builtin_space()
     parent = list(Genome.parse("none ~ decay(min(a12, a9), g)").update)[1:4]
     p_phen = M.phenotype(parent, space)
     for _ in range(200):

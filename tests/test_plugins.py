@@ -17,7 +17,7 @@ from deapnos import plugins
 from deapnos.hookspecs import hookimpl
 from deapnos.plugins import (DISABLE_AUTOLOAD_ENV, PluginError, all_tasks, build_space, fitness_tasks,
                              get_plugin_manager, integrity_checks, plugin_info, surrogates)
-from deapnos.space import Genome, get_default_space, set_default_space
+from deapnos.space import Genome, builtin_space
 
 torch.set_num_threads(1)
 
@@ -30,7 +30,6 @@ DEAPNOS_VERSION = importlib.metadata.version("deapnos")
 def _clean(monkeypatch):
     monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
     yield
-    set_default_space(None)
     for name in [m for m in sys.modules if m.startswith(("deapnos_slow_ema", "dnp_test_"))]:
         del sys.modules[name]
 
@@ -267,16 +266,15 @@ def test_primitive_clash_names_both_plugins():
     assert info.value.plugin == "delta"
 
 
-def test_build_space_sets_the_default_space():
+def test_build_space_records_provenance_and_sets_no_default():
     pm = _pm(alpha=_Prims("twice", operand="g_copy"))
     space = build_space(pm)
-    assert get_default_space() is space
     assert space.provenance["unary:twice"] == "alpha" and space.provenance["operand:g_copy"] == "alpha"
-    genome = Genome.parse("none ~ twice(g_copy)")
+    genome = Genome.parse("none ~ twice(g_copy)", space=space)
     assert genome.space is space
-    # the hook ran on a real SearchSpace; no per-plugin wrapper is left on it
+    # no per-plugin wrapper is left on the space, and the plain paper space did not change
     assert "add_unary" not in vars(space)
-    assert build_space(pm, set_default=False) is not get_default_space()
+    assert "twice" not in builtin_space().unary
 
 
 def test_notify_runs_every_observer_and_names_the_failing_one(caplog):
@@ -348,7 +346,7 @@ def test_example_genome_parses_compiles_and_steps(example):
     from deapnos.optim import EvolvedOptimizer, compile_genome
     space = build_space(get_plugin_manager(["slow_ema"], autoload=False))
     assert space.provenance["operand:slow_v_hat"] == "slow_ema"
-    genome = Genome.parse("none ~ div(cube(slow_v_hat), add(g2, one))")
+    genome = Genome.parse("none ~ div(cube(slow_v_hat), add(g2, one))", space=space)
     assert genome.to_text() == "none ~ div(cube(slow_v_hat), add(g2, one))"
     assert genome.state_needed() == ["slow_v"]
     assert compile_genome(genome, 10).states == ("slow_v",)
@@ -370,9 +368,9 @@ def test_example_genome_parses_compiles_and_steps(example):
 
 def test_example_genome_through_the_sphere_check(example):
     from deapnos_plugins.sphere import ShiftedSphereCheck
-    build_space(get_plugin_manager(["slow_ema"], autoload=False))
+    space = build_space(get_plugin_manager(["slow_ema"], autoload=False))
     for text in ("none ~ div(slow_v_hat, sqrt(s_hat))", "nest ~ cube(slow_v_hat)", "none ~ cube(g)"):
-        genome = Genome.parse(text)
+        genome = Genome.parse(text, space=space)
         rb = ShiftedSphereCheck().check(genome)
         rs = ShiftedSphereCheck(sequential=True).check(genome)
         assert (rb.passed, rb.flip, rb.lr) == (rs.passed, rs.flip, rs.lr), text

@@ -123,7 +123,7 @@ def test_the_ladder_runs_torch_and_zoo_baselines_by_the_candidates_procedure(tmp
                                                                              "qhm"],
                                             "rungs": [{"task": "digits", "seeds": [1, 2], "keep": 1.0}]}})
     s = ParticleSearch(cfg, RunStore(tmp_path / "run", create=True), None, None,
-                       plugins.build_space(pm, set_default=False), plugins.integrity_checks(pm), map_fn=fake_map)
+                       plugins.build_space(pm), plugins.integrity_checks(pm), map_fn=fake_map)
     s.run()
     st = s.state.elimination
     # labels are plain names (they may name files in the run folder); the spec is the genome and key

@@ -10,6 +10,7 @@ from deapnos import zoo
 from deapnos.cli import main
 from deapnos.reproduce import PAPER_BASELINES, SUITE_TASKS, default_tasks, published
 from deapnos.space import Genome
+import deapnos
 
 torch.set_num_threads(1)
 
@@ -71,7 +72,7 @@ def test_reproduce_names_a_bad_request(capsys):
 def _step_sizes(genome: Genome, T: int, W: int, base: str = "warmup_cosine") -> list[float]:
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(50))
-    opt = genome.optimizer([p], lr=0.1, total_steps=T, warmup_steps=W, base_schedule=base)
+    opt = deapnos.optimizer(genome, [p], lr=0.1, total_steps=T, warmup_steps=W, base_schedule=base)
     sizes = []
     for _ in range(T):
         before = p.detach().clone()
@@ -96,7 +97,7 @@ def test_opt4_is_refused_where_its_horizon_explodes():
     p = torch.nn.Parameter(torch.zeros(3))
     for kw in (dict(base_schedule="constant"), dict(warmup_steps=20, hold_steps=180)):
         with pytest.raises(ValueError, match="needs a base schedule that decays to 0"):
-            zoo.get("opt4").optimizer([p], lr=0.1, total_steps=200, **kw)
+            deapnos.optimizer(zoo.get("opt4"), [p], lr=0.1, total_steps=200, **kw)
     assert zoo.horizon_problem(zoo.get("opt4"), 200, 20) is None
     assert zoo.horizon_problem(zoo.get("opt5"), 200, 0, "constant") is None    # only Opt4 is concerned
-    zoo.get("opt5").optimizer([p], lr=0.1, total_steps=200, base_schedule="constant")
+    deapnos.optimizer(zoo.get("opt5"), [p], lr=0.1, total_steps=200, base_schedule="constant")

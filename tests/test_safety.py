@@ -160,8 +160,8 @@ def test_malicious_cifar_files_are_never_executed(tmp_path):
     folder.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (folder / name).write_bytes(evil_pickle(marker, protocol=4))
-    r = cli("evaluate", "-p", "cifar10", "-O", "adam", "--task", "cifar10-convnet", "--data-path", folder, "--seeds", "1",
-            "--epochs", "1", "--no-progress")
+    r = cli("evaluate", "-p", "cifar10", "-O", "adam", "--task", "cifar10-convnet", "--data-path", folder,
+            "--seeds", "1", "--epochs", "1", "--no-progress")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr, r.stderr
     assert "is not allowed in a CIFAR file" in r.stderr and "data_batch_1" in r.stderr, r.stderr

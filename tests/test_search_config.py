@@ -51,7 +51,7 @@ def test_overrides():
 
 @pytest.mark.parametrize("override, words", [
     ("search.restart=sometimes", ["search.restart", "fresh, hof"]),
-    ("run.backend=mpi", ["run.backend", "serial, pool, scoop"]),
+    ("run.backend=3", ["run.backend", "a string"]),     # the name itself: checked against the run's plugins
     ("search.particlez=3", ["search.particlez", "particles"]),
     ("search.particles=0", ["search.particles", ">= 1"]),
     ("search.particles=2.5", ["search.particles", "integer"]),

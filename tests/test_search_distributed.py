@@ -33,7 +33,8 @@ def test_scoop_backend_needs_scoop():
 def test_each_worker_claims_one_gpu(monkeypatch, tmp_path):
     """Worker index (first free lock file of the launch) modulo the GPU count; set_device called."""
     monkeypatch.setenv("DEAPNOS_RUN_TOKEN", f"test-{tmp_path.name}")
-    monkeypatch.setattr(D.tempfile, "gettempdir", lambda: str(tmp_path))
+    from deapnos.evaluate import worker
+    monkeypatch.setattr(worker.tempfile, "gettempdir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     chosen = []

@@ -120,13 +120,13 @@ def test_aging_restarts_a_stuck_particle(env, tmp_path):
 def test_restart_from_the_hall_of_fame(env, tmp_path):
     s, store = search(env, tmp_path, FakeMap(constant=0.5), "search.max_age=1", "search.restart=hof")
     parents = []
-    real = s._new_mutant
+    real = s.new_mutant
 
     def spy(parent, meta):
         if meta["kind"] == "restart":
             parents.append(parent.to_text())
         return real(parent, meta)
-    s._new_mutant = spy
+    s.new_mutant = spy
     s.run()
     assert s.state.stats["restarts"] >= 1 and len(parents) == s.state.stats["restarts"]
     members = {e["genome"] for e in s.state.hof.entries.values()}

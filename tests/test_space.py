@@ -10,6 +10,7 @@ from deap import gp
 from deapnos.space import Genome, GenomeParseError, SpaceError, build_space, default_space
 from deapnos.space.psets import Decay, Schedule, Tensor
 from deapnos.space import ops as ops_mod
+import deapnos
 
 SPACE = build_space()
 
@@ -90,7 +91,7 @@ def test_extension_api_adds_operand_with_state_and_ops():
     space.build()
     g = Genome.parse("none ~ hyp(cube(slow_hat), decay(half, g))", space=space)
     p = torch.ones(3, requires_grad=True)
-    opt = g.optimizer([p], lr=0.1, total_steps=5, base_schedule="constant")
+    opt = deapnos.optimizer(g, [p], lr=0.1, total_steps=5, base_schedule="constant")
     p.grad = torch.full((3,), 2.0)
     opt.step()
     # slow_hat = 2 at step 0, cube = 8; decay(half, g) = 1; hypot(8, 1)
@@ -130,6 +131,8 @@ def test_str_reads_like_the_paper_log():
     ("none ~ g | lr = g", "'g'", 16),
     ("warp ~ g", "'warp'", 0),
     ("none ~ g(", "leaf", 8),
+    ("none ~ g | | flip", "empty section", 11),
+    ("none ~ g |", "empty section", 10),     # a trailing '|': no bar ends the empty section
 ])
 def test_malformed_text_names_token_and_position(text, token, pos):
     with pytest.raises(GenomeParseError) as info:
@@ -186,7 +189,7 @@ def test_thousands_of_random_trees_compile_and_step():
         genome = _random_genome(rng)
         assert Genome.parse(genome.to_text()) == genome
         params = [torch.randn(4, 3, requires_grad=True), torch.randn(5, requires_grad=True)]
-        opt = genome.optimizer(params, lr=1e-2, total_steps=12, warmup_steps=2, check_finite=True)
+        opt = deapnos.optimizer(genome, params, lr=1e-2, total_steps=12, warmup_steps=2, check_finite=True)
         for _ in range(3):
             for p in params:
                 p.grad = torch.randn_like(p) * 10
@@ -199,3 +202,33 @@ def test_thousands_of_random_trees_compile_and_step():
             ok += 1
         assert finite, genome.to_text()      # a non-finite update is reported, never applied
     assert ok > 1000 and diverged > 0
+
+
+def test_tree_text_is_deaps_own_str_on_every_zoo_tree():
+    from deapnos import zoo
+    from deapnos.space.fold import deap_format, fold
+    from deapnos.space.genome import parse_tree, tree_text
+    trees = [t for n in zoo.names() for t in (zoo.get(n).update, zoo.get(n).schedule)]
+    assert len(trees) == 46
+    trees += [zoo.get_schedule_tree(n) for n in zoo.schedule_names()]
+    for tree in trees:
+        assert tree_text(tree) == str(tree) == fold(tree, deap_format)
+        assert parse_tree(str(tree), "update" if tree.root.ret is Tensor else "schedule").__str__() == str(tree)
+    # the fold reads the first complete tree of a node list and refuses an unfinished one
+    nodes = list(parse_tree("add(g, v_hat)"))
+    assert fold(nodes[:3], lambda node, args: 1 + sum(args)) == 3
+    with pytest.raises(ValueError, match="unfinished"):
+        fold(nodes[:2], deap_format)
+
+
+def test_builtin_space_is_one_built_space_per_compat_and_plugins_do_not_change_it():
+    from deapnos.space import builtin_space
+    assert builtin_space() is builtin_space() and builtin_space()._built
+    assert builtin_space(True) is not builtin_space() and builtin_space(True).unary["ema"].fn is ops_mod.k_ema_compat
+    assert Genome.parse("none ~ g").space is builtin_space()
+    extended = build_space(lambda sp: sp.add_unary("cube3", lambda x: x * x * x, source="test"))
+    assert "cube3" in extended.unary and "cube3" not in builtin_space().unary
+    with pytest.raises(GenomeParseError, match="cube3"):
+        Genome.parse("none ~ cube3(g)")
+    assert Genome.parse("none ~ cube3(g)", space=extended).space is extended
+    assert not hasattr(Genome, "optimizer")       # space knows nothing of optim

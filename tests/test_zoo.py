@@ -187,7 +187,7 @@ def _max_diff(m1, m2):
 def test_adam_equals_torch_adam():
     X, Y = _data()
     a, b = _mlp(0), _mlp(0)
-    ours = zoo.get("adam").optimizer(a.parameters(), lr=1e-2, total_steps=200, base_schedule="constant")
+    ours = deapnos.optimizer(zoo.get("adam"), a.parameters(), lr=1e-2, total_steps=200, base_schedule="constant")
     ref = torch.optim.Adam(b.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-7)
     start = _mlp(0)
     _train_side_by_side([(a, ours), (b, ref)], 200, X, Y)
@@ -200,7 +200,7 @@ def test_adam_equals_torch_adam():
 def test_sgd_family_equals_torch_sgd(name, kw):
     X, Y = _data()
     a, b = _mlp(1), _mlp(1)
-    ours = zoo.get(name).optimizer(a.parameters(), lr=0.05, total_steps=100, base_schedule="constant",
+    ours = deapnos.optimizer(zoo.get(name), a.parameters(), lr=0.05, total_steps=100, base_schedule="constant",
                                    momentum=0.9 if kw else None)
     ref = torch.optim.SGD(b.parameters(), lr=0.05, **kw)
     _train_side_by_side([(a, ours), (b, ref)], 100, X, Y)
@@ -220,7 +220,7 @@ def test_closed_loop_mlp_matches_oracle(name):
     """Side by side on a float32 MLP for 50 steps: warm-up cosine, decays, m_t schedule, LR multipliers."""
     X, Y = _data()
     a, b, start = _mlp(2), _mlp(2), _mlp(2)
-    ours = zoo.get(name).optimizer(a.parameters(), lr=0.02, total_steps=T, warmup_steps=W)
+    ours = deapnos.optimizer(zoo.get(name), a.parameters(), lr=0.02, total_steps=T, warmup_steps=W)
     ref = O.SpecOptimizer(b.parameters(), name, 0.02, T, W)
     _train_side_by_side([(a, ours), (b, ref)], STEPS, X, Y)
     moved = _max_diff(b, start)
@@ -271,7 +271,7 @@ def _run_open_loop(make_opt, regime):
 
 
 def _genome_run(text, regime, **kw):
-    return _run_open_loop(lambda ps: Genome.parse(text).optimizer(ps, lr=LR, total_steps=T, warmup_steps=W,
+    return _run_open_loop(lambda ps: deapnos.optimizer(Genome.parse(text), ps, lr=LR, total_steps=T, warmup_steps=W,
                                                                   **kw), regime)
 
 
@@ -396,8 +396,8 @@ def test_a14p_reaches_19_at_the_last_step():
     assert O.a14p(ST - 1, ST) == pytest.approx(19.0, rel=1e-12)
     assert O.a14p(0, 100) == pytest.approx(0.0096, abs=1e-4)
     from deapnos.optim.schedules import tree_table
-    from deapnos.space.psets import get_default_space
-    table = tree_table(parse_tree("a14p", "schedule"), get_default_space(), ST)
+    from deapnos.space.psets import builtin_space
+    table = tree_table(parse_tree("a14p", "schedule"), builtin_space(), ST)
     assert float(table[-1]) == pytest.approx(19.0, rel=1e-9)
     assert float(table[0]) == pytest.approx(O.a14p(0, ST), rel=1e-9)
 
@@ -443,7 +443,7 @@ def test_schedule_drives_any_optimizer_and_param_groups():
 
 def test_opt4_lr_equals_lr1_schedule():
     p = torch.zeros(3, requires_grad=True)
-    opt = zoo.get("opt4").optimizer([p], lr=0.5, total_steps=ST, warmup_steps=SW)
+    opt = deapnos.optimizer(zoo.get("opt4"), [p], lr=0.5, total_steps=ST, warmup_steps=SW)
     ref = _oracle_schedule(0)
     for t in (0, 1, 50, 99, 100, 400, 999):
         assert opt.lr_at(t) == pytest.approx(0.5 * float(ref[t]), rel=2e-6, abs=1e-15)

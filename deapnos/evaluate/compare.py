@@ -2,20 +2,9 @@
 
     deapnos evaluate -O adam -O opt10 -O "torch:SGD(momentum=0.9)" --task digits-hard --seeds 3
 
-Optimizers are zoo names, genome files, genome text or ``torch:NAME`` (see
-:func:`deapnos.evaluate.protocol.resolve_optimizer`).  Every optimizer gets the same tuning budget
-(``--tuning``):
-
-* ``grid`` (the default): a full-length run at every LR of the grid (``--lrs``; default the protocol's
-  seven decades 10 .. 1e-5) with every seed; the LR chosen is the one with the best mean validation
-  score over the seeds, the same rule for everyone.  Nothing is screened out by a threshold.
-* ``screen``: the search's cheap protocol (LR screen, then one full run per seed).
-* ``--lr X``: one fixed LR for everyone.
-
-The table reports, per task and optimizer, the score at the chosen LR as mean ± 95% interval over
-the seeds, and the paired difference to the reference (``--reference``, default the first optimizer)
-with a verdict: ``better`` only when the interval excludes zero (:mod:`deapnos.evaluate.stats`).
-With ``--out`` it writes ``results.json`` (every run, the chosen LRs, the summary) and ``curves.png``.
+Every optimizer gets the same tuning (``--tuning grid|screen`` or ``--lr``); the table gives mean ± 95%
+interval and the paired difference to the reference with a verdict.  Details: docs/evaluation.md,
+"Comparing optimizers fairly".
 """
 from __future__ import annotations
 
@@ -160,7 +149,8 @@ def plot_curves(results: list[EvalResult], path: Path) -> None:
             opt = r.optimizer or r.genome
             steps = [c["step"] for c in r.curve]
             scores = [c.get("val_score", c.get("val_acc")) for c in r.curve]
-            label = opt if opt not in labelled and len(opt) <= 40 else (opt[:37] + "..." if opt not in labelled else None)
+            short = opt if len(opt) <= 40 else opt[:37] + "..."
+            label = None if opt in labelled else short
             labelled.add(opt)
             ax.plot(steps, scores, color=colours[opt], alpha=0.85, lw=1.4, label=label,
                     ls="-" if r.ok else ":")
@@ -219,7 +209,7 @@ def run_jobs(tasks: dict, specs: list, seeds: list[int], config: ProtocolConfig,
     results, chosen = [], {}
     for task in tasks.values():
         for spec in specs:
-            by_lr = {lr: [r for r, (t, s, l, _) in zip(runs, jobs) if t is task and s is spec and l == lr]
+            by_lr = {lr: [r for r, (t, s, job_lr, _) in zip(runs, jobs) if t is task and s is spec and job_lr == lr]
                      for lr in grid}
             lr = choose_grid_lr(by_lr)
             chosen[f"{task.name} | {spec.name}"] = lr

@@ -5,7 +5,7 @@ run sees the same batches and the same augmentations on any device.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -1,26 +1,17 @@
 """Integrity checks: cheap tests that reject degenerate genomes before any training.
 
-docs/paper.md §5.3.  A check is an object with a ``name`` and ``check(genome) -> CheckResult``
-(subclass :class:`IntegrityCheck`); plugins provide checks through the
-``deapnos_integrity_checks`` hook.  The built-in one is the shifted-sphere test of the ``sphere``
-plugin (``deapnos_plugins.sphere``).
-
-:func:`run_integrity_checks` runs the enabled checks in order and never raises for a failure in
-check code: an exception becomes a failed result naming the check and its plugin.
-
-The sign gene ``flip``: a check may decide the direction of descent (the sphere check tries the
-genome as it is, then sign-flipped).  Its result then carries ``flip=True`` or ``flip=False`` and
-:func:`run_integrity_checks` sets ``genome.flip`` to it, every time.  The original set ``flip`` on a
-flipped pass and never reset it (docs/paper.md §5.3, [BUG]); here a mutant of a flipped parent that
-passes unflipped gets ``flip = False``.  A check with no opinion on the direction returns
-``flip=None`` and leaves the gene alone.
+Provides :class:`IntegrityCheck` (a ``name`` and ``check(genome) -> CheckResult``), :class:`CheckResult`
+and :func:`run_integrity_checks`, which never raises for a failure in check code and sets
+``genome.flip`` from a check's ``flip`` every time (``None``: no opinion).  Plugins provide checks through
+``deapnos_integrity_checks``; details: docs/plugins.md (the check example), docs/paper.md §5.3.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 
 @dataclass
@@ -45,7 +36,7 @@ class CheckResult:
     plugin: str = ""
     error: bool = False
     seconds: float = 0.0
-    details: list["CheckResult"] = field(default_factory=list)
+    details: list[CheckResult] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -75,7 +66,12 @@ class IntegrityCheck:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _check_items(checks) -> list[tuple[str, object]]:
+class _Check(Protocol):
+    """What :func:`run_integrity_checks` needs of a check: duck-typed, an :class:`IntegrityCheck` or not."""
+    def check(self, genome) -> CheckResult: ...
+
+
+def _check_items(checks) -> list[tuple[str, _Check]]:
     if isinstance(checks, Mapping):
         return [(str(name), chk) for name, chk in checks.items()]
     if hasattr(checks, "check") and not isinstance(checks, (list, tuple)):

@@ -1,50 +1,9 @@
 """The evaluation protocol: LR screen, full run, fitness, as one function that never raises.
 
-For a genome (or a real ``torch.optim`` optimizer) on a task, with a seed:
-
-0. *Integrity* (optional): run the given checks; a failure is ``rejected``.  A check may set ``flip``.
-1. *LR screen*: for each peak LR of ``screen_lrs_a`` then ``screen_lrs_b`` (together the paper's grid
-   10, 1e-2, 1e-5, 1, 1e-1, 1e-3, 1e-4) train a fresh model for ``screen_epochs`` (4) x the task's
-   screening steps per epoch.  Two rules, chosen by ``screen``:
-
-   * ``relative`` (the default; no assumption about the task): an LR's score is its *progress*, the
-     share of the untrained model's loss it removed, ``1 - best epoch train loss / initial loss``.
-     A run stops as diverged when the loss is NaN/inf or an epoch's train loss exceeds
-     ``diverge_factor`` x the initial loss.  The candidate is ``screened_out`` only when no LR made
-     ``min_progress`` of progress (it does no better than the untrained model: chance).
-   * ``paper`` (the authors' protocol, tuned to their CIFAR-10 surrogate): an LR's score is its best
-     epoch train accuracy; a run stops at the end of an epoch of index >= ``screen_early_stop_epoch``
-     (2) whose accuracy is below ``screen_early_stop_acc`` (0.25); ``screened_out`` if every score of
-     ``screen_lrs_a`` is below ``stage_a_threshold`` (0.25), or the best of all is below
-     ``threshold`` (0.40).
-
-2. *LR choice*: the argmax of the scores in screening order; ties go to the earliest.
-3. *Full run*: ``epochs`` (the task's) x the task's steps per epoch, validating after every epoch.
-   Its early stop (not a failure: the run simply scores its best epoch so far) is, under ``relative``,
-   a train loss above ``diverge_factor`` x the initial loss, and under ``paper`` an epoch of index >=
-   ``full_early_stop_epoch`` (4) whose train accuracy is below ``full_early_stop_acc`` (0.40).
-4. *Fitness*: the best validation score over the epochs (the task's metric: accuracy, 1/perplexity
-   or -ln(loss)).  The result also records the final epoch's score, the final train loss, the curve,
-   the LR chosen, the screen, the seed, seconds, device and worker.
-
-Every run (each screening LR and the full run) uses an optimizer built for the full run's horizon
-``T = epochs x steps_per_epoch`` and warm-up ``W``, so, as in the paper, screening runs see only (part
-of) the linear warm-up.  Every run starts from the same seed: the same initial weights and the same
-data order for every LR (common random numbers), so LRs are compared on equal terms and a CPU
-evaluation is deterministic.  The caller's global RNG state is restored afterwards.  With
-``fresh_seed`` every run instead draws a seed of its own from the operating system, as the original
-(which set no seed) did: two evaluations of the same optimizer then differ by the seed noise the
-authors' log shows (SD about 0.003 on CIFAR-10; docs/paper.md §7).
-
-Statuses: ``ok``, ``rejected`` (integrity), ``screened_out``, ``diverged`` (every screening LR, or the
-full run, hit a NaN/inf loss or non-finite parameters), ``error`` (an exception in task, plugin or
-optimizer code; the message names the task, its plugin, the phase and the error), ``timeout``
-(``ProtocolConfig.timeout_s`` passed).
-
-Differences from the original, each a documented choice: the data is shuffled every pass (set
-``shuffle=False`` for the paper's fixed order); every number above is a field of
-:class:`ProtocolConfig`; a diverged full run is a failure unless ``keep_best_on_divergence`` (the
-paper's TerminateOnNaN kept the best epoch so far).
+Provides :func:`evaluate_genome` (a genome or a real ``torch.optim`` optimizer on a task, with a seed),
+:class:`ProtocolConfig` (every number of the protocol) and :func:`resolve_optimizer`.
+Details (the steps, the ``relative`` and ``paper`` screens, seeds, statuses, differences from the
+original): docs/evaluation.md, "The protocol".
 """
 from __future__ import annotations
 
@@ -54,85 +13,23 @@ import logging
 import math
 import os
 import re
-import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import torch
 
 from ..optim.schedules import base_lr_table
 from ..space.genome import Genome
+from .protocol_config import COMPAT_PROTOCOL, SCREENS, ProtocolConfig, protocol_config, protocol_table
 from .result import EvalResult
 from .tasks import Task, TaskDataError
 from .training import TrainingTimeout, train
+from .worker import worker_id
 
 log = logging.getLogger(__name__)
-
-
-SCREENS = ("relative", "paper")
-
-
-@dataclass
-class ProtocolConfig:
-    """Every number of the protocol (module docstring).  The LR grid and the ``paper`` screen's
-    thresholds are the paper's; ``screen`` defaults to the task-agnostic ``relative`` rule."""
-    screen: str = "relative"             # relative | paper (module docstring)
-    diverge_factor: float = 3.0          # relative: a train loss above this x the initial loss diverges
-    min_progress: float = 0.02           # relative: screened out unless some LR removes this share of the loss
-    screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
-    screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
-    screen_epochs: int = 4
-    screen_early_stop_epoch: int = 2
-    screen_early_stop_acc: float = 0.25
-    stage_a_threshold: float = 0.25
-    threshold: float = 0.40
-    epochs: int | None = None            # full run; None: the task's (40 for the built-in tasks)
-    full_early_stop_epoch: int = 4
-    full_early_stop_acc: float = 0.40
-    step_scale: float = 1.0              # multiplies steps per epoch, T and W (cheap smoke runs)
-    lr: float | None = None              # a fixed peak LR: skip the screen
-    shuffle: bool = True                 # False: the paper's fixed batch order
-    keep_best_on_divergence: bool = False
-    fresh_seed: bool = False             # True: every run draws a new seed (the original set none)
-    check_finite: bool = False           # EvolvedOptimizer checks every update (one reduction a step)
-    nan_check_every: int = 1             # test the loss for NaN/inf every N steps (GPU: >1 saves syncs)
-    timeout_s: float | None = None       # wall-clock budget of one evaluation
-    num_threads: int | None = None       # torch.set_num_threads during the evaluation
-    evaluate_test: bool = False          # score the final model on the task's test split, if it has one
-    apply_task_overrides: bool = True    # let a task adjust fields (its ``protocol_overrides``)
-
-    def __post_init__(self):
-        self.screen_lrs_a = tuple(float(v) for v in self.screen_lrs_a)
-        self.screen_lrs_b = tuple(float(v) for v in self.screen_lrs_b)
-        if not self.screen_lrs_a and self.lr is None:
-            raise ValueError("screen_lrs_a is empty and no fixed lr is given")
-        if self.step_scale <= 0:
-            raise ValueError(f"step_scale must be > 0, got {self.step_scale}")
-        if self.screen_epochs < 1:
-            raise ValueError(f"screen_epochs must be >= 1, got {self.screen_epochs}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1 or None, got {self.epochs}")
-        if self.screen not in SCREENS:
-            raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {self.screen!r}")
-        if not self.diverge_factor > 1:
-            raise ValueError(f"diverge_factor must be > 1, got {self.diverge_factor}")
-        if not 0 <= self.min_progress < 1:
-            raise ValueError(f"min_progress must be in [0, 1), got {self.min_progress}")
-
-    def for_task(self, task: Task) -> "ProtocolConfig":
-        """This config with the task's ``protocol_overrides`` applied (unless turned off)."""
-        if not self.apply_task_overrides or not task.protocol_overrides:
-            return self
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = set(task.protocol_overrides) - known
-        if unknown:
-            raise ValueError(f"task {task.name!r}: unknown protocol_overrides {sorted(unknown)}")
-        return dataclasses.replace(self, **task.protocol_overrides)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -146,7 +43,7 @@ class Budget:
     warmup_steps: int
 
     @classmethod
-    def of(cls, task: Task, config: ProtocolConfig) -> "Budget":
+    def of(cls, task: Task, config: ProtocolConfig) -> Budget:
         s = config.step_scale
 
         def scaled(n: int) -> int:
@@ -198,6 +95,7 @@ class OptimizerSpec:
             opt = EvolvedOptimizer(params, self.genome, lr=lr, total_steps=total_steps,
                                    warmup_steps=warmup_steps, check_finite=check_finite, seed=seed)
             return opt, None
+        assert self.torch_class is not None, f"optimizer {self.name!r} names neither a genome nor a torch class"
         cls = getattr(torch.optim, self.torch_class)
         opt = cls(params, lr=lr, **self.kwargs)
         table = base_lr_table(total_steps, warmup_steps, "warmup_cosine")
@@ -209,8 +107,8 @@ _TORCH_SPEC = re.compile(r"^torch:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*
 
 def _torch_optimizer_class(name: str) -> str:
     classes = {n: n for n in dir(torch.optim)
-               if isinstance(getattr(torch.optim, n), type) and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
-               and n != "Optimizer"}
+               if isinstance(getattr(torch.optim, n), type)
+               and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != "Optimizer"}
     if name in classes:
         return name
     lower = {n.lower(): n for n in classes}
@@ -269,10 +167,6 @@ def resolve_optimizer(spec) -> OptimizerSpec:
 
 
 # -- the protocol ------------------------------------------------------------------------------
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -506,14 +400,17 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
 
     def screen_lrs(lrs: Iterable[float]):
         for value in lrs:
-            stop = (_AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
-                    else _BlowUpStop(config.diverge_factor))
+            blow_up = None if paper else _BlowUpStop(config.diverge_factor)
+            stop = _AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper else blow_up
             outcome, _ = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
                                   epochs=budget.screen_epochs, steps_per_epoch=budget.screen_steps_per_epoch,
                                   early_stop=stop, validate=False)
-            diverged = outcome.diverged or (not paper and stop.fired)
+            diverged = outcome.diverged or (blow_up is not None and blow_up.fired)
             # a diverged run scores below any run that did not (progress >= 1 - diverge_factor)
-            score = outcome.best_train_acc if paper else (-config.diverge_factor if diverged else progress(outcome, untrained))
+            if paper:
+                score = outcome.best_train_acc
+            else:
+                score = -config.diverge_factor if diverged else progress(outcome, untrained)
             entry = {"lr": value, "score": score, "epochs": len(outcome.curve), "diverged": diverged,
                      "stopped_early": outcome.stopped_early}
             if outcome.diverged:
@@ -570,17 +467,12 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
     if config.evaluate_test and data.test is not None:
         from .training import validate
         try:
-            result.test_accuracy = validate(model, data.test, device, task.loss, task.accuracy, task.metric)["val_score"]
+            tested = validate(model, data.test, device, task.loss, task.accuracy, task.metric)
+            result.test_accuracy = tested["val_score"]
         except Exception as exc:  # noqa: BLE001
             raise _error(task, "scoring the test split", exc) from None
 
 
-# the original's evaluation (docs/paper.md §5.4): what ``run.compat = true`` sets in [protocol] unless
-# the config sets it: absolute thresholds, fixed batch order, a fresh initialisation for every run,
-# and TerminateOnNaN's "keep the best epoch reached" for a full run that diverges
-COMPAT_PROTOCOL = {"screen": "paper", "shuffle": False, "fresh_seed": True, "keep_best_on_divergence": True}
-
-
-__all__ = ["ProtocolConfig", "COMPAT_PROTOCOL", "Budget", "choose_lr", "OptimizerSpec", "resolve_optimizer",
-           "evaluate_genome", "evaluate",
-           "evaluate_optimizer", "default_device", "worker_id"]
+__all__ = ["ProtocolConfig", "COMPAT_PROTOCOL", "SCREENS", "protocol_config", "protocol_table", "Budget",
+           "choose_lr", "OptimizerSpec", "resolve_optimizer", "evaluate_genome", "evaluate", "evaluate_optimizer",
+           "default_device", "worker_id"]

@@ -44,12 +44,21 @@ class EvalResult:
 
     def score(self) -> float:
         """Fitness for selection: failures rank below every success (paper: FAILED scores -1)."""
-        return self.fitness if self.ok and self.fitness is not None else -1.0
+        return _score(self.status, self.fitness)
+
+    @staticmethod
+    def score_of(record: dict | None) -> float:
+        """:meth:`score` of a result's dict form (a log record); -1 for None."""
+        return _score(record.get("status"), record.get("fitness")) if record else -1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EvalResult":
+    def from_dict(cls, data: dict) -> EvalResult:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _score(status: str | None, fitness: float | None) -> float:
+    return float(fitness) if status == "ok" and fitness is not None else -1.0

@@ -1,24 +1,9 @@
 """Tasks: what an optimizer is scored on.
 
-A :class:`Task` is mostly data (DESIGN.md, "Plugins"): a model factory, a data factory, a step budget,
-a batch size and a metric.  The shared training loop (:mod:`deapnos.evaluate.training`) and the
-protocol (:mod:`deapnos.evaluate.protocol`) do the rest.
-
-The two hooks::
-
-    def data_factory(task: Task, device: torch.device, seed: int) -> TaskData
-    def model_factory(task: Task, num_classes: int) -> torch.nn.Module
-
-Both receive the task, so one function serves several tasks through ``task.options`` (model width,
-image size, ...).  Use module-level functions (or :func:`functools.partial` of them), never lambdas:
-a task must pickle.  Workers of a distributed search do not receive the task object anyway; they get
-its *name* and look it up through the plugin manager, so a task must also be reconstructible from
-its plugin with the same name.
-
-Data location: :meth:`Task.resolve_data_path` uses, in this order, ``task.data_path`` (set from a
-config or ``--data-path``), the environment variable ``task.data_env``, ``$DEAPNOS_DATA/<data_subdir>``
-and ``./data/<data_subdir>``.  :meth:`Task.check_available` raises :class:`TaskDataError` naming the
-path it looked at, what is missing there, and how to obtain the data; nothing is ever downloaded.
+Provides :class:`Task` (mostly data: model and data factories, a step budget, a batch size, a metric,
+where the data lives), :class:`TaskData` and :class:`TaskDataError`; the training loop
+(:mod:`deapnos.evaluate.training`) and the protocol do the rest.  Fields, the factories' signatures,
+the data lookup order and why a task must pickle: docs/evaluation.md, "Tasks".
 """
 from __future__ import annotations
 
@@ -26,7 +11,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +100,7 @@ class Task:
     how_to_get: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     protocol_overrides: dict[str, Any] = field(default_factory=dict)
-    check: Callable[["Task"], None] | None = None
+    check: Callable[[Task], None] | None = None
     plugin: str = ""
     kind: str = "surrogate"
     suite: bool = False     # one of the embedded suite: a default held-out validation task of a search
@@ -154,7 +140,7 @@ class Task:
     def screen_steps(self) -> int:
         return self.screen_steps_per_epoch or self.steps_per_epoch
 
-    def replace(self, **changes) -> "Task":
+    def replace(self, **changes) -> Task:
         """A copy with some fields changed (``options`` given here are merged into the old ones)."""
         if "options" in changes:
             changes["options"] = {**self.options, **changes["options"]}

@@ -1,30 +1,16 @@
 """The generic supervised training loop that tasks reuse.
 
-:func:`train` runs ``epochs`` x ``steps_per_epoch`` optimizer steps (an "epoch" is a number of steps,
-as in the paper, not a data pass; batches continue across passes of the training data).  After each
-epoch it records the running averages of the training loss and accuracy over that epoch's batches and,
-when validation data is given, the validation loss, accuracy and score.
-
-It stops early
-
-* when the loss (or, for an :class:`~deapnos.optim.EvolvedOptimizer` with ``check_finite``, an update)
-  is NaN or infinite, or the parameters are no longer finite at the end of an epoch: the outcome says
-  ``diverged`` and where (Keras' TerminateOnNaN);
-* when ``early_stop(epoch_index, record)`` returns True after an epoch (the record it sees also holds
-  ``initial_loss``, the first batch's loss before any update);
-* when ``time.monotonic()`` passes ``deadline``: :class:`TrainingTimeout` is raised.
-
-Determinism: the loop draws no random numbers itself.  Seed the model's initialisation and dropout
-(``torch.manual_seed``) and the data order (the data's ``torch.Generator``) before calling it; on the
-CPU the same seeds then give the same curve.  It changes the number of torch threads only when asked
-(``num_threads``) and restores it afterwards.
+Provides :func:`train` (``epochs`` x ``steps_per_epoch`` steps; records per-epoch train and validation
+scores; stops on divergence, on ``early_stop`` or at a ``deadline``), :class:`TrainOutcome` and
+:class:`TrainingTimeout`.  It draws no random numbers itself: seed the model and the data first.
+Details: docs/evaluation.md, "Tasks" (the shared training loop).
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

@@ -1,22 +1,16 @@
 """Update tree -> evaluation plan, without ``eval``.
 
-A :class:`Plan` is a straight list of instructions over flat tensors.  Compilation:
-
-* classifies every node as ``const`` (a number), ``step`` (depends only on t: decays, constants and
-  pure ops of them, precomputed as a float32 table over t = 0..T-1) or ``full`` (per element);
-* folds ``const`` and ``step`` subtrees into tables, so a decay costs one scalar multiply per step;
-* removes identities and shares equal deterministic subtrees (common subexpressions);
-* assigns each ``full`` value a workspace buffer, reusing buffers whose value is dead and writing
-  element-wise ops in place over a dying input;
-* records which state slots the operands read: only those are allocated and updated.
-
-:class:`PlanRunner` holds the state of one flat bucket of parameters and runs the plan each step.
+Provides :func:`compile_genome`, giving a :class:`Plan` (a straight list of :class:`Instr` over flat
+tensors: per-step subtrees folded into tables, identities removed, equal subtrees shared, workspace
+buffers reused), and :class:`PlanRunner`, which runs it each step over one flat bucket.
+Details: docs/space.md, "The optimizer".
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from deap import gp
@@ -91,7 +85,7 @@ class Plan:
 
 
 class _Builder:
-    def __init__(self, space, T):
+    def __init__(self, space, T: int) -> None:
         self.space, self.T = space, T
         self.values: dict[int, tuple[str, Any]] = {}
         self.nonneg: dict[int, bool] = {}     # value id -> known to be >= 0 everywhere

@@ -36,7 +36,7 @@ def _module_body(module) -> str:
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)) or (
                 isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant)):
-            keep_from = node.end_lineno
+            keep_from = node.end_lineno or keep_from
             continue
         break
     return "\n".join(lines[keep_from:]).strip() + "\n"
@@ -45,7 +45,7 @@ def _module_body(module) -> str:
 class _Sources:
     """Collects top-level definitions a function needs, following names it mentions."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.parts: list[str] = []
         self.done: set[tuple[str, str]] = set()
 
@@ -222,20 +222,22 @@ def _optimizer_source(cls: str, genome, plan) -> str:
 
     Args: params, lr (peak), total_steps (required), warmup_steps, base_schedule
     ("warmup_cosine" or "constant"), hold_steps, momentum (None: the 0.95/0.85 schedule, or a
-    constant), check_finite, seed (dropout generator).
+    constant), check_finite, seed (dropout generator).  lr, warmup_steps, hold_steps,
+    base_schedule and momentum are param-group options; total_steps is one too but must agree
+    across groups.  load_state_dict refuses a state dict saved with other values.
     """
 
     def __init__(self, params, lr=1e-3, total_steps=None, warmup_steps=0, base_schedule="warmup_cosine",
                  hold_steps=0, momentum=None, check_finite=False, seed=0):
         check_options(base_schedule, momentum)
-        super().__init__(params, lr, total_steps, check_finite)
+        check_horizon(total_steps, warmup_steps, hold_steps)
         self.identity = GENOME
-        self.lr_multipliers = [b * float(m) for b, m in zip(
-            base_lr_table(total_steps, warmup_steps, base_schedule, hold_steps), _schedule_table(total_steps))]
-        self.momentum_values = momentum_table(total_steps, warmup_steps, hold_steps, momentum)
+        self.schedule_multipliers = [float(m) for m in _schedule_table(total_steps)]
         self.sign = {sign!r}
         self.momentum_kind = {genome.momentum!r}
-        self._tables, self._scales = _step_tables(total_steps){gen}
+        self._tables, self._scales = _step_tables(total_steps)
+        super().__init__(params, lr, total_steps, warmup_steps, base_schedule, hold_steps, momentum,
+                         check_finite){gen}
 
     def _new_engine(self, numel, sizes, device, dtype):
         return _Engine(self._tables, self._scales, numel, sizes, device, dtype, self.generator)

@@ -1,15 +1,9 @@
 """The flat-bucket optimizer machinery, in plain torch.
 
-This module imports nothing but torch and the standard library: ``deapnos export`` copies it
-verbatim into standalone optimizer modules, so an exported optimizer runs exactly this code and
-reproduces :class:`~deapnos.optim.EvolvedOptimizer`'s trajectory bit for bit.
-
-* :class:`FlatState`: the flat storage of one bucket (state slots, per-op state, workspace
-  buffers, kernel scratch); a subclass computes the update direction over it.
-* :class:`FlatOptimizer`: a ``torch.optim.Optimizer`` that groups parameters into buckets (one
-  per param group, device and dtype), gathers their gradients into one flat tensor, asks the
-  bucket's engine for the direction U, and applies the momentum kind with per-step tables.
-* base LR and momentum tables (docs/paper.md §3.1-3.2).
+Provides :class:`FlatState` (one bucket's flat storage), :class:`FlatOptimizer` (buckets per param
+group, device and dtype; momentum kinds; per-step tables) and the base LR and momentum tables
+(docs/paper.md §3.1-3.2).  It imports only torch and the standard library: ``deapnos export`` copies
+it verbatim, so an exported optimizer reproduces EvolvedOptimizer bit for bit.  Details: docs/space.md.
 """
 import math
 import warnings
@@ -17,6 +11,8 @@ import warnings
 import torch
 
 BASE_SCHEDULES = ("warmup_cosine", "constant")
+# param-group options that fix the per-step tables; total_steps must agree across groups
+SCHEDULE_KEYS = ("total_steps", "warmup_steps", "hold_steps", "base_schedule", "momentum")
 _EXTRA_KEY = "deapnos"
 
 
@@ -33,6 +29,11 @@ def check_horizon(total_steps, warmup_steps=0, hold_steps=0):
         raise ValueError(f"hold_steps must be an integer >= 0 with warmup_steps + hold_steps <= total_steps, "
                          f"got {hold_steps!r}")
     return total_steps
+
+
+def check_lr(lr):
+    if not isinstance(lr, (int, float)) or lr < 0:
+        raise ValueError(f"lr must be a non-negative number, got {lr!r}")
 
 
 def check_options(base_schedule, momentum):
@@ -80,6 +81,25 @@ def momentum_table(total_steps, warmup_steps=0, hold_steps=0, constant=None):
 
 def _linspace(a, b, n):
     return [float(v) for v in torch.linspace(a, b, n, dtype=torch.float64)] if n > 0 else []
+
+
+def momentum_increment(kind, u, alpha, M, m_t, out):
+    """What momentum kind ``kind`` adds to the weights, as (tensor, factor): w += factor x tensor.
+
+    ``u`` is the update direction and ``alpha`` its factor s lr_t (a float; pass an already scaled
+    ``u`` with 1.0).  ``M`` is the momentum buffer, updated in place (unused by ``none``); ``m_t`` the
+    momentum coefficient; ``out()`` gives a buffer for the Nesterov kinds.  docs/paper.md §1.5.
+    """
+    if kind == "none":
+        return u, alpha
+    M.mul_(m_t).add_(u, alpha=alpha)
+    if kind == "mom":
+        return M, 1.0
+    if kind == "nest":          # the search's variant: w += M_new + s lr U
+        return torch.add(M, u, alpha=alpha, out=out()), 1.0
+    if kind == "nesterov":      # standard Nesterov: w += m_t M_new + s lr U
+        return torch.mul(M, m_t, out=out()).add_(u, alpha=alpha), 1.0
+    raise ValueError(f"unknown momentum kind {kind!r}")
 
 
 def clamp_step(t, total_steps, warned):
@@ -202,16 +222,28 @@ class _Bucket:
 class FlatOptimizer(torch.optim.Optimizer):
     """Per-step tables x flat-bucket engine = an optimizer.
 
-    Subclasses set ``self.lr_multipliers`` and ``self.momentum_values`` (length ``total_steps``),
-    ``self.sign`` (-1 descends), ``self.momentum_kind`` (none, mom, nest, nesterov), ``self.identity``
-    (text saved in the state dict) and implement ``_new_engine(numel, sizes, device, dtype)``.
+    Like ``lr`` in torch's Adam, the options of ``SCHEDULE_KEYS`` are ``defaults`` that each param
+    group may override, so they are saved in ``state_dict()["param_groups"]``; ``total_steps`` is
+    global (the compiled decay tables and the step counter are shared) and every group must agree.
+    Per-step tables are built per distinct group setting and cached.
+
+    Before calling ``FlatOptimizer.__init__`` (which validates every group), subclasses set
+    ``self.schedule_multipliers`` (the schedule tree on t = 0..total_steps-1, floats), ``self.sign``
+    (-1 descends), ``self.momentum_kind`` (none, mom, nest, nesterov) and ``self.identity`` (text
+    saved in the state dict); they implement ``_new_engine(numel, sizes, device, dtype)`` and may
+    override ``_check_settings(settings)`` to refuse a group setting.
     """
 
-    def __init__(self, params, lr, total_steps, check_finite=False):
-        if not isinstance(lr, (int, float)) or lr < 0:
-            raise ValueError(f"lr must be a non-negative number, got {lr!r}")
-        super().__init__(params, dict(lr=lr))
+    def __init__(self, params, lr, total_steps, warmup_steps=0, base_schedule="warmup_cosine", hold_steps=0,
+                 momentum=None, check_finite=False):
+        check_lr(lr)
+        check_horizon(total_steps, warmup_steps, hold_steps)
+        check_options(base_schedule, momentum)
         self.total_steps = total_steps
+        self._group_tables = {}
+        defaults = dict(lr=lr, total_steps=total_steps, warmup_steps=warmup_steps, hold_steps=hold_steps,
+                        base_schedule=base_schedule, momentum=momentum)
+        super().__init__(params, defaults)
         self.check_finite = check_finite
         self.diverged = False
         self.divergence = None
@@ -219,6 +251,55 @@ class FlatOptimizer(torch.optim.Optimizer):
         self.generator = None
         self._buckets = {}
         self._warned = []
+
+    def add_param_group(self, param_group):
+        """Add a group (torch's semantics); its lr and schedule options are checked first."""
+        index = len(self.param_groups)
+        settings = {k: param_group.get(k, self.defaults[k]) for k in ("lr",) + SCHEDULE_KEYS}
+        try:
+            check_lr(settings["lr"])
+        except ValueError as exc:
+            raise ValueError(f"param group {index}: {exc}" if index else str(exc)) from None
+        self._tables_of(settings, index)
+        super().add_param_group(param_group)
+
+    def _check_settings(self, settings):
+        """Raise ValueError for group settings this optimizer cannot run (none refused here)."""
+
+    def _tables_of(self, group, index=0):
+        """(LR multipliers, momentum coefficients) over t = 0..total_steps-1 for a group's settings."""
+        key = tuple(group[k] for k in SCHEDULE_KEYS)
+        tables = self._group_tables.get(key)
+        if tables is None:
+            settings = dict(zip(SCHEDULE_KEYS, key))
+            T, W, H = settings["total_steps"], settings["warmup_steps"], settings["hold_steps"]
+            try:
+                if T != self.total_steps:
+                    raise ValueError(f"param group {index} has total_steps={T!r}, but total_steps is global to "
+                                     f"the optimizer (total_steps={self.total_steps!r}): the compiled decay tables "
+                                     "and the step counter are shared by all param groups")
+                check_horizon(T, W, H)
+                check_options(settings["base_schedule"], settings["momentum"])
+                self._check_settings(settings)
+            except ValueError as exc:
+                if index == 0 or str(exc).startswith("param group"):
+                    raise
+                raise ValueError(f"param group {index}: {exc}") from None
+            lr_mults = [b * m for b, m in zip(base_lr_table(T, W, settings["base_schedule"], H),
+                                              self.schedule_multipliers)]
+            tables = (lr_mults, momentum_table(T, W, H, settings["momentum"]))
+            self._group_tables[key] = tables
+        return tables
+
+    @property
+    def lr_multipliers(self):
+        """Param group 0's LR multiplier at each step (base schedule x schedule tree)."""
+        return self._tables_of(self.param_groups[0])[0]
+
+    @property
+    def momentum_values(self):
+        """Param group 0's momentum coefficient at each step."""
+        return self._tables_of(self.param_groups[0])[1]
 
     def _new_engine(self, numel, sizes, device, dtype):
         raise NotImplementedError
@@ -231,7 +312,8 @@ class FlatOptimizer(torch.optim.Optimizer):
     def lr_at(self, step, group=0):
         """The effective LR of param group ``group`` at 0-based step ``step``."""
         t = min(step, self.total_steps - 1)
-        return self.param_groups[group]["lr"] * self.lr_multipliers[t]
+        g = self.param_groups[group]
+        return g["lr"] * self._tables_of(g, group)[0][t]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -240,10 +322,11 @@ class FlatOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         t = clamp_step(self.step_count, self.total_steps, self._warned)
-        lr_mult, m_t = self.lr_multipliers[t], self.momentum_values[t]
         for gi, group in enumerate(self.param_groups):
+            lr_mults, moms = self._tables_of(group, gi)
+            lr_t, m_t = group["lr"] * lr_mults[t], moms[t]
             for bucket in self._buckets_of(gi, group):
-                self._step_bucket(bucket, t, group["lr"] * lr_mult, m_t)
+                self._step_bucket(bucket, t, lr_t, m_t)
         self.step_count += 1
         return loss
 
@@ -255,22 +338,9 @@ class FlatOptimizer(torch.optim.Optimizer):
             if self.divergence is None:
                 self.divergence = f"step {self.step_count}: non-finite update from {self.identity!r}"
             return
-        alpha = self.sign * lr_t * scale
-        kind = self.momentum_kind
-        if kind == "none":
-            bucket.add_to_params(u, alpha)
-            return
-        M = bucket.M
-        M.mul_(m_t).add_(u, alpha=alpha)
-        if kind == "mom":
-            bucket.add_to_params(M)
-            return
-        step = bucket.step_buffer()
-        if kind == "nest":        # the search's variant: w += M_new + s lr U
-            torch.add(M, u, alpha=alpha, out=step)
-        else:                     # standard Nesterov: w += m_t M_new + s lr U
-            torch.mul(M, m_t, out=step).add_(u, alpha=alpha)
-        bucket.add_to_params(step)
+        delta, alpha = momentum_increment(self.momentum_kind, u, self.sign * lr_t * scale, bucket.M, m_t,
+                                          bucket.step_buffer)
+        bucket.add_to_params(delta, alpha)
 
     def _buckets_of(self, gi, group):
         by_kind = {}
@@ -329,7 +399,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         for bucket in self._buckets.values():   # stateful ops create state on first use
             self._expose_state(bucket)
         sd = super().state_dict()
-        sd[_EXTRA_KEY] = {"step": self.step_count, "genome": self.identity,
+        sd[_EXTRA_KEY] = {"step": self.step_count, "genome": self.identity, "momentum_kind": self.momentum_kind,
                           "generator": self.generator.get_state() if self.generator is not None else None,
                           "diverged": self.diverged, "divergence": self.divergence}
         return sd
@@ -339,8 +409,13 @@ class FlatOptimizer(torch.optim.Optimizer):
         if extra is None:
             raise ValueError("not a deapnos optimizer state dict (no 'deapnos' entry)")
         if extra["genome"] != self.identity:
-            raise ValueError(f"state dict is for genome {extra['genome']!r}, this optimizer runs {self.identity!r}")
+            kind = extra.get("momentum_kind")
+            other = f" (momentum kind {kind!r}, this one {self.momentum_kind!r})" if (
+                kind is not None and kind != self.momentum_kind) else ""
+            raise ValueError(f"state dict is for genome {extra['genome']!r}, this optimizer runs "
+                             f"{self.identity!r}{other}")
         sd = {k: v for k, v in state_dict.items() if k != _EXTRA_KEY}
+        sd["param_groups"] = self._checked_groups(sd["param_groups"])
         super().load_state_dict(sd)
         # torch casts floating state to the parameter dtype; keep the saved (compute) dtype so
         # that the float32 state of bfloat16 parameters survives a resume unrounded
@@ -355,3 +430,24 @@ class FlatOptimizer(torch.optim.Optimizer):
         if self.generator is not None and extra.get("generator") is not None:
             self.generator.set_state(extra["generator"])
         self._buckets.clear()   # rebuilt from the loaded per-parameter state on the next step
+
+    def _checked_groups(self, saved_groups):
+        """The saved param groups, refused when a schedule option differs from this optimizer's (the
+        per-step tables depend on it).  Groups saved before these options were stored get this
+        optimizer's values, with a warning."""
+        if len(saved_groups) != len(self.param_groups):
+            return saved_groups                  # torch's load_state_dict says what is wrong
+        missing = [k for k in SCHEDULE_KEYS if any(k not in g for g in saved_groups)]
+        if missing:
+            warnings.warn(f"state dict param groups have no {', '.join(missing)} (saved by an older deapnos): "
+                          "loaded without checking them against this optimizer, whose values are kept",
+                          UserWarning, stacklevel=3)
+        out = []
+        for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
+            for k in SCHEDULE_KEYS:
+                if k in saved and saved[k] != mine[k]:
+                    raise ValueError(f"state dict param group {i} was saved with {k}={saved[k]!r}, but this "
+                                     f"optimizer has {k}={mine[k]!r}; the per-step tables depend on it, so build "
+                                     f"the optimizer with {k}={saved[k]!r} to resume that run")
+            out.append({**{k: mine[k] for k in SCHEDULE_KEYS}, **saved})
+        return out

@@ -1,28 +1,18 @@
 """EvolvedOptimizer: a genome running as a real ``torch.optim.Optimizer``.
 
-Speed: the parameters of a group that share a device and dtype form one *bucket*.  Each step the
-bucket's gradients are gathered into one flat buffer, the compiled plan runs over flat tensors
-(one kernel per op for all parameters, into preallocated buffers), and the update is added back
-with one ``_foreach_add_``.  State lives in flat tensors too; ``self.state[p]`` holds views into
-them, so ``state_dict`` and ``load_state_dict`` work as for any torch optimizer and a resumed
-optimizer continues the identical trajectory.
-
-Per-step LR: ``lr`` (the peak, per param group) x base schedule (``warmup_cosine`` by default,
-docs/paper.md §3.1, or ``constant``) x the genome's schedule tree.  Momentum coefficient: the
-schedule of §3.2 by default, or a constant (``momentum=0.9``).  The step counter is global to the
-optimizer and increments once per ``step()``; past ``total_steps`` every table holds its last value
-(with one RuntimeWarning) instead of raising.
-
-Low-precision parameters (bfloat16, float16) keep their state and do their arithmetic in float32;
-the update is rounded to the parameter dtype when it is applied.
+Parameters are updated in flat buckets (:mod:`deapnos.optim.flat`) by the compiled plan
+(:mod:`deapnos.optim.compiler`); the LR is ``lr`` x base schedule x the genome's schedule tree.
+Param-group options, ``state_dict`` / resuming, low precision and the step past ``total_steps``:
+docs/space.md, "The optimizer" and "Param groups and resuming".
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..space.genome import Genome
 from .compiler import PlanRunner, compile_genome
-from .flat import FlatOptimizer, base_lr_table, check_options, momentum_table
+from .flat import FlatOptimizer, check_horizon, check_options
+from .horizon import horizon_problem
 from .schedules import tree_table
 
 
@@ -30,7 +20,8 @@ class EvolvedOptimizer(FlatOptimizer):
     """Run a :class:`~deapnos.space.genome.Genome` as a PyTorch optimizer.
 
     Args:
-        params: parameters or param groups (each group may set its own ``lr``).
+        params: parameters or param groups; a group may set its own ``lr``, ``warmup_steps``,
+            ``hold_steps``, ``base_schedule`` and ``momentum`` (``total_steps`` must be the same).
         genome: the genome (or its text form).
         lr: peak learning rate.
         total_steps: number of ``step()`` calls of the run; required (decays depend on it).
@@ -49,22 +40,24 @@ class EvolvedOptimizer(FlatOptimizer):
         if isinstance(genome, str):
             genome = Genome.parse(genome)
         check_options(base_schedule, momentum)
-        super().__init__(params, lr, total_steps, check_finite)
+        T: int = check_horizon(total_steps, warmup_steps, hold_steps)
+        assert genome.space is not None          # Genome.__post_init__ sets it
+        # what FlatOptimizer.__init__ needs to build and check each group's tables
         self.genome = genome
         self.identity = genome.to_text()
-        self.plan = compile_genome(genome, total_steps)
-        from ..zoo import horizon_problem          # Opt4 explodes when the LR does not decay to 0
-        problem = horizon_problem(genome, total_steps, warmup_steps, base_schedule, hold_steps)
-        if problem:
-            raise ValueError(problem)
-        self.lr_multipliers = [b * float(m) for b, m in zip(
-            base_lr_table(total_steps, warmup_steps, base_schedule, hold_steps),
-            tree_table(genome.schedule, genome.space, total_steps))]
-        self.momentum_values = momentum_table(total_steps, warmup_steps, hold_steps, momentum)
+        self.plan = compile_genome(genome, T)
+        self.schedule_multipliers = [float(m) for m in tree_table(genome.schedule, genome.space, T)]
         self.sign = 1.0 if genome.flip else -1.0
         self.momentum_kind = genome.momentum
+        super().__init__(params, lr, total_steps, warmup_steps, base_schedule, hold_steps, momentum, check_finite)
         if self.plan.needs_generator:
             self._make_generator(seed)
+
+    def _check_settings(self, settings):
+        problem = horizon_problem(self.genome, settings["total_steps"], settings["warmup_steps"],
+                                  settings["base_schedule"], settings["hold_steps"])
+        if problem:
+            raise ValueError(problem)
 
     def _new_engine(self, numel, sizes, device, dtype):
         return PlanRunner(self.plan, numel, sizes, device, dtype, self.generator)

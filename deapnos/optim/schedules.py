@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from deap import gp
 
+from ..space.fold import fold, subtree
 from ..space.psets import SearchSpace
 from .flat import BASE_SCHEDULES, base_lr_table, check_horizon, clamp_step, momentum_table
 
@@ -20,45 +21,29 @@ def tree_table(tree: gp.PrimitiveTree, space: SearchSpace, total_steps: int, sta
     ``start`` is the index of the subtree's root inside ``tree`` (decay subtrees of update trees).
     """
     t = torch.arange(total_steps, dtype=torch.float64)
-    value, _ = _eval_scalar_tree(tree, start, space, t, total_steps)
-    return torch.broadcast_to(value, (total_steps,)).clone()
 
+    def value(node, args):
+        if node.arity == 0:
+            spec = space.leaf_spec(node.ret, node.name)
+            if isinstance(spec, float):
+                return torch.tensor(spec, dtype=torch.float64)
+            return spec.fn(t, total_steps).to(torch.float64)
+        return space.op_spec(node.ret, node.name).fn(*args)
 
-def _eval_scalar_tree(tree, i, space, t, T):
-    node = tree[i]
-    if node.arity == 0:
-        spec = space.leaf_spec(node.ret, node.name)
-        if isinstance(spec, float):
-            return torch.tensor(spec, dtype=torch.float64), i + 1
-        return spec.fn(t, T).to(torch.float64), i + 1
-    args, j = [], i + 1
-    for _ in range(node.arity):
-        value, j = _eval_scalar_tree(tree, j, space, t, T)
-        args.append(value)
-    spec = space.op_spec(node.ret, node.name)
-    return spec.fn(*args), j
+    return torch.broadcast_to(fold(subtree(tree, start), value), (total_steps,)).clone()
 
 
 def scalar_tree_code(tree, space: SearchSpace, start: int = 0) -> str:
-    """Python source that computes what :func:`_eval_scalar_tree` computes (for ``export``):
-    the same kernels in the same order, so the exported tables are bit-identical."""
-    out, stack = None, []
-    end = tree.searchSubtree(start).stop
-    for node in tree[start:end]:
-        stack.append([node, []])
-        while len(stack[-1][1]) == stack[-1][0].arity:
-            prim, args = stack.pop()
-            if prim.arity == 0:
-                spec = space.leaf_spec(prim.ret, prim.name)
-                code = (f"torch.tensor({spec!r}, dtype=torch.float64)" if isinstance(spec, float)
-                        else f"{spec.fn.__name__}(t, T).to(torch.float64)")
-            else:
-                code = f"{space.op_spec(prim.ret, prim.name).fn.__name__}({', '.join(args)})"
-            if not stack:
-                out = code
-                break
-            stack[-1][1].append(code)
-    return out
+    """Python source that computes what :func:`tree_table` computes (for ``export``): the same
+    kernels in the same order, so the exported tables are bit-identical."""
+    def code(node, args):
+        if node.arity == 0:
+            spec = space.leaf_spec(node.ret, node.name)
+            return (f"torch.tensor({spec!r}, dtype=torch.float64)" if isinstance(spec, float)
+                    else f"{spec.fn.__name__}(t, T).to(torch.float64)")
+        return f"{space.op_spec(node.ret, node.name).fn.__name__}({', '.join(args)})"
+
+    return fold(subtree(tree, start), code)
 
 
 def decay_is_valid(tree: gp.PrimitiveTree, space: SearchSpace, start: int = 0, horizon: int = 100) -> bool:

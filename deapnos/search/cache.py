@@ -1,28 +1,8 @@
 """Global dedup cache: canonical keys, behavioural fingerprints, and cached results.
 
-The original deduplicated by the exact log string, per particle only, without ``flip``
-(docs/paper.md §5.7); 16 groups of identical strings were trained more than once.  Here a genome is
-known by
-
-* its **canonical key** (:mod:`deapnos.space.canonical`): a hash of the genome's canonical text,
-  the trees after cheap rewrites that never change the optimizer (identities removed, commutative
-  arguments sorted, ...);
-
-* its **behavioural fingerprint** (optional): the first ``probe_steps`` parameter values of the
-  optimizer on a fixed probe problem, rounded to ``digits`` significant digits.  Genomes equal up
-  to rounding on the probe are treated as the same optimizer.  A non-finite trajectory has no
-  fingerprint (it would make every diverging genome "equal").
-
-:class:`DedupCache` keeps the keys (and fingerprints) of every genome the search has sent out, maps
-each to a *representative* key, and stores results by ``(representative, task, seed)`` so that
-equivalent genomes are trained once.  Lookups and hits are counted for the report.
-
-**Compat mode** (``run.compat = true``, :attr:`DedupCache.compat`) restores the original instead: a
-genome is known by its exact text without ``flip`` (the original's log string), a duplicate is one
-already proposed *by the same particle* (``scope``), every genome sent out gets a representative
-of its own (so the same text proposed twice, by two particles or twice in a batch, is trained
-twice), and no result is ever reused.  The particles' sets live in ``rep_of_key`` under
-``"<scope>|<key>"`` and the serial number in ``stats``, so the checkpoint keeps them.
+:class:`DedupCache` maps every genome sent out to a representative key and stores results by
+(representative, task, seed), so that equivalent genomes are trained once; compat mode restores the
+original's per-particle exact-text dedup (docs/search.md, "The dedup cache").
 """
 from __future__ import annotations
 

@@ -1,34 +1,22 @@
 """Search configuration: TOML files, documented defaults, validation, ``a.b=value`` overrides.
 
-Every number of docs/paper.md §5 is a field here with the paper's value as its default (the ``paper``
-config); ``quickstart`` shrinks the budget.  Files are read with :mod:`tomllib` (no eval); a bad
-field gets an error naming it and its allowed values.
-
-Sections (see ``docs/search.md`` and ``deapnos/configs/paper.toml`` for every field):
-
-* ``[run]``       seed, algorithm, map backend, workers, output folder, plugins, compat mode;
-* ``[search]``    the particle algorithm (docs/paper.md §5.1-§5.5): n, k, m, ages, restarts, tasks;
-* ``[init]``      random genomes (docs/paper.md §1.6);
-* ``[mutation]``  operator probabilities and limits (docs/paper.md §5.6, §2.5);
-* ``[cache]``     the dedup cache (docs/paper.md §8.1.7);
-* ``[protocol]``  passed to :class:`deapnos.evaluate.protocol.ProtocolConfig`;
-* ``[elimination]`` the ladder of tasks after the search, with ``[[elimination.rungs]]``;
-* ``[report]``    what the report shows and exports.
-
-Paper symbols: n = ``search.particles`` = 50, k = ``search.mutants`` = 5 mutations per timestep,
-m = ``search.timesteps`` = 7 timesteps (the ``paper`` preset).  The authors' code runs its loops the
-other way round: its log does 5 timesteps ("Depth 1/5 .. 5/5") of 7 mutants (the ``authors-code``
-preset, and these defaults; docs/paper.md §5.1).
+Provides :class:`Config` (one dataclass per section), :func:`load_config`, :func:`apply_overrides` and
+:func:`config_fingerprint`.  Every number of docs/paper.md §5 is a field with the paper's value as its
+default; files are read with :mod:`tomllib` (no eval) and a bad field gets an error naming it.
+Sections, presets and the paper's symbols: docs/search.md, "Configs"; every field: ``deapnos/configs/paper.toml``.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from ..space.psets import MOMENTUM_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BUILTIN_CONFIGS = ("quickstart", "paper", "authors-code")
@@ -45,7 +33,7 @@ def _f(default, doc: str, choices=None, minimum=None, maximum=None, item_choices
     meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum, "item_choices": item_choices,
             "names": names}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+        return field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -54,9 +42,10 @@ class RunConfig:
     name: str = _f("search", "name of the run; run folders are <output_dir>/<name>-<time>")
     seed: int = _f(0, "seed of every random choice of the search (same seed, same run)", minimum=0)
     algorithm: str = _f("particles", "particles: the paper's particle algorithm with aging; random: random "
-                        "search with the same budget and evaluator", choices=("particles", "random"))
-    backend: str = _f("serial", "map backend: serial (in-process), pool (local process pool) or scoop",
-                      choices=("serial", "pool", "scoop"))
+                        "search with the same budget and evaluator; regularized: aging evolution (Real et al. "
+                        "2019), for comparison; or one a plugin adds (checked when the run starts)")
+    backend: str = _f("serial", "map backend: serial (in-process), pool (local process pool), scoop, or one a "
+                      "plugin adds (checked when the run starts)")
     workers: int = _f(1, "worker processes of the pool/scoop backends", minimum=1)
     output_dir: str = _f("runs", "folder under which run folders are created")
     plugins: list = _f([], "extra plugin modules to load (like -p), besides the entry points")
@@ -101,13 +90,17 @@ class SearchConfig:
     hall_of_fame: int = _f(10, "genomes kept in hall_of_fame.json, ranked by mean fitness over seeds", minimum=1)
     momentum_kinds: list = _f(["none", "mom", "nest"], "momentum kinds drawn at initialisation and by the "
                               "momentum mutation (paper: None, Mom, Nest)",
-                              item_choices=("none", "mom", "nest", "nesterov"))
+                              item_choices=MOMENTUM_KINDS)
     integrity_checks: list = _f(["sphere"], "integrity checks a genome must pass (docs/paper.md §5.3); [] runs none")
     reeval_top: int = _f(0, "after each timestep re-evaluate the top reeval_top of the hall of fame with the "
                          "extra seeds (docs/paper.md §8.1.3); 0 = off", minimum=0)
     reeval_seeds: list = _f([1, 2], "extra evaluation seeds of the re-evaluation")
     max_tries: int = _f(200, "mutation/sampling draws per candidate before giving up (integrity failures, "
                         "duplicates and no-op mutations are redrawn)", minimum=1)
+    population: int = _f(0, "run.algorithm = regularized: P, the population (the last P children); 0 = "
+                         "particles x mutants, one timestep's children", minimum=0)
+    sample: int = _f(5, "run.algorithm = regularized: S, members sampled per cycle; the best of them is "
+                     "mutated (at most the population)", minimum=1)
 
     @property
     def tasks(self) -> list[str]:
@@ -233,6 +226,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     protocol: dict = field(default_factory=dict)
     tasks: dict = field(default_factory=dict)
+    plugin: dict = field(default_factory=dict)      # [plugin.NAME] tables, checked by the plugins' dataclasses
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     elimination: EliminationConfig = field(default_factory=EliminationConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -242,10 +236,10 @@ class Config:
     def to_dict(self) -> dict:
         out = {}
         for f in fields(self):
-            if f.name == "source":
+            if f.name == "source" or (f.name == "plugin" and not self.plugin):
                 continue
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):   # an instance, never a class
                 value = dataclasses.asdict(value)
             out[f.name] = copy.deepcopy(value)
         return out
@@ -257,8 +251,9 @@ class Config:
 SECTIONS = {"run": RunConfig, "search": SearchConfig, "init": InitConfig, "mutation": MutationConfig,
             "cache": CacheConfig, "fitness": FitnessConfig, "elimination": EliminationConfig,
             "validation": ValidationConfig, "report": ReportConfig}
-# checked when the run starts: [protocol] against ProtocolConfig, [tasks.NAME] against Task fields
-FREE_SECTIONS = ("protocol", "tasks")
+# checked when the run starts: [protocol] against ProtocolConfig, [tasks.NAME] against Task fields,
+# [plugin.NAME] against the dataclass of the plugin that reads it (deapnos_config_sections)
+FREE_SECTIONS = ("protocol", "tasks", "plugin")
 TASK_OVERRIDE_FIELDS = ("data_path", "epochs", "steps_per_epoch", "screen_steps_per_epoch", "batch_size",
                         "total_steps", "warmup_steps", "options", "protocol_overrides")
 
@@ -283,11 +278,19 @@ def _names(path: str, value):
                       "distinct names")
 
 
+def _default(f: dataclasses.Field) -> Any:
+    """The field's default: its value, or a fresh one from its factory (every config field has one)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    assert callable(f.default_factory), f"config field {f.name} has no default"
+    return f.default_factory()
+
+
 def _coerce(path: str, value, f: dataclasses.Field):
     """Check one value against its field; return it (ints become floats where a float is asked)."""
     if f.metadata.get("names"):
         return _names(path, value)
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = _default(f)
     want = type(default)
     meta = f.metadata
     if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -311,7 +314,8 @@ def _coerce(path: str, value, f: dataclasses.Field):
     return value
 
 
-def _build_section(cls, data: dict, path: str):
+def build_section(cls, data: dict, path: str):
+    """An instance of dataclass ``cls`` from the table ``data`` at ``path``; raises ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section [{path}] must be a table, found {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
@@ -334,10 +338,13 @@ def validate(data: dict, source: str = "") -> Config:
     cfg = Config(source=source)
     for name, cls in SECTIONS.items():
         if name in data:
-            setattr(cfg, name, _build_section(cls, data[name], name))
+            setattr(cfg, name, build_section(cls, data[name], name))
     if "protocol" in data:
-        if not isinstance(data["protocol"], dict):
-            raise ConfigError("config section [protocol] must be a table")
+        from ..evaluate.protocol import ProtocolConfig
+        try:
+            ProtocolConfig.from_dict(data["protocol"])      # every field checked here, by name
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         cfg.protocol = copy.deepcopy(data["protocol"])
     if "tasks" in data:
         if not isinstance(data["tasks"], dict) or not all(isinstance(v, dict) for v in data["tasks"].values()):
@@ -349,12 +356,16 @@ def validate(data: dict, source: str = "") -> Config:
                 raise ConfigError(f"unknown config field tasks.{name}.{bad[0]} (allowed: "
                                   f"{', '.join(TASK_OVERRIDE_FIELDS)})")
         cfg.tasks = copy.deepcopy(data["tasks"])
+    if "plugin" in data:
+        if not isinstance(data["plugin"], dict) or not all(isinstance(v, dict) for v in data["plugin"].values()):
+            raise ConfigError("config section [plugin] holds one table per plugin section: [plugin.NAME]")
+        cfg.plugin = copy.deepcopy(data["plugin"])
     rungs = []
     for i, rung in enumerate(cfg.elimination.rungs):
         if isinstance(rung, RungConfig):
             rungs.append(rung)
             continue
-        rungs.append(_build_section(RungConfig, rung, f"elimination.rungs[{i}]"))
+        rungs.append(build_section(RungConfig, rung, f"elimination.rungs[{i}]"))
         if not rungs[-1].seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                           for s in rungs[-1].seeds):
             raise ConfigError(f"config field elimination.rungs[{i}].seeds: a non-empty list of integers >= 0")
@@ -368,7 +379,7 @@ def _check_lists(cfg: Config):
     s = cfg.search
     if not s.momentum_kinds:
         raise ConfigError("config field search.momentum_kinds: at least one kind "
-                          "(allowed: none, mom, nest, nesterov)")
+                          f"(allowed: {', '.join(MOMENTUM_KINDS)})")
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s.reeval_seeds):
         raise ConfigError(f"config field search.reeval_seeds = {s.reeval_seeds!r}: a list of integers >= 0")
     v = cfg.validation
@@ -528,7 +539,7 @@ def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
     for name, cls in list(SECTIONS.items()) + [("elimination.rungs", RungConfig)]:
         rows = []
         for f in fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = _default(f)
             rows.append((f.name, default, f.metadata.get("doc", "")))
         out[name] = rows
     return out
@@ -541,8 +552,8 @@ def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
 RUN_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}"
 # fields a resumed run may change (``deapnos run --resume RUN_DIR --workers 4 run.backend=pool``):
 # where and how the same search runs, not what it computes
-RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.stall_timeout", "run.report",
-                      "run.data_dir")
+RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.stall_timeout",
+                      "run.report", "run.data_dir")
 # besides those, fields the fingerprint ignores: they never change the search's records
 FINGERPRINT_IGNORES = RESUME_OVERRIDABLE + ("run.name", "run.output_dir", "report.top", "report.plots")
 

@@ -1,23 +1,7 @@
-"""Progressive elimination: a ladder of tasks after the search (DESIGN.md, data flow step 5).
+"""Progressive elimination: the hall of fame's top against baselines on a ladder of tasks after the search.
 
-The original has no such stage (docs/paper.md §6); the paper's candidates were transferred to larger
-tasks and compared with Adam and friends.  Here:
-
-* the top ``elimination.candidates`` of the hall of fame enter the first rung;
-* at every rung (``[[elimination.rungs]]``: task, seeds, keep) every surviving candidate AND every
-  baseline (``elimination.baselines``: zoo names such as ``powersign``, or ``torch.optim`` optimizers in
-  their standard form such as ``torch:Adam`` or ``torch:SGD(momentum=0.9, nesterov=True)``) is
-  evaluated with the same seeds under the same protocol, LR screen included, all in one map;
-* candidates are ranked by their number of failed seeds, then by their mean score over the seeds that
-  trained (a raw score such as -ln(loss) may lie below any fixed failure value); the top ``keep``
-  fraction (at least ``min_keep``) climbs to the next rung;
-* the last rung is the leaderboard: survivors and baselines by mean score, with the paired difference
-  to the first baseline (the reference, normally Adam) per seed as mean ± 95% interval, and a verdict
-  (better / tie / worse) that says "better" only when the interval excludes zero
-  (:mod:`deapnos.evaluate.stats`).
-
-Without configured rungs the ladder is one rung per search task with the search seeds.
-Every rung is checkpointed; a resumed run continues at the first unfinished rung.
+Every rung evaluates candidates and baselines with the same seeds and protocol; the last rung is the
+leaderboard with paired differences to the reference (docs/search.md, "The algorithm", step 5).
 """
 from __future__ import annotations
 
@@ -100,23 +84,24 @@ def baseline_entry(name: str, search) -> dict:
         text = resolve_optimizer(name).text
         return {"label": baseline_label(name), "genome": text, "rep": text, "baseline": True}
     g = zoo.get(name, space=search.space, compat=search.cfg.run.compat)
-    lk = search.cache.lookup(g, count=False)
-    return {"label": name, "genome": g.to_text(), "rep": lk.rep, "baseline": True}
+    rep = search.representative(g)
+    return {"label": name, "genome": g.to_text(), "rep": rep, "baseline": True}
 
 
 def entrants(search) -> tuple[list[dict], list[dict]]:
     """(candidates, baselines) as dicts: label, genome text, representative key."""
     cfg = search.cfg
-    cands, seen = [], set()
-    for e in search.state.hof.ranked():
+    cands: list[dict] = []
+    seen: set[str] = set()
+    for e in search.hof.ranked():
         if len(cands) >= cfg.elimination.candidates:
             break
         if e["genome"] in seen:       # compat mode: the same text proposed twice holds two keys
             continue
         seen.add(e["genome"])
         cands.append({"label": f"c{len(cands) + 1}", "genome": e["genome"], "rep": e["key"], "baseline": False,
-                      "search_mean": search.state.hof.mean(e)})
-    bases = []
+                      "search_mean": search.hof.mean(e)})
+    bases: list[dict] = []
     for name in cfg.elimination.baselines:
         entry = baseline_entry(name, search)
         while any(b["label"] == entry["label"] for b in bases):     # two specs, one sanitised label
@@ -126,8 +111,9 @@ def entrants(search) -> tuple[list[dict], list[dict]]:
 
 
 def run_elimination(search) -> dict:
-    """Run (or continue) the ladder of ``search`` (a :class:`ParticleSearch`); the progress lives in
-    ``search.state.elimination`` and ends with a ``leaderboard``."""
+    """Run (or continue) the ladder of ``search`` (a :class:`deapnos.search.runner.SearchRun`, used through
+    its public interface only); the progress lives in ``search.state.elimination`` and ends with a
+    ``leaderboard``."""
     cfg = search.cfg
     st = search.state.elimination
     if not cfg.elimination.enabled:
@@ -142,25 +128,26 @@ def run_elimination(search) -> dict:
     by_label = {e["label"]: e for e in st["candidates"] + st["baselines"]}
     for r in range(len(st["rungs"]), len(rungs)):
         rung = rungs[r]
-        entries = [by_label[l] for l in st["survivors"]] + st["baselines"]
+        entries = [by_label[label] for label in st["survivors"]] + st["baselines"]
         log.info("elimination rung %d/%d on %s: %d candidates + %d baselines x %d seeds", r + 1, len(rungs),
                  rung["task"], len(st["survivors"]), len(st["baselines"]), len(rung["seeds"]))
         reqs, where = [], []
         for e in entries:
             for seed in rung["seeds"]:
                 meta = {"kind": "rung", "rung": r, "label": e["label"], "baseline": e["baseline"]}
-                reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search._seq(), meta))
+                reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search.next_seq(), meta))
                 where.append((e["label"], seed))
-        records = search.evaluator.run(reqs)
+        records = search.evaluate(reqs)
         per: dict[str, dict] = {e["label"]: {"scores": {}, "results": {}} for e in entries}
         for (label, seed), rec in zip(where, records):
             ok = rec.get("status") == "ok" and rec.get("fitness") is not None
             per[label]["scores"][str(seed)] = float(rec["fitness"]) if ok else None
             per[label]["results"][str(seed)] = {k: rec.get(k) for k in ("status", "fitness", "final_accuracy", "lr",
-                                                                          "seconds", "message", "curve", "test_accuracy")}
+                                                                          "seconds", "message", "curve",
+                                                                          "test_accuracy")}
             # the hall of fame holds search fitness: a raw score only when that is what the search uses
             if not cfg.fitness.relative and cfg.search.tasks == [rung["task"]] and not rec.get("baseline"):
-                search.state.hof.add(rec)
+                search.hof.add(rec)
         rows = []
         for e in entries:
             mean, std, failed = _stats(list(per[e["label"]]["scores"].values()))

@@ -1,25 +1,19 @@
 """Batches of evaluations through the map backend, with the cache, the log and resume.
 
-An :class:`EvalRequest` names a genome (text and representative key), a task, a seed, and where it
-comes from (kind, particle, timestep, slot, attempt).  :meth:`Evaluator.run` answers a batch:
-
-1. a result already known for (representative key, task, seed) is reused (a cache hit, logged
-   with ``cached: true`` and 0 seconds);
-2. a result in the log of a resumed run is reused (not logged again);
-3. the rest go out through ONE ``toolbox.map`` call; each result is appended to the log and flushed
-   the moment it arrives, and the ``deapnos_evaluation_finished`` observers hear of it.
-
-Each request carries a ``seq`` number assigned when the search creates it, in a deterministic
-order; a resumed run that replays its last timestep creates the same requests with the same
-``seq`` and the log does not repeat them.
+Provides :class:`EvalRequest` (genome, task, seed, origin, and a deterministic ``seq``) and
+:class:`Evaluator`, whose ``run`` answers a batch: cache hits first (logged with ``cached: true``),
+then results from a resumed run's log (not logged again), then ONE ``toolbox.map`` call whose results
+are logged the moment they arrive.  Details: docs/search.md, "The run folder and resume".
 """
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import cast
 
-from ..distributed import evaluate_payload, worker_id
+from ..evaluate.result import EvalResult
+from ..evaluate.worker import evaluate_payload, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +27,8 @@ class EvalRequest:
     meta: dict = field(default_factory=dict)   # kind, particle, timestep, slot, attempt, label, key
 
 
-def score_of(record: dict | None) -> float:
-    """Selection fitness of a result record: the fitness when ok, else -1 (the paper's FAILED)."""
-    if not record or record.get("status") != "ok" or record.get("fitness") is None:
-        return -1.0
-    return float(record["fitness"])
+#: selection fitness of a result record: the fitness when ok, else -1 (the paper's FAILED)
+score_of = EvalResult.score_of
 
 
 class Evaluator:
@@ -132,21 +123,22 @@ class Evaluator:
             if bar is not None:
                 bar.close()
             for i in to_run:
-                req = requests[i]
-                self.cache.put(req.rep, req.task, int(req.seed), _result_part(out[i]))
+                req, done = requests[i], out[i]
+                assert done is not None, "the map reports every evaluation it is given"
+                self.cache.put(req.rep, req.task, int(req.seed), _result_part(done))
         for i in followers:
             req = requests[i]
             src = out[first_of[(req.rep, req.task, int(req.seed))]]
+            assert src is not None, "a follower's first request was cached, resumed or run above"
             self.cache.count_result_hit()
             self.counts["cached"] += 1
             out[i] = self._record(req, _result_part(src), cached=True)
             self.store.append(out[i])
-        return out
+        return cast(list[dict], out)    # every slot is filled now: cached, resumed, run or a follower
 
 
-RESULT_KEYS = ("genome", "status", "fitness", "final_accuracy", "final_train_loss", "lr", "curve", "screen",
-               "seconds", "device", "worker", "message", "flip", "optimizer", "steps", "stopped_early",
-               "test_accuracy")
+#: the fields of a record that are the result itself (the cache keeps them); task and seed are the request's
+RESULT_KEYS = tuple(f.name for f in fields(EvalResult) if f.name not in ("task", "seed"))
 
 
 def _result_part(record: dict) -> dict:

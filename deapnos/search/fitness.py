@@ -1,17 +1,9 @@
 """A candidate's fitness over several tasks, relative to a tuned reference optimizer.
 
-The search evaluates a candidate on every task of ``search.task`` with one seed; each evaluation is
-an ordinary record of the evaluation log (an absolute score: the task's best validation score).  This
-module turns those records into one number (docs/evaluation.md, "How a fitness is computed"):
-
-* with ``fitness.relative`` (the default), a task's score is the candidate's minus the reference's
-  (``fitness.reference``, Adam) on the same task and seed, under the same protocol: for a ``log_loss``
-  task that is the log of the ratio of their validation losses, for an accuracy task the difference
-  of accuracies.  0 means "as good as the tuned reference".  Scores below ``fitness.floor`` are
-  raised to it, so any trained candidate ranks above a failed one;
-* the tasks' scores combine by ``fitness.aggregate``: mean, median or worst (the minimum);
-* a candidate that fails on any task (screened out, diverged, error, ...) fails: it scores -1, the
-  paper's FAILED, below every trained candidate.
+Provides :func:`task_score` (a task's score minus the reference's, raised to ``fitness.floor``),
+:func:`aggregate` and :func:`combine` (mean, median or worst over the tasks; a failure on any task
+scores -1) and :func:`validation_tasks`.  Details and a worked example: docs/evaluation.md,
+"How a fitness is computed".
 """
 from __future__ import annotations
 

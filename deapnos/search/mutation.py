@@ -1,41 +1,9 @@
 """Typed, mutation-only operators in DEAP's style, and random genomes.
 
-docs/paper.md §5.6 (the optimizer mutation), §2.5 (decay mutation), §1.6 (random initialisation),
-translated from the original's 5-node graph to strongly typed DEAP trees (DESIGN.md):
-
-=================  ======================================================================  ========
-operator           what it does                                                            share
-=================  ======================================================================  ========
-:func:`mut_op`     an op becomes another op of the same type and arity; a unary op from     40%
-                   the identity goes to any other, else 20% to the identity
-:func:`mut_branch` "change connection": an argument of an op is replaced by an operand       30%
-                   (80%) or a branch (a copy of another subtree, the original's link to
-                   another hidden node, or a fresh one); a binary op swaps its arguments
-                   with probability 0.2
-:func:`mut_toggle` unary <-> binary: insert an argument (either side) or shrink to one       10%
-:func:`mut_momentum` another momentum kind                                                 10%
-:func:`mut_decay`  on a uniformly chosen input edge of an op: add a decay, or remove it      10%
-                   (1/2), or mutate its expression (1/2, docs/paper.md §2.5)
-:func:`mut_schedule` the LR-schedule tree: mutate it (§2.5 style), draw a fresh one, or      5%
-                   reset it to ``one``; not in the paper (0 in compat mode)
-=================  ======================================================================  ========
-
-Shares are the ``[mutation]`` config (normalised; with the defaults the paper's five are scaled
-by 1/1.05).  Every operator takes ``(individual, ctx)``, changes the individual in place and
-returns ``(individual,)``; a change that would break a limit (heights, size) is undone, so an
-operator may return its input unchanged and the caller redraws (as DEAP's ``staticLimit``).
-Decay and schedule expressions are redrawn until valid (docs/paper.md §2.3; NaN fails) and, for a
-mutation, different from the parent (text and phenotype L2 > 1e-4, §2.5; the original ignored
-that result, a bug fixed here).
-
-Fixed bugs of the original (docs/paper.md §8.2), reproduced when ``compat`` (docs/search.md, "Compat
-mode"): MaxValue (``runmax``) is unreachable by mutation; a unary root gets a decay with p = 0.85; a
-mutant keeps its parent's ``flip``; NaN passes the decay validity check; the result of a decay
-mutation is ignored (the mutated expression is kept even when invalid or unchanged in phenotype);
-a binary root whose other argument is an operand never moves its branch to the first free hidden
-node (the original's ``zeros[20:-1]``); an update tree needs at most ``init.hidden_nodes + 1`` distinct
-ops (the original's 5 hidden nodes and its root).
-All random choices come from the ``random.Random`` in the context.
+Provides the operators :func:`mut_op`, :func:`mut_branch`, :func:`mut_toggle`, :func:`mut_momentum`,
+:func:`mut_decay`, :func:`mut_schedule` (each ``(individual, ctx) -> (individual,)``, undone when it
+would break a limit), :func:`make_mutant` and :func:`random_genome`; every random choice comes from the
+context's ``random.Random``.  Shares and rules: docs/search.md, "Mutation"; compat: "Compat mode".
 """
 from __future__ import annotations
 
@@ -66,7 +34,8 @@ class Vocabulary:
     def __init__(self, space: SearchSpace, compat: bool = False):
         space = space.build()
         self.space = space
-        pset = space.update_pset
+        pset, spset = space.update_pset, space.schedule_pset
+        assert pset is not None and spset is not None, "build() creates both primitive sets"
         prims = pset.primitives[Tensor]
         self.operands = list(pset.terminals[Tensor])
         self.wrap = next(p for p in prims if p.name == DECAY_ON_BRANCH)
@@ -79,7 +48,6 @@ class Vocabulary:
         self.d_leaves = list(pset.terminals[Decay])
         self.d_unary = [p for p in pset.primitives[Decay] if p.arity == 1]
         self.d_binary = [p for p in pset.primitives[Decay] if p.arity == 2]
-        spset = space.schedule_pset
         self.s_leaves = list(spset.terminals[Schedule])
         self.s_unary = [p for p in spset.primitives[Schedule] if p.arity == 1]
         self.s_binary = [p for p in spset.primitives[Schedule] if p.arity == 2]
@@ -95,12 +63,11 @@ class MutationContext:
     init: InitConfig = field(default_factory=InitConfig)
     momentum_kinds: tuple = ("none", "mom", "nest")
     compat: bool = False
-    vocab: Vocabulary | None = None
+    vocab: Vocabulary = field(init=False)   # the space's primitives by role, from __post_init__
 
     def __post_init__(self):
         self.space = self.space.build()
-        if self.vocab is None:
-            self.vocab = Vocabulary(self.space, self.compat)
+        self.vocab = Vocabulary(self.space, self.compat)
         bad = [k for k in self.momentum_kinds if k not in MOMENTUM_KINDS]
         if bad:
             raise ValueError(f"momentum kind {bad[0]!r} is not one of {', '.join(MOMENTUM_KINDS)}")
@@ -209,7 +176,7 @@ def compat_decay_is_valid(tree, space: SearchSpace, start: int = 0, horizon: int
     return not bool(((values > 1) | (values < 0)).any())
 
 
-def _decay_valid(ctx: "MutationContext", tree, start: int = 0) -> bool:
+def _decay_valid(ctx: MutationContext, tree, start: int = 0) -> bool:
     return compat_decay_is_valid(tree, ctx.space, start) if ctx.compat else decay_is_valid(tree, ctx.space, start)
 
 
@@ -241,7 +208,7 @@ def within_limits(genome: Genome, mcfg: MutationConfig) -> bool:
     return genome.schedule.height <= mcfg.schedule_max_height
 
 
-def fits(genome: Genome, ctx: "MutationContext") -> bool:
+def fits(genome: Genome, ctx: MutationContext) -> bool:
     """:func:`within_limits`, and in compat mode the original's graph size: at most
     ``init.hidden_nodes + 1`` distinct ops (5 hidden nodes and the root)."""
     return within_limits(genome, ctx.mutation) and (

@@ -1,29 +1,9 @@
 """The run folder: config snapshot, evaluation log, checkpoint, hall of fame, status.
 
-Layout of ``RUN_DIR``::
-
-    config.toml          the resolved config (TOML; what ``--resume`` reads back)
-    evaluations.jsonl    one JSON object per attempt, appended and flushed at once: every
-                         evaluation, cached hit and integrity rejection (status, reason, worker,
-                         seconds, genome text, canonical key, task, seed, particle, timestep, ...)
-    particles.jsonl      one line per particle and timestep (genome, fitness, best, age, restart)
-    checkpoint.json      the search state after the last finished phase/timestep, written
-                         atomically (tmp + os.replace) as plain JSON (counters, lists, dicts, the RNG
-                         state, genome texts) with a fingerprint of the config it was written under.
-                         Nothing in a run folder is ever unpickled: a ``checkpoint.pkl`` of an older
-                         deapnos is refused with a message that says how to continue.
-    hall_of_fame.json    best genomes, ranked by mean fitness over seeds
-    elimination.json     the elimination ladder's results
-    status.json          written at the end: {"status": "ok" | "failed" | "interrupted", "error": ...}
-    run.lock             held (``fcntl.flock``) by the ``deapnos run`` that owns the folder; names its
-                         pid and host
-    writer.lock          held by the one process that writes the search's files
-    report.md, plots/, winners/   written by ``deapnos report``
-
-``--resume RUN_DIR`` reloads the checkpoint and treats the log as a result cache keyed by
-(genome key, task, seed), so evaluations finished after the checkpoint are not run again.  Before
-the first append, a log whose last line was torn by a killed writer is cut back to its last
-complete line (:func:`repair_tail`), so the next record starts on a line of its own.
+Provides :class:`RunStore` (every file of ``RUN_DIR``, written atomically or appended and flushed),
+:class:`FolderLock` (``run.lock`` / ``writer.lock``), :func:`repair_tail` (cuts a torn last log line)
+and :func:`read_jsonl`.  Nothing in a run folder is ever unpickled.  Layout, resume and safety:
+docs/search.md, "The run folder and resume" and "What a run folder is safe for".
 """
 from __future__ import annotations
 
@@ -36,6 +16,7 @@ import socket
 import stat
 import time
 from pathlib import Path
+from typing import TextIO
 
 CONFIG = "config.toml"
 LOG = "evaluations.jsonl"
@@ -130,7 +111,7 @@ def read_jsonl(path: Path, check=None) -> list[dict]:
     """Records of a JSON-lines file.  A line that is not JSON (torn by a killed writer) is skipped; a
     line that is JSON but not an object, or that ``check(record)`` finds wrong (it returns the
     problem as text), raises :class:`StoreError` naming the file, the line and the problem."""
-    out = []
+    out: list[dict] = []
     path = Path(path)
     if not path.exists():
         return out
@@ -348,7 +329,7 @@ class FolderLock:
         finally:
             os.close(fd)
 
-    def acquire(self, role: str, wait: float = 0.0, **extra) -> "FolderLock":
+    def acquire(self, role: str, wait: float = 0.0, **extra) -> FolderLock:
         """Take the lock (retrying for ``wait`` seconds) or raise :class:`RunLockError` naming the
         holder's pid and host."""
         import fcntl
@@ -416,8 +397,8 @@ class RunStore:
         elif not self.dir.is_dir():
             raise StoreError(f"run folder {self.dir} does not exist" if not self.dir.exists() else
                              f"{self.dir} is not a folder; give a run folder")
-        self._log = None
-        self._particles = None
+        self._log: TextIO | None = None            # the open evaluation log, from the first append
+        self._particles: TextIO | None = None
         self._logged_seqs: set[int] | None = None
         self._particle_keys: set | None = None
 
@@ -465,7 +446,7 @@ class RunStore:
 
     # -- the evaluation log -----------------------------------------------------------------------
 
-    def _open(self, name):
+    def _open(self, name: str) -> TextIO:
         """Open a JSON-lines file for appending: never through a link; a torn tail is cut first."""
         path = self.path(name)
         _check_regular(path)
@@ -498,7 +479,7 @@ class RunStore:
 
     def result_cache(self) -> dict[tuple, dict]:
         """The log as a result cache: (representative key, task, seed) -> record of a finished evaluation."""
-        out = {}
+        out: dict[tuple, dict] = {}
         for r in self.read_log():
             rep = r.get("rep") or r.get("key")
             if r.get("event") != "evaluation" or rep is None:

@@ -1,13 +1,7 @@
 """Held-out validation: the winners against the tuned reference on tasks never used for selection.
 
-After the elimination, the top ``validation.candidates`` of the leaderboard (or, without one, of the
-hall of fame) and the reference optimizer (``fitness.reference``) are evaluated on every held-out task
-(:func:`deapnos.search.fitness.validation_tasks`) with every seed of ``validation.seeds``, under the
-same protocol, in one map.  Per winner and task the result is the paired difference winner minus
-reference over the seeds, as mean ± 95% interval, with a verdict: ``better`` only when the interval
-lies above zero, ``worse`` when below, else ``tie`` (:mod:`deapnos.evaluate.stats`).  A winner that
-fails on a seed where the reference trained is ``worse`` on that task.  ``overall`` averages the
-per-task differences seed by seed.  The outcome is ``validation.json`` and ``state.validation``.
+Paired differences per task and overall, with verdicts; the outcome is ``validation.json`` and
+``state.validation`` (docs/search.md, "The algorithm", step 6).
 """
 from __future__ import annotations
 
@@ -30,11 +24,11 @@ def winners(search) -> list[dict]:
            for row in board if not row["baseline"]]
     if not out:
         out = [{"label": f"c{rank}", "genome": e["genome"], "rep": e["key"]}
-               for rank, e in enumerate(search.state.hof.ranked(), 1)]
+               for rank, e in enumerate(search.hof.ranked(), 1)]
     out = out[:cfg.validation.candidates]
     for w in out:
         if not w["rep"]:
-            w["rep"] = search.cache.lookup(search.genome(w["genome"]), count=False).rep
+            w["rep"] = search.representative(search.genome(w["genome"]))
     return out
 
 
@@ -83,10 +77,10 @@ def run_validation(search) -> dict:
         for task in tasks:
             for seed in seeds:
                 meta = {"kind": "validation", "label": e["label"], "baseline": bool(e.get("reference"))}
-                reqs.append(EvalRequest(e["genome"], e["rep"], task, seed, search._seq(), meta))
+                reqs.append(EvalRequest(e["genome"], e["rep"], task, seed, search.next_seq(), meta))
                 where.append((e["label"], task, seed))
     scores: dict = {e["label"]: {t: {} for t in tasks} for e in everyone}
-    for (label, task, seed), rec in zip(where, search.evaluator.run(reqs)):
+    for (label, task, seed), rec in zip(where, search.evaluate(reqs)):
         ok = rec.get("status") == "ok" and rec.get("fitness") is not None
         scores[label][task][str(seed)] = float(rec["fitness"]) if ok else None
     rows = []

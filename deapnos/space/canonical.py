@@ -1,20 +1,9 @@
 """Canonical form and key of a genome: equal keys mean the same optimizer.
 
-The canonical text is ``kind ~ update | lr = schedule | flip`` after cheap rewrites that never
-change what the optimizer computes.  The search's dedup cache (:mod:`deapnos.search.cache`) keys
-evaluations by it.
-
-The rewrites:
-
-  - identities are removed (``id(x) -> x``, tensor and decay ``id`` alike);
-  - arguments of commutative ops are sorted (``add(g, v_hat) == add(v_hat, g)``);
-  - decays stacked on one edge are sorted (``decay(d1, decay(d2, x))``: the factors commute);
-  - ``neg(neg(x)) -> x``; idempotent ops collapse (``abs(abs(x))``, ``relu(relu(x))``,
-    ``negrelu(negrelu(x))``, ``norm(norm(x))``), ``abs(neg(x)) -> abs(x)``, and ``abs``/``relu`` of
-    an operand or op that is never negative disappear;
-  - ``max(x, x)``, ``min(x, x)``, ``clip(x, x)``, ``mix95(x, x)`` -> ``x`` when ``x`` is
-    deterministic (no dropout, no state);
-  - ``mul(one, x) -> x`` (tensor and schedule trees); a schedule ``one`` is no schedule.
+Provides :func:`canonical_text` (``kind ~ update | lr = schedule | flip`` after rewrites that never
+change what the optimizer computes: identities removed, commutative arguments and stacked decays
+sorted, idempotent and same-argument ops collapsed, ...) and :func:`canonical_key`, by which the
+dedup cache keys evaluations.  The rewrites: docs/search.md, "The dedup cache".
 """
 from __future__ import annotations
 
@@ -22,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from . import ops as _ops
+from .fold import fold
 from .genome import format_text
 from .psets import DECAY_ON_BRANCH, Schedule, Tensor
 
@@ -45,16 +35,7 @@ class _N:
 
 
 def _to_nodes(tree) -> _N:
-    stack = []
-    for node in tree:
-        stack.append([node, []])
-        while len(stack[-1][1]) == stack[-1][0].arity:
-            prim, args = stack.pop()
-            n = _N(prim.name, prim.ret, args)
-            if not stack:
-                return n
-            stack[-1][1].append(n)
-    raise ValueError("empty tree")
+    return fold(tree, lambda node, args: _N(node.name, node.ret, args))
 
 
 def _builtin(spec, fn) -> bool:

@@ -1,19 +1,9 @@
 """Genome: update tree + schedule tree + momentum kind + flip, with text and JSON forms.
 
-The text form, one line (``Genome.parse`` / ``genome.to_text()``)::
-
-    nesterov ~ i1e(i1e(decay(mul(a13, a2), g))) | lr = one | flip
-
-* before ``~``: the momentum kind (``none``, ``mom``, ``nest``, ``nesterov``; see
-  :data:`deapnos.space.psets.MOMENTUM_DOC`);
-* after it: the update tree in prefix notation over the names of the search space;
-* ``| lr = EXPR``: the schedule tree (a multiplier of the base LR); absent means ``one``;
-* ``| flip``: the sign flip of docs/paper.md §5.3; absent means no flip.
-
-``to_text`` writes this canonical form (``lr`` only when not ``one``), so text -> genome -> text
-and genome -> text -> genome are both exact.  The JSON form (``to_json``/``from_json``) holds the same
-fields with a format version.  Both are read by the parser below: no ``eval``, ``exec``, pickle, or
-DEAP's ``from_string``.  A bad token is reported with its position and never executed.
+Provides :class:`Genome` (``parse`` / ``to_text``, ``to_json`` / ``from_json``; text round trips are
+exact), :func:`parse_tree`, :func:`tree_text` and :class:`GenomeParseError`.  Both forms are read by
+the parser here, never by ``eval``, ``exec``, pickle or DEAP's ``from_string``; a bad token is
+reported with its position.  The forms: docs/space.md, "Genome text and JSON".
 """
 from __future__ import annotations
 
@@ -24,8 +14,8 @@ from dataclasses import dataclass, field
 
 from deap import gp
 
-from .psets import (MOMENTUM_KINDS, Decay, Schedule, SearchSpace, Tensor,
-                    get_default_space)
+from .fold import deap_format, fold
+from .psets import MOMENTUM_KINDS, Decay, Schedule, SearchSpace, Tensor, builtin_space
 
 JSON_FORMAT = "deapnos.genome"
 JSON_VERSION = 1
@@ -146,7 +136,7 @@ def parse_tree(text: str, kind: str = "update", space: SearchSpace | None = None
                source: str | None = None) -> gp.PrimitiveTree:
     """Parse one prefix expression: ``kind`` is ``update`` (type Tensor), ``decay`` (Decay inside the
     update set) or ``schedule``."""
-    space = (space or get_default_space()).build()
+    space = (space or builtin_space()).build()
     ret, pset_name = {"update": (Tensor, "update"), "decay": (Decay, "update"),
                       "schedule": (Schedule, "schedule")}[kind]
     toks = _tokenize(text, source)
@@ -159,18 +149,8 @@ def parse_tree(text: str, kind: str = "update", space: SearchSpace | None = None
 
 
 def tree_text(tree: gp.PrimitiveTree) -> str:
-    """Prefix text of a tree, as the parser reads it."""
-    out, stack = [], []
-    for node in tree:
-        stack.append([node, []])
-        while len(stack[-1][1]) == stack[-1][0].arity:
-            prim, args = stack.pop()
-            s = prim.name if not args else f"{prim.name}({', '.join(args)})"
-            if not stack:
-                out.append(s)
-                break
-            stack[-1][1].append(s)
-    return out[0] if out else ""
+    """Prefix text of a tree, as the parser reads it: DEAP's ``str(tree)`` ("" when empty)."""
+    return fold(tree, deap_format) if len(tree) else ""
 
 
 def format_text(momentum: str, update: str, schedule: str, flip: bool) -> str:
@@ -195,29 +175,29 @@ class Genome:
     schedule: gp.PrimitiveTree
     momentum: str = "none"
     flip: bool = False
-    space: SearchSpace | None = field(default=None, repr=False, compare=False)
+    space: SearchSpace = field(default_factory=builtin_space, repr=False, compare=False)
 
     def __post_init__(self):
         if self.momentum not in MOMENTUM_KINDS:
             raise ValueError(f"momentum kind {self.momentum!r} is not one of {', '.join(MOMENTUM_KINDS)}")
-        if self.space is None:
-            self.space = get_default_space()
+        if self.space is None:  # an untyped caller's explicit None: the built-in space, as the default
+            self.space = builtin_space()
 
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
     def from_parts(cls, update: str, schedule: str = "one", momentum: str = "none", flip: bool = False,
-                   space: SearchSpace | None = None) -> "Genome":
-        space = (space or get_default_space()).build()
+                   space: SearchSpace | None = None) -> Genome:
+        space = (space or builtin_space()).build()
         return cls(parse_tree(update, "update", space), parse_tree(schedule, "schedule", space),
                    momentum, bool(flip), space)
 
     @classmethod
-    def parse(cls, text: str, space: SearchSpace | None = None, source: str | None = None) -> "Genome":
+    def parse(cls, text: str, space: SearchSpace | None = None, source: str | None = None) -> Genome:
         """Read the one-line text form (module docstring)."""
         if not isinstance(text, str):
             raise GenomeParseError(f"genome text must be a string, not {type(text).__name__}", source=source)
-        space = (space or get_default_space()).build()
+        space = (space or builtin_space()).build()
         toks = _tokenize(text, source)
         if len(toks) < 2 or not toks[0].is_name or toks[1].text != "~":
             pos = toks[1].pos if len(toks) > 1 else (toks[0].pos if toks else 0)
@@ -227,7 +207,9 @@ class Genome:
             raise GenomeParseError(f"unknown momentum kind {kind!r} (known: {', '.join(MOMENTUM_KINDS)})",
                                    toks[0].pos, source)
         # split the rest at top-level '|'
-        sections, cur = [], []
+        # each section with the '|' that ends it (None for the last one)
+        sections: list[tuple[list[_Tok], _Tok | None]] = []
+        cur: list[_Tok] = []
         for tok in toks[2:]:
             if tok.text == "|":
                 sections.append((cur, tok))
@@ -243,7 +225,7 @@ class Genome:
         schedule, flip, seen = None, False, set()
         for sec, bar in sections[1:]:
             if not sec:
-                raise GenomeParseError("empty section after '|'", bar.pos, source)
+                raise GenomeParseError("empty section after '|'", bar.pos if bar is not None else len(text), source)
             key = sec[0]
             if key.bad:
                 raise GenomeParseError(f"unexpected character {key.text!r}", key.pos, source)
@@ -266,7 +248,7 @@ class Genome:
 
     @classmethod
     def from_json(cls, text: str | dict, space: SearchSpace | None = None,
-                  source: str | None = None) -> "Genome":
+                  source: str | None = None) -> Genome:
         """Read the JSON form (a string or an already-decoded dict)."""
         if isinstance(text, (str, bytes)):
             if len(text) > MAX_JSON_CHARS:
@@ -307,13 +289,13 @@ class Genome:
         if data["momentum"] not in MOMENTUM_KINDS:
             raise GenomeParseError(f"field 'momentum' is {data['momentum']!r}; allowed: "
                                    f"{', '.join(MOMENTUM_KINDS)}", source=source)
-        space = (space or get_default_space()).build()
+        space = (space or builtin_space()).build()
         update = _parse_field(data["update"], space, "update", source)
         schedule = _parse_field(data["schedule"], space, "schedule", source)
         return cls(update, schedule, data["momentum"], data["flip"], space)
 
     @classmethod
-    def load(cls, path, space: SearchSpace | None = None) -> "Genome":
+    def load(cls, path, space: SearchSpace | None = None) -> Genome:
         """Read a genome file: JSON (``.json``, or text starting with ``{``) or the text form."""
         path = Path(path)
         if path.exists() and not path.is_file():
@@ -375,24 +357,18 @@ class Genome:
     def __hash__(self) -> int:
         return hash(self.to_text())
 
-    def copy(self) -> "Genome":
+    def copy(self) -> Genome:
         return Genome(gp.PrimitiveTree(list(self.update)), gp.PrimitiveTree(list(self.schedule)),
                       self.momentum, self.flip, self.space)
 
-    # -- running -----------------------------------------------------------------------------
-
-    def optimizer(self, params, lr: float = 1e-3, total_steps: int | None = None, warmup_steps: int = 0,
-                  base_schedule: str = "warmup_cosine", **kwargs):
-        """A :class:`deapnos.optim.EvolvedOptimizer` running this genome over ``params``."""
-        from ..optim.optimizer import EvolvedOptimizer
-        return EvolvedOptimizer(params, self, lr=lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                                base_schedule=base_schedule, **kwargs)
+    # -- state -------------------------------------------------------------------------------
 
     def state_needed(self) -> list[str]:
         """Per-parameter state this genome allocates: EMA slots its operands read, one slot per
         stateful op, and ``M`` for momentum kinds."""
         space = self.space
-        slots, stateful = [], []
+        slots: list[str] = []
+        stateful: list[str] = []
         for node in self.update:
             if isinstance(node, gp.Terminal) and node.ret is Tensor:
                 slots.extend(s for s in space.operands[node.name].states if s not in slots)

@@ -1,18 +1,14 @@
 """Operands (the leaves of update trees) and the optimizer state each one needs.
 
-docs/paper.md §1.2.  An operand is computed from an :class:`OperandContext`: the gradient ``g``, the
-parameters ``w`` (flattened), the 0-based step ``t`` and the state slots it declared.  A state slot
-is an accumulator updated once per step before any operand is computed (the EMAs v, s, lambda);
-only the slots that the operands of a tree read are allocated and updated.  Updating an EMA only
-when it is read changes nothing numerically: the original updates all three every step, but an
-unread slot never reaches the update.
-
-Plugins add operands with :meth:`deapnos.space.psets.SearchSpace.add_operand`.
+Provides :class:`OperandContext` (``g``, ``w``, step ``t``, state slots), :class:`StateSpec` (an
+accumulator updated once per step; only the slots a tree reads are allocated) and the operands of
+docs/paper.md §1.2 (``o_*``).  Plugins add operands with ``SearchSpace.add_operand``.
+Details: docs/space.md, "Operand names"; docs/plugins.md, "Extending the search space".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

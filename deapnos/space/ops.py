@@ -1,28 +1,14 @@
 """Element-wise operations of the search space, with protected semantics.
 
-Three families (docs/paper.md §1.3-1.4, §2.1-2.2):
-
-* tensor ops: unary and binary ops on gradient statistics (type ``Tensor``);
-* decay functions a1..a14 (and a14p, the variant of ``EvolvedLRSchedules``): per-step scalars of
-  the step ``t`` and horizon ``T``, computed in float64 on the whole grid at once;
-* decay ops: unary and binary ops on decay values (types ``Decay`` and ``Schedule``).
-
-Every kernel is a plain function of torch tensors that accepts ``out=`` so that the optimizer can
-run it into a preallocated flat buffer.  Kernels import only torch: ``deapnos export`` copies their
-source into standalone optimizer modules.
-
-Protection (the fixes of docs/paper.md §8.2, applied by default):
-* division and reciprocal use a sign-aware epsilon ``b + eps*sign(b)`` with sign(0) = +1, so they
-  never divide by zero and never flip the sign of the denominator;
-* ``pow`` computes ``(|a| + eps)^b``, so ``0^b`` with ``b < 0`` is finite;
-* ``ln`` and ``sqrt`` take the absolute value first, so neither gives NaN for negative inputs;
-* ``exp`` and ``softplus`` are left unprotected, as in the original: an overflow is reported as a
-  diverged candidate by the optimizer's finiteness check, not hidden.
+Provides the tensor kernels (``k_*``: unary and binary ops on gradient statistics), the decay functions
+a1..a14 and a14p (``d_*``, float64 over the whole step grid) and their specs (:class:`OpSpec`,
+:class:`DecaySpec`).  Kernels accept ``out=`` and import only torch (``deapnos export`` copies them).
+Protection and the original forms: docs/space.md, "Protected semantics and fixed bugs"; docs/paper.md §1.3-2.2.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -586,5 +572,6 @@ A14P = DecaySpec("a14p", d_a14p, "a'_{{14}}", "(0.95 - beta_d)/(0.05 + beta_d), 
 COMPAT_STATEFUL = {"ema": k_ema_compat, "delta": k_delta_compat}
 # run.compat = true: the original's unprotected division and power (docs/paper.md §1.3-1.4, §2.2, §8.2),
 # by (registry, name): the update tree's inv/div/pow and the decay (and schedule) ops' div
-COMPAT_UNSAFE = {("unary", "inv"): k_inv_compat, ("binary", "div"): k_div_compat, ("binary", "pow"): k_pow_compat,
-                 ("decay_binary", "div"): k_div_compat}
+COMPAT_UNSAFE: dict[tuple[str, str], Callable] = {
+    ("unary", "inv"): k_inv_compat, ("binary", "div"): k_div_compat, ("binary", "pow"): k_pow_compat,
+    ("decay_binary", "div"): k_div_compat}

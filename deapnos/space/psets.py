@@ -1,27 +1,16 @@
 """The search space as strongly typed DEAP primitive sets, and the API that plugins extend it with.
 
-Two primitive sets (DESIGN.md, "The search space as DEAP trees"):
-
-* ``update``: root type :class:`Tensor`.  Terminals are the operands (docs/paper.md §1.2), primitives
-  the tensor ops (§1.3-1.4).  Type :class:`Decay` lives inside it: terminals a1..a14 (§2.1),
-  primitives the decay ops (§2.2); the primitive ``decay(Decay, Tensor) -> Tensor`` scales a branch
-  by a decay, the paper's decay on an edge.
-* ``schedule``: root type :class:`Schedule`, a multiplier of the base learning rate (§3.3), built
-  from a1..a14, a14p (the ``EvolvedLRSchedules`` variant of a14), the constants 1 and 2, and the
-  decay ops.
-
-Op names repeat across types (``mul`` of tensors, ``mul`` of decays): a name is resolved by the
-type expected where it stands.  DEAP only asks that one name maps to one Python object per set,
-so each name is registered with one shared :class:`OpName` token.
-
-Build a space with :func:`build_space`; extend it before the build with ``add_operand``,
-``add_unary``, ``add_binary``, ``add_decay`` (what ``deapnos_add_primitives`` hooks receive).
+Provides the types :class:`Tensor`, :class:`Decay`, :class:`Schedule`, the sets ``update`` and
+``schedule`` in a :class:`SearchSpace` (``add_operand``, ``add_unary``, ``add_binary``, ``add_decay``),
+:func:`default_space`, :func:`builtin_space` and :func:`build_space`.  An op name shared by several
+types is one :class:`OpName` token.  Details: docs/space.md, "Types and primitive sets"; docs/plugins.md.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from deap import gp
 
@@ -107,13 +96,13 @@ class SearchSpace:
         if name in self.unary or name in self.binary or name in self.decays or name == DECAY_ON_BRANCH:
             raise SpaceError(f"operand {name!r} clashes with an op or decay of the same name")
         states = tuple(states)
-        for spec in states:
-            known = self.states.get(spec.name)
-            if known is not None and known is not spec:
-                raise SpaceError(f"state slot {spec.name!r} of operand {name!r} is already defined by "
-                                 f"{self.provenance.get('state:' + spec.name, 'deapnos')}")
-            self.states[spec.name] = spec
-            self.provenance.setdefault("state:" + spec.name, source)
+        for state in states:
+            known = self.states.get(state.name)
+            if known is not None and known is not state:
+                raise SpaceError(f"state slot {state.name!r} of operand {name!r} is already defined by "
+                                 f"{self.provenance.get('state:' + state.name, 'deapnos')}")
+            self.states[state.name] = state
+            self.provenance.setdefault("state:" + state.name, source)
         spec = OperandSpec(name, compute, fmt or name, latex or _latex_name(name),
                            states=tuple(s.name for s in states), reads_params=reads_params,
                            nonneg=nonneg, doc=doc)
@@ -126,7 +115,7 @@ class SearchSpace:
                   doc: str = "", source: str = "deapnos") -> OpSpec:
         """Add a unary tensor op ``fn(x)``; with ``needs=("state", "t")`` it is ``fn(x, state=, t=)``."""
         return self._add_op(self.unary, 1, name, fn, fmt or name + "({0})",
-                            latex or "\\operatorname{%s}\\left({0}\\right)" % _latex_escape(name),
+                            latex or "\\operatorname{" + _latex_escape(name) + "}\\left({0}\\right)",
                             tuple(needs), False, nonneg, accepts_out, doc, source)
 
     def add_binary(self, name: str, fn: Callable, *, fmt: str | None = None, latex: str | None = None,
@@ -134,7 +123,7 @@ class SearchSpace:
                    doc: str = "", source: str = "deapnos") -> OpSpec:
         """Add a binary tensor op ``fn(a, b)``."""
         return self._add_op(self.binary, 2, name, fn, fmt or name + "({0}, {1})",
-                            latex or "\\operatorname{%s}\\left({0}, {1}\\right)" % _latex_escape(name),
+                            latex or "\\operatorname{" + _latex_escape(name) + "}\\left({0}, {1}\\right)",
                             (), commutative, nonneg, accepts_out, doc, source)
 
     def add_decay(self, name: str, fn: Callable, *, latex: str | None = None, doc: str = "",
@@ -182,7 +171,7 @@ class SearchSpace:
 
     # -- building ----------------------------------------------------------------------------
 
-    def build(self) -> "SearchSpace":
+    def build(self) -> SearchSpace:
         """Create the DEAP primitive sets and validate them.  Idempotent."""
         if self._built:
             return self
@@ -229,6 +218,7 @@ class SearchSpace:
     def primitive(self, pset_name: str, ret_type: type, name: str):
         """The DEAP primitive or terminal called ``name`` that returns ``ret_type``, or None."""
         pset = self.update_pset if pset_name == "update" else self.schedule_pset
+        assert pset is not None, "build() the space before looking up its primitives"
         for node in pset.primitives.get(ret_type, ()):
             if node.name == name:
                 return node
@@ -266,7 +256,7 @@ def _latex_escape(name: str) -> str:
 
 
 def _latex_name(name: str) -> str:
-    return "\\mathrm{%s}" % _latex_escape(name)
+    return "\\mathrm{" + _latex_escape(name) + "}"
 
 
 def validate_pset(pset: gp.PrimitiveSetTyped) -> None:
@@ -293,33 +283,34 @@ def validate_pset(pset: gp.PrimitiveSetTyped) -> None:
 
 
 def default_space(compat: bool = False) -> SearchSpace:
-    """The paper's search space (docs/paper.md §1-§3), unbuilt so that plugins can extend it.
+    """A new, unbuilt copy of the paper's search space (docs/paper.md §1-§3), for plugins to extend
+    (:func:`builtin_space` is the shared, built one).
 
     ``compat=True`` swaps in the original's buggy forms for reproduction (docs/paper.md §8.2): the
     stateful ops ``ema`` and ``delta``, and the sign-unsafe ``inv``, ``div`` (also the decay ops'
     ``div``) and ``pow``.
     """
     space = SearchSpace()
-    for spec in _operands.STATES:
-        space.states[spec.name] = spec
-    for spec in _operands.OPERANDS:
-        space.operands[spec.name] = spec
-    for spec in _ops.TENSOR_UNARY:
-        if compat and spec.name in _ops.COMPAT_STATEFUL:
-            spec = OpSpec(spec.name, 1, _ops.COMPAT_STATEFUL[spec.name], spec.fmt, spec.latex,
-                          needs=spec.needs, doc=spec.doc + " [compat: original bug]")
-        space.unary[spec.name] = _compat_op(spec, "unary") if compat else spec
-    for spec in _ops.TENSOR_BINARY:
-        space.binary[spec.name] = _compat_op(spec, "binary") if compat else spec
-    for spec in _ops.DECAYS:
-        space.decays[spec.name] = spec
-        space.schedule_leaves[spec.name] = spec
+    for state in _operands.STATES:
+        space.states[state.name] = state
+    for operand in _operands.OPERANDS:
+        space.operands[operand.name] = operand
+    for op in _ops.TENSOR_UNARY:
+        if compat and op.name in _ops.COMPAT_STATEFUL:
+            op = OpSpec(op.name, 1, _ops.COMPAT_STATEFUL[op.name], op.fmt, op.latex,
+                        needs=op.needs, doc=op.doc + " [compat: original bug]")
+        space.unary[op.name] = _compat_op(op, "unary") if compat else op
+    for op in _ops.TENSOR_BINARY:
+        space.binary[op.name] = _compat_op(op, "binary") if compat else op
+    for decay in _ops.DECAYS:
+        space.decays[decay.name] = decay
+        space.schedule_leaves[decay.name] = decay
     space.schedule_leaves[_ops.A14P.name] = _ops.A14P
     space.schedule_constants.update({"one": 1.0, "two": 2.0})
-    for spec in _ops.DECAY_UNARY:
-        space.decay_unary[spec.name] = spec
-    for spec in _ops.DECAY_BINARY:
-        space.decay_binary[spec.name] = _compat_op(spec, "decay_binary") if compat else spec
+    for op in _ops.DECAY_UNARY:
+        space.decay_unary[op.name] = op
+    for op in _ops.DECAY_BINARY:
+        space.decay_binary[op.name] = _compat_op(op, "decay_binary") if compat else op
     return space
 
 
@@ -332,22 +323,12 @@ def _compat_op(spec: OpSpec, registry: str) -> OpSpec:
     return dataclasses.replace(spec, fn=fn, doc=f"{doc}, not sign-safe [compat: the original's form]")
 
 
-_default: SearchSpace | None = None
-
-
-def set_default_space(space: SearchSpace | None) -> None:
-    """Make ``space`` (e.g. one extended by plugins) what ``Genome.parse`` and friends use when
-    no space is passed.  ``None`` restores the plain paper space."""
-    global _default
-    _default = space.build() if space is not None else None
-
-
-def get_default_space() -> SearchSpace:
-    """The space used when none is passed: the one last set, else the paper's (built once)."""
-    global _default
-    if _default is None:
-        _default = default_space().build()
-    return _default
+@functools.cache
+def builtin_space(compat: bool = False) -> SearchSpace:
+    """The paper's space, built, without plugins: what ``Genome.parse`` and friends use when no
+    ``space=`` is passed.  Built once per ``compat`` (a cache: nothing can replace it); a space
+    extended by plugins is passed explicitly (``deapnos.plugins.build_space``)."""
+    return default_space(compat=compat).build()
 
 
 def build_space(extend: Callable[[SearchSpace], None] | None = None, compat: bool = False) -> SearchSpace:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from deap import gp
 
+from .fold import fold
 from .psets import DECAY_ON_BRANCH, Tensor
 
 KIND_PREFIX = {"none": "None", "mom": "Mom", "nest": "Nest", "nesterov": "Nesterov"}
@@ -16,16 +17,9 @@ KIND_LATEX = {"none": "", "mom": "\\text{momentum}", "nest": "\\text{Nest (searc
 
 def _fold(tree: gp.PrimitiveTree, leaf, node_fmt):
     """Render a prefix tree bottom-up: ``leaf(node)`` for terminals, ``node_fmt(node, args)`` else."""
-    stack = []
-    for node in tree:
-        stack.append([node, []])
-        while len(stack[-1][1]) == stack[-1][0].arity:
-            prim, args = stack.pop()
-            s = leaf(prim) if prim.arity == 0 else node_fmt(prim, args)
-            if not stack:
-                return s
-            stack[-1][1].append(s)
-    return ""
+    if not len(tree):
+        return ""
+    return fold(tree, lambda node, args: leaf(node) if node.arity == 0 else node_fmt(node, args))
 
 
 def tree_str(tree: gp.PrimitiveTree, space) -> str:

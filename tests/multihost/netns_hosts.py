@@ -190,7 +190,7 @@ class NamespaceHosts:
                 return net
         raise Unavailable("no free 10.213.x.0/24 subnet for the bridge")
 
-    def __enter__(self) -> "NamespaceHosts":
+    def __enter__(self) -> NamespaceHosts:
         reason = unavailable_reason()
         if reason:
             raise Unavailable(reason)

@@ -101,7 +101,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
             out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             out = "(no output: the pipe stayed open)"
-        raise AssertionError(f"timed out after {timeout} s:\n{out[-4000:]}")
+        raise AssertionError(f"timed out after {timeout} s:\n{out[-4000:]}") from None
     return proc.returncode, out
 
 
@@ -237,8 +237,7 @@ def test_hosts_with_another_environment_stop_the_run_at_start(config, tmp_path):
     shutil.copytree(ROOT / "deapnos", other / "deapnos", ignore=shutil.ignore_patterns("__pycache__"))
     init = other / "deapnos" / "__init__.py"
     import deapnos
-    init.write_text(init.read_text().replace(f'__version__ = "{deapnos.__version__}"',
-                                             f'__version__ = "{deapnos.__version__}+other"'))
+    init.write_text(init.read_text() + '\n__version__ += "+other"\n')
     h = namespace_hosts(env=AUTOLOAD_OFF, host_env={"node1": {"DEAPNOS_DISABLE_PLUGIN_AUTOLOAD": "0"}},
                         host_mounts={"node2": {ROOT / "deapnos": other / "deapnos"}})
     try:
