@@ -164,14 +164,14 @@ def running_best(particles: list[dict]) -> list[tuple[int, float]]:
 def _budget(cfg: dict, task_name: str):
     """(T, W) of a task under the run's protocol, or None when its plugin is not available."""
     try:
-        from .evaluate.protocol import Budget, ProtocolConfig
+        from .evaluate.protocol import Budget, protocol_config
         from .plugins import all_tasks, get_plugin_manager
         pm = get_plugin_manager(cfg.get("run", {}).get("plugins", []), strict=False)
         task = all_tasks(pm)[task_name]
         over = cfg.get("tasks", {}).get(task_name)
         if over:
             task = task.replace(**over)
-        protocol = ProtocolConfig(**cfg.get("protocol", {})).for_task(task)
+        protocol = protocol_config(cfg.get("protocol", {}), cfg.get("run", {}).get("compat", False)).for_task(task)
         b = Budget.of(task, protocol)
         return b.total_steps, b.warmup_steps
     except Exception:   # noqa: BLE001 - a plot without the exact horizon is still useful

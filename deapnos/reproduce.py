@@ -97,7 +97,7 @@ def build_specs(names, baselines, space, use_decay: bool = True, compat: bool = 
 def run_command(args: argparse.Namespace) -> int:
     from . import plugins, zoo
     from .evaluate.compare import format_table, parse_lrs, run_jobs, summarize, write_outputs
-    from .evaluate.protocol import COMPAT_PROTOCOL, ProtocolConfig, default_device
+    from .evaluate.protocol import default_device, protocol_config
 
     def fail(msg: str) -> int:
         print(f"deapnos reproduce: {msg}", file=sys.stderr)
@@ -135,8 +135,8 @@ def run_command(args: argparse.Namespace) -> int:
             return fail(str(exc))
     specs, refused = build_specs(names, baselines, space, use_decay=not args.no_decay, compat=args.compat)
     reference = specs[0].name
-    config = ProtocolConfig(epochs=args.epochs, step_scale=args.step_scale, num_threads=args.threads,
-                            timeout_s=args.timeout, **(COMPAT_PROTOCOL if args.compat else {}))
+    config = protocol_config({"epochs": args.epochs, "step_scale": args.step_scale, "num_threads": args.threads,
+                              "timeout_s": args.timeout}, args.compat)
     device = args.device or default_device()
     seeds = list(range(args.seed, args.seed + args.seeds))
     grid = lrs if args.tuning == "grid" else (None,)

@@ -24,7 +24,7 @@ def test_paper_preset_follows_the_paper():
     assert cfg.mutation.schedule == 0.0 and cfg.init.p_schedule == 0.0             # LR schedules are decays
     m = cfg.mutation
     assert (m.op, m.branch, m.toggle, m.momentum, m.decay) == (0.40, 0.30, 0.10, 0.10, 0.10)
-    assert cfg.protocol["screen"] == "paper" and cfg.fitness.relative is False and cfg.validation.enabled is False
+    assert cfg.protocol.screen == "paper" and cfg.fitness.relative is False and cfg.validation.enabled is False
     assert cfg.elimination.baselines == PAPER_BASELINES
     assert [r.task for r in cfg.elimination.rungs] == ["cifar10-convnet48", "cifar100-effnetv2s",
                                                       "tinyimagenet-effnetv2s", "flowers102-finetune",
@@ -37,7 +37,11 @@ def test_authors_code_preset_follows_the_released_code():
     assert cfg.run.compat is True
     assert (s.particles, s.timesteps, s.mutants, s.init_factor, s.attempts) == (50, 5, 7, 10, 4)
     assert s.max_age == 0 and s.acceptance == "always"
-    assert cfg.protocol == {"screen": "paper", "shuffle": False, "fresh_seed": True, "keep_best_on_divergence": True}
+    from deapnos.evaluate.protocol import protocol_table
+    # the authors' protocol: what compat mode puts under [protocol], here written out as well
+    assert protocol_table(cfg.protocol) == {"screen": "paper", "shuffle": False, "fresh_seed": True,
+                                            "keep_best_on_divergence": True}
+    assert protocol_table(cfg.protocol, compat=True) == {}
     assert cfg.cache.fingerprint is False and cfg.elimination.enabled is False and cfg.validation.enabled is False
     assert cfg.run.name == "authors-code"
 

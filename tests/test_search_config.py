@@ -82,3 +82,23 @@ def test_config_file_errors(tmp_path):
     bad.write_text("[search\nparticles = 3\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_protocol_is_a_protocol_config_with_compat_defaults_under_the_table():
+    from deapnos.evaluate.protocol import COMPAT_PROTOCOL, ProtocolConfig
+    cfg = config_from_dict({"protocol": {"epochs": 3, "screen_lrs_a": [0.1, 0.01]}})
+    assert isinstance(cfg.protocol, ProtocolConfig)
+    assert cfg.protocol.epochs == 3 and cfg.protocol.screen_lrs_a == (0.1, 0.01) and cfg.protocol.screen == "relative"
+    assert cfg.to_dict()["protocol"] == {"epochs": 3, "screen_lrs_a": [0.1, 0.01]}    # as written, no defaults
+    compat = config_from_dict({"run": {"compat": True}, "protocol": {"shuffle": True}})
+    assert compat.protocol.screen == COMPAT_PROTOCOL["screen"] and compat.protocol.shuffle is True
+    assert compat.to_dict()["protocol"] == {"shuffle": True}
+    again = config_from_dict(compat.to_dict())            # the snapshot reads back to the same protocol
+    assert again.protocol == compat.protocol
+
+
+def test_a_bad_protocol_field_is_named():
+    with pytest.raises(ConfigError, match=r"protocol\.step_scale"):
+        config_from_dict({"protocol": {"step_scale": 0}})
+    with pytest.raises(ConfigError, match=r"unknown config field protocol\.nope"):
+        config_from_dict({"protocol": {"nope": 1}})

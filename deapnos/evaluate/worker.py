@@ -131,11 +131,8 @@ def evaluate_payload(payload: dict) -> dict:
             task = task.replace(**payload["task_overrides"])
         if payload.get("data_dir"):
             os.environ["DEAPNOS_DATA"] = payload["data_dir"]
-        protocol = dict(payload.get("protocol", {}))
-        if payload.get("compat"):       # the authors' protocol and noise model, unless the config says otherwise
-            for key, value in _protocol.COMPAT_PROTOCOL.items():
-                protocol.setdefault(key, value)
-        config = _protocol.ProtocolConfig(**protocol)
+        # the authors' protocol and noise model in compat mode, unless the payload says otherwise
+        config = _protocol.protocol_config(payload.get("protocol", {}), bool(payload.get("compat")))
         result = _protocol.evaluate_genome(genome, task, seed=payload["seed"], config=config,
                                            device=state["device"])
         out = result.to_dict()

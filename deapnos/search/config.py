@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.protocol_config import ProtocolConfig, protocol_config, protocol_table
 from ..space.psets import MOMENTUM_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -224,7 +225,7 @@ class Config:
     init: InitConfig = field(default_factory=InitConfig)
     mutation: MutationConfig = field(default_factory=MutationConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
-    protocol: dict = field(default_factory=dict)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)   # with run.compat's defaults applied
     tasks: dict = field(default_factory=dict)
     plugin: dict = field(default_factory=dict)      # [plugin.NAME] tables, checked by the plugins' dataclasses
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
@@ -239,7 +240,9 @@ class Config:
             if f.name == "source" or (f.name == "plugin" and not self.plugin):
                 continue
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):   # an instance, never a class
+            if f.name == "protocol":        # the fields set by the config, as it was written
+                value = protocol_table(self.protocol, self.run.compat)
+            elif dataclasses.is_dataclass(value) and not isinstance(value, type):   # an instance, never a class
                 value = dataclasses.asdict(value)
             out[f.name] = copy.deepcopy(value)
         return out
@@ -251,8 +254,9 @@ class Config:
 SECTIONS = {"run": RunConfig, "search": SearchConfig, "init": InitConfig, "mutation": MutationConfig,
             "cache": CacheConfig, "fitness": FitnessConfig, "elimination": EliminationConfig,
             "validation": ValidationConfig, "report": ReportConfig}
-# checked when the run starts: [protocol] against ProtocolConfig, [tasks.NAME] against Task fields,
-# [plugin.NAME] against the dataclass of the plugin that reads it (deapnos_config_sections)
+# not a fixed dataclass section: [protocol] is read into a ProtocolConfig (compat-aware, checked here);
+# [tasks.NAME] is checked against Task fields and [plugin.NAME] against the dataclass of the plugin
+# that reads it (deapnos_config_sections) when the run starts
 FREE_SECTIONS = ("protocol", "tasks", "plugin")
 TASK_OVERRIDE_FIELDS = ("data_path", "epochs", "steps_per_epoch", "screen_steps_per_epoch", "batch_size",
                         "total_steps", "warmup_steps", "options", "protocol_overrides")
@@ -339,13 +343,10 @@ def validate(data: dict, source: str = "") -> Config:
     for name, cls in SECTIONS.items():
         if name in data:
             setattr(cfg, name, build_section(cls, data[name], name))
-    if "protocol" in data:
-        from ..evaluate.protocol import ProtocolConfig
-        try:
-            ProtocolConfig.from_dict(data["protocol"])      # every field checked here, by name
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        cfg.protocol = copy.deepcopy(data["protocol"])
+    try:            # every field checked here, by name; compat's defaults under what the table sets
+        cfg.protocol = protocol_config(data.get("protocol", {}), cfg.run.compat)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if "tasks" in data:
         if not isinstance(data["tasks"], dict) or not all(isinstance(v, dict) for v in data["tasks"].values()):
             raise ConfigError("config section [tasks] holds one table per task: [tasks.NAME] with fields "

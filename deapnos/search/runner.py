@@ -72,7 +72,7 @@ class SearchRun:
         if map_fn is None and backend is not None:
             map_fn = self.toolbox.map
         resume_results = store.result_cache() if (self.resumed or store.read_log()) else {}
-        payload = {"protocol": dict(cfg.protocol), "plugins": list(cfg.run.plugins), "compat": cfg.run.compat,
+        payload = {"protocol": cfg.protocol.to_dict(), "plugins": list(cfg.run.plugins), "compat": cfg.run.compat,
                    "device": cfg.run.device, "threads": cfg.run.torch_threads, "data_dir": cfg.run.data_dir}
         self.evaluator = Evaluator(backend, store, state.cache, payload, resume_results,
                                    on_evaluation=self._on_evaluation, map_fn=map_fn, task_overrides=cfg.tasks,
