@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_search_particles import FakeMap  # noqa: E402
 from test_search_run import hof, log_rows, run_in_process, tiny_config  # noqa: E402
-from test_signals import launch, resume, wait_mid_run  # noqa: E402
+from test_signals import kill_serial_run_mid_way, resume  # noqa: E402
 
 from deapnos.registry import Registry, UnknownNameError  # noqa: E402
 from deapnos.search.algorithms import ALGORITHMS, Particles, RegularizedEvolution  # noqa: E402
@@ -218,15 +218,7 @@ def test_regularized_same_seed_same_log(regularized, tmp_path):
 
 def test_regularized_resumes_after_sigkill(regularized, tmp_path):
     run_dir = tmp_path / "killed"
-    proc = launch(tmp_path, run_dir, *REGULARIZED)
-    try:
-        wait_mid_run(proc, run_dir)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    proc = kill_serial_run_mid_way(tmp_path, run_dir, *REGULARIZED)
     assert proc.returncode == -signal.SIGKILL
     assert len(log_rows(run_dir)) < len(log_rows(regularized))
     r = resume(run_dir)

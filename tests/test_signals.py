@@ -86,9 +86,10 @@ def assert_gone(mark: str, since: float, within: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def kill_serial_run_mid_way(tmp_path: Path, run_dir: Path) -> None:
-    """Launch a serial run in ``run_dir`` and SIGKILL it once it is part-way through."""
-    proc = launch(tmp_path, run_dir)
+def kill_serial_run_mid_way(tmp_path: Path, run_dir: Path, *extra) -> subprocess.Popen:
+    """Launch a serial run in ``run_dir`` (``extra``: more arguments) and SIGKILL it once it is
+    part-way through; returns the finished process."""
+    proc = launch(tmp_path, run_dir, *extra)
     try:
         wait_mid_run(proc, run_dir)
         os.kill(proc.pid, signal.SIGKILL)
@@ -97,6 +98,7 @@ def kill_serial_run_mid_way(tmp_path: Path, run_dir: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+    return proc
 
 
 def resume(run_dir: Path, *extra, timeout=240) -> subprocess.CompletedProcess:
