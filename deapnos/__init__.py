@@ -32,8 +32,9 @@ def optimizer(name_or_genome, params, lr: float = 1e-3, total_steps: int | None 
                             base_schedule=base_schedule, **kwargs)
 
 
-def resolve_genome(name_or_genome) -> Genome:
-    """A genome from a Genome, a zoo name, a path to a genome file, or genome text."""
+def resolve_genome(name_or_genome, space: SearchSpace | None = None, zoo_registry=None) -> Genome:
+    """A genome from a Genome, a zoo name, a path to a genome file, or genome text; ``space`` (a
+    plugin-extended space) reads plugin primitives, ``zoo_registry`` (a run's zoo) plugin entries."""
     import os
     if isinstance(name_or_genome, Genome):
         return name_or_genome
@@ -42,14 +43,14 @@ def resolve_genome(name_or_genome) -> Genome:
                         f"{type(name_or_genome).__name__}")
     text = os.fspath(name_or_genome)
     from . import zoo
-    if text in zoo.names():
-        return zoo.get(text)
+    if text in zoo.names(registry=zoo_registry):
+        return zoo.get(text, space=space, registry=zoo_registry)
     if os.path.exists(text):
-        return Genome.load(text)
+        return Genome.load(text, space=space)
     if "~" in text:
-        return Genome.parse(text)
+        return Genome.parse(text, space=space)
     raise ValueError(f"{text!r} is not a zoo optimizer, a genome file or genome text; zoo names: "
-                     f"{', '.join(zoo.names())}")
+                     f"{', '.join(zoo.names(registry=zoo_registry))}")
 
 
 _LAZY = {"Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.evaluate.result", "EvalResult"),

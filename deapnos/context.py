@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from . import plugins as _plugins
 from .registry import Registry
@@ -26,8 +26,8 @@ class Context:
     line, where plugin options (``deapnos_addoption``) land."""
     pm: DeapnosPluginManager
     space: SearchSpace
-    checks: dict[str, Any]
-    tasks: dict[str, Any]
+    checks: Mapping[str, Any]       # a Registry from the plugins (a plain dict in tests)
+    tasks: Mapping[str, Any]
     backends: Registry
     algorithms: Registry
     zoo: Registry
@@ -39,7 +39,7 @@ class Context:
 
     @classmethod
     def from_manager(cls, pm: DeapnosPluginManager, compat: bool = False, space: SearchSpace | None = None,
-                     checks: dict | None = None, tasks: dict | None = None) -> Context:
+                     checks: Mapping | None = None, tasks: Mapping | None = None) -> Context:
         """Ask every plugin once; parts already built (``space``, ``checks``, ``tasks``) are reused."""
         return cls(pm=pm,
                    space=space if space is not None else _plugins.build_space(pm, compat=compat),

@@ -329,11 +329,11 @@ def _tag(item: Any, plugin: str, kind: str | None = None) -> None:
         pass
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None) -> dict[str, Any]:
-    """``{name: object}`` from every plugin's ``hook_name``; ``owner`` (name -> (plugin, kind)) may
-    be shared between calls to make several hooks one namespace."""
+def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None) -> Registry:
+    """A :class:`Registry` of the objects of every plugin's ``hook_name``; ``owner`` (name ->
+    (plugin, kind)) may be shared between calls to make several hooks one namespace."""
     kind = _COLLECT_HOOKS[hook_name]
-    out: dict[str, Any] = {}
+    out: Registry = Registry(kind)
     owner = {} if owner is None else owner
     for plugin, result in call_each(pm, hook_name):
         for item in _items(plugin, hook_name, result):
@@ -348,35 +348,39 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None
                     raise PluginError(plugin, f"{kind} {item.name!r} is returned twice by hook {hook_name}")
             owner[item.name] = (plugin, kind)
             _tag(item, plugin, TASK_KINDS.get(hook_name))
-            out[item.name] = item
+            out.register(item.name, item, plugin=plugin)
     return out
 
 
-def integrity_checks(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: check}`` of every installed integrity check (each check's ``plugin`` is set)."""
+def integrity_checks(pm: pluggy.PluginManager) -> Registry:
+    """The installed integrity checks by name (each check's ``plugin`` is set)."""
     return _collect(pm, "deapnos_integrity_checks")
 
 
-def surrogates(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Task}`` of the surrogate tasks (cheap tasks used inside the search loop; ``kind``
+def surrogates(pm: pluggy.PluginManager) -> Registry:
+    """The surrogate tasks by name (cheap tasks used inside the search loop; ``kind``
     ``"surrogate"``)."""
     return _collect(pm, "deapnos_surrogates")
 
 
-def fitness_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """``{name: Task}`` of the fitness tasks (elimination ladder, ``deapnos evaluate``; ``kind``
+def fitness_tasks(pm: pluggy.PluginManager) -> Registry:
+    """The fitness tasks by name (elimination ladder, ``deapnos evaluate``; ``kind``
     ``"fitness"``)."""
     return _collect(pm, "deapnos_fitness_tasks")
 
 
-def all_tasks(pm: pluggy.PluginManager) -> dict[str, Any]:
-    """Surrogates and fitness tasks in one ``{name: Task}``: one namespace.  The same name from two
+def all_tasks(pm: pluggy.PluginManager) -> Registry:
+    """Surrogates and fitness tasks in one registry: one namespace.  The same name from two
     plugins is an error; one plugin may offer a task both ways (the surrogate entry is kept, with
     ``kind`` ``"surrogate"``)."""
     owner: dict[str, tuple[str, str]] = {}
-    out = _collect(pm, "deapnos_surrogates", owner)
-    for name, task in _collect(pm, "deapnos_fitness_tasks", owner).items():
-        out.setdefault(name, task)
+    surrogate = _collect(pm, "deapnos_surrogates", owner)
+    fitness = _collect(pm, "deapnos_fitness_tasks", owner)
+    out: Registry = Registry("task")
+    for reg in (surrogate, fitness):
+        for name, task in reg.items():
+            if name not in out:
+                out.register(name, task, plugin=reg.owner(name))
     for name, (_, kind) in owner.items():   # the same object may have come back from both hooks
         if kind == "surrogate":
             _tag(out[name], out[name].plugin, "surrogate")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Generic, TypeVar, overload
-from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
+from collections.abc import Callable, Iterator, Mapping
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 BUILTIN = "deapnos"
 
@@ -33,8 +34,12 @@ class RegistryClash(ValueError):
         super().__init__(f"{kind} {name!r} is provided by both {owners[0]!r} and {owners[1]!r}")
 
 
-class Registry(Generic[T]):
-    """Named objects of one ``kind`` (used in messages: ``"map backend"``), in registration order."""
+_MISSING: Any = object()
+
+
+class Registry(Mapping[str, T]):
+    """Named objects of one ``kind`` (used in messages: ``"map backend"``), in registration order.
+    A read-only mapping; :meth:`get` without a default raises :class:`UnknownNameError`."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -63,11 +68,24 @@ class Registry(Generic[T]):
         self._owners[name] = plugin
         return obj
 
-    def get(self, name: str) -> T:
+    @overload
+    def get(self, name: str) -> T: ...
+
+    @overload
+    def get(self, name: str, default: D) -> T | D: ...
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:
+        """The object registered as ``name``; an unknown name returns ``default`` when one is
+        given, else raises :class:`UnknownNameError` listing the known names."""
         try:
             return self._items[name]
         except KeyError:
+            if default is not _MISSING:
+                return default
             raise self.unknown(name) from None
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def unknown(self, name: str, hint: str = "") -> UnknownNameError:
         """The error for an unknown ``name``: close matches first, then every known name."""
@@ -84,9 +102,6 @@ class Registry(Generic[T]):
         """The plugin that registered ``name`` (``"deapnos"`` for a built-in)."""
         self.get(name)
         return self._owners[name]
-
-    def items(self) -> list[tuple[str, T]]:
-        return list(self._items.items())
 
     def copy(self) -> Registry[T]:
         other: Registry[T] = Registry(self.kind)

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def default_tasks(tasks: dict, data_path: str | None = None) -> list[str]:
+def default_tasks(tasks: Mapping, data_path: str | None = None) -> list[str]:
     """``[cifar10-convnet48]`` when that task is installed and its data is found, else the suite."""
-    task = tasks.get(CIFAR10_TASK)
+    task = tasks.get(CIFAR10_TASK, None)
     if task is not None:
         if data_path:
             task = task.replace(data_path=data_path)

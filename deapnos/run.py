@@ -317,10 +317,9 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
         if raw:
             raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
                               "can fall below a failure's -1; use fitness.relative = true")
-    from deapnos import zoo     # the search reads the reference from the built-in zoo (not yet ctx.zoo)
-    if cfg.fitness.reference not in zoo.OPTIMIZERS:
+    if cfg.fitness.reference not in ctx.zoo:          # the run's zoo: built-ins and plugin entries
         raise ConfigError(f"config field fitness.reference = {cfg.fitness.reference!r}: not a zoo optimizer; "
-                          f"allowed values: {', '.join(zoo.names())}")
+                          f"allowed values: {', '.join(ctx.zoo.names())}")
     for i, rung in enumerate(cfg.elimination.rungs):
         if rung.task not in tasks:
             raise ConfigError(f"config field elimination.rungs[{i}].task = {rung.task!r}: allowed values: {known}")
@@ -333,7 +332,7 @@ def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: d
                               f"{', '.join(sorted(checks)) or 'none'}")
     from deapnos.search.elimination import baseline_problem
     for name in cfg.elimination.baselines:
-        problem = baseline_problem(name, cfg.run.compat)
+        problem = baseline_problem(name, cfg.run.compat, ctx.zoo)
         if problem:
             raise ConfigError(f"config field elimination.baselines: {problem}")
     from deapnos.search.fitness import validation_tasks
@@ -401,7 +400,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
         search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress,
-                           algorithms=ctx.algorithms)
+                           algorithms=ctx.algorithms, zoo=ctx.zoo)
         progress.best_source = lambda: hof_best(search.hof)
         live = LiveView(progress, mode=view, interval=interval,
                         publish=lambda snap: store.write_status("running", **running, progress=snap))

@@ -376,6 +376,24 @@ def test_example_genome_through_the_sphere_check(example):
         assert (rb.passed, rb.flip, rb.lr) == (rs.passed, rs.flip, rs.lr), text
 
 
+def test_deapnos_evaluate_reads_a_genome_of_plugin_primitives(example, tmp_path, monkeypatch, capsys):
+    """The optimizer specs of `deapnos evaluate` are read in the space of the plugins it loads."""
+    import json
+    from deapnos.cli import main
+    monkeypatch.setenv("DEAPNOS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    rc = main(["evaluate", "-p", "slow_ema", "-p", "digits", "-O", "adam", "-O", "none ~ div(slow_v_hat, sqrt(s_hat))",
+               "--task", "digits", "--seeds", "1", "--lr", "0.01", "--epochs", "1", "--step-scale", "0.1",
+               "--device", "cpu", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = json.dumps(results)
+    assert "slow_v_hat" in names
+    # without the plugin the same text is an error naming the unknown primitive
+    rc = main(["evaluate", "-p", "digits", "-O", "none ~ div(slow_v_hat, sqrt(s_hat))", "--task", "digits",
+               "--seeds", "1", "--lr", "0.01", "--epochs", "1", "--no-progress"])
+    assert rc == 2 and "slow_v_hat" in capsys.readouterr().err
+
+
 def test_example_clash_names_both_plugins(example):
     pm = get_plugin_manager(["slow_ema"], autoload=False)
     pm.register_plugin(_Prims("cube"), "copycat")

@@ -182,6 +182,11 @@ def test_backend_and_algorithm_are_checked_against_the_run_registries(monkeypatc
         check_against_plugins(config_from_dict(base, ["run.backend=mpi"]), ctx)
     with pytest.raises(ConfigError, match="run.algorithm = 'hil'.*did you mean hill.*particles"):
         check_against_plugins(config_from_dict(base, ["run.algorithm=hil"]), ctx)
+    # a plugin's zoo entry can be the reference and a baseline of the run; the built-in zoo lacks it
+    check_against_plugins(config_from_dict(base, ['fitness.reference="signsgd"',
+                                                  'elimination.baselines=["signsgd"]']), ctx)
+    with pytest.raises(ConfigError, match="fitness.reference = 'signsgd': not a zoo optimizer"):
+        check_against_plugins(config_from_dict(base, ['fitness.reference="signsgd"']), _ctx())
 
 
 # -- pluggy calls the hooks ----------------------------------------------------------------------
@@ -199,6 +204,11 @@ def test_task_kind_comes_from_the_hook():
     pm.register_plugin(Both(), "both")
     tasks = all_tasks(pm)
     assert (tasks["s"].kind, tasks["f"].kind) == ("surrogate", "fitness")
+    # tasks and integrity checks are registries like every other named thing
+    assert isinstance(tasks, Registry) and tasks.owner("s") == "both" and tasks.names() == ["s", "f"]
+    with pytest.raises(UnknownNameError, match="unknown task 'x'.*known: s, f"):
+        tasks["x"]
+    assert tasks.get("x", None) is None
 
 
 def test_hook_wrappers_and_call_order_are_honoured():

@@ -235,16 +235,8 @@ def run_command(args: argparse.Namespace) -> int:
         print("deapnos evaluate: --seeds must be >= 1", file=sys.stderr)
         return 2
     try:
-        specs = [resolve_optimizer(s) for s in args.optimizer]
-        reference = resolve_optimizer(args.reference) if args.reference else specs[0]
-        lrs = parse_lrs(args.lrs)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"deapnos evaluate: {exc}", file=sys.stderr)
-        return 2
-    if reference.name not in [s.name for s in specs]:
-        specs.insert(0, reference)
-    try:
         pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
+        space, zoo_registry = plugins.build_space(pm), plugins.zoo_optimizers(pm)   # plugin primitives, entries
         tasks = _find_tasks(args.task or ["digits-hard"], pm)
         checks = plugins.integrity_checks(pm) if args.integrity else None
     except SystemExit as exc:
@@ -253,6 +245,15 @@ def run_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - a broken plugin: say which
         print(f"deapnos evaluate: {exc}", file=sys.stderr)
         return 2
+    try:
+        specs = [resolve_optimizer(s, space, zoo_registry) for s in args.optimizer]
+        reference = resolve_optimizer(args.reference, space, zoo_registry) if args.reference else specs[0]
+        lrs = parse_lrs(args.lrs)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"deapnos evaluate: {exc}", file=sys.stderr)
+        return 2
+    if reference.name not in [s.name for s in specs]:
+        specs.insert(0, reference)
     if args.data_path:
         tasks = {n: t.replace(data_path=args.data_path) for n, t in tasks.items()}
     for task in tasks.values():       # a missing dataset: say so once, before any run

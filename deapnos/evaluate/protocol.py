@@ -137,10 +137,11 @@ def _parse_kwargs(text: str, spec: str) -> dict:
     return out
 
 
-def resolve_optimizer(spec) -> OptimizerSpec:
+def resolve_optimizer(spec, space=None, zoo_registry=None) -> OptimizerSpec:
     """An :class:`OptimizerSpec` from a zoo name, a genome file, genome text, a :class:`Genome`, or
     ``torch:NAME`` / ``torch:NAME(key=value, ...)`` for a ``torch.optim`` class (values are literals;
-    read with :func:`ast.literal_eval`, never evaluated)."""
+    read with :func:`ast.literal_eval`, never evaluated).  ``space`` and ``zoo_registry``: see
+    :func:`deapnos.resolve_genome`."""
     if isinstance(spec, OptimizerSpec):
         return spec
     if isinstance(spec, Genome):
@@ -161,7 +162,7 @@ def resolve_optimizer(spec) -> OptimizerSpec:
             raise ValueError(f"{spec!r}: the peak lr is chosen by the protocol; do not pass lr")
         return OptimizerSpec(name=text, torch_class=cls, kwargs=kwargs)
     from .. import resolve_genome
-    genome = resolve_genome(text)
+    genome = resolve_genome(text, space, zoo_registry)
     name = text if ("~" not in text or os.path.exists(text)) else genome.to_text()
     return OptimizerSpec(name=name, genome=genome)
 

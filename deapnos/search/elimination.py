@@ -43,10 +43,11 @@ def default_rungs(cfg) -> list[dict]:
     return [{"task": task, "seeds": seeds, "keep": 1.0} for task in cfg.search.tasks]
 
 
-def baseline_problem(name: str, compat: bool = False) -> str | None:
+def baseline_problem(name: str, compat: bool = False, registry=None) -> str | None:
     """Why ``name`` cannot be a baseline (None when it can): a zoo name, or ``torch:NAME`` /
     ``torch:NAME(key=value, ...)`` for a ``torch.optim`` optimizer; in compat mode not a zoo entry
-    whose released form cannot be reproduced (:data:`deapnos.zoo.COMPAT_REFUSED`)."""
+    whose released form cannot be reproduced (:data:`deapnos.zoo.COMPAT_REFUSED`).  ``registry``: the
+    run's zoo (default the built-in one)."""
     from .. import zoo
     if isinstance(name, str) and name.lstrip().startswith("torch:"):
         from ..evaluate.protocol import resolve_optimizer
@@ -55,9 +56,9 @@ def baseline_problem(name: str, compat: bool = False) -> str | None:
         except (ValueError, TypeError) as exc:
             return f"{name!r}: {exc}"
         return None
-    if name not in zoo.names():
+    if name not in zoo.names(registry=registry):
         return (f"{name!r} is neither a zoo optimizer nor a torch.optim spec (torch:NAME or "
-                f"torch:NAME(key=value, ...)); zoo optimizers: {', '.join(zoo.names())}")
+                f"torch:NAME(key=value, ...)); zoo optimizers: {', '.join(zoo.names(registry=registry))}")
     if compat and name in zoo.COMPAT_REFUSED:
         return f"{name!r} in compat mode: {zoo.COMPAT_REFUSED[name]}"
     return None
@@ -83,7 +84,7 @@ def baseline_entry(name: str, search) -> dict:
         from ..evaluate.protocol import resolve_optimizer
         text = resolve_optimizer(name).text
         return {"label": baseline_label(name), "genome": text, "rep": text, "baseline": True}
-    g = zoo.get(name, space=search.space, compat=search.cfg.run.compat)
+    g = zoo.get(name, space=search.space, compat=search.cfg.run.compat, registry=search.zoo)
     rep = search.representative(g)
     return {"label": name, "genome": g.to_text(), "rep": rep, "baseline": True}
 

@@ -8,6 +8,7 @@ scores -1) and :func:`validation_tasks`.  Details and a worked example: docs/eva
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 
 FAILED = -1.0
 
@@ -65,7 +66,7 @@ def combine(records: list[dict], references: list[dict | None], cfg) -> dict:
     return out
 
 
-def validation_tasks(cfg, installed: dict) -> list[str]:
+def validation_tasks(cfg, installed: Mapping) -> list[str]:
     """The held-out tasks: ``validation.tasks``, or every installed suite task that neither the search
     nor the elimination uses."""
     if cfg.validation.tasks:

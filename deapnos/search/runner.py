@@ -41,9 +41,11 @@ class SearchRun:
     """
 
     def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None, tasks=None,
-                 live=None, algorithms: Registry | None = None):
+                 live=None, algorithms: Registry | None = None, zoo: Registry | None = None):
+        from .. import zoo as _zoo
         from ..space.psets import builtin_space
         from .algorithms import ALGORITHMS
+        self.zoo = zoo if zoo is not None else _zoo.OPTIMIZERS   # reference and baselines: the run's zoo
         self.cfg, self.store, self.backend, self.pm = cfg, store, backend, pm
         self.live = live                        # deapnos.live.SearchProgress, or None
         self.installed_tasks = tasks or {}      # name -> Task: resolves the default held-out tasks
@@ -204,7 +206,7 @@ class SearchRun:
     def reference_genome(self) -> tuple[str, str]:
         """(text, representative key) of the reference optimizer (``fitness.reference``)."""
         from .. import zoo
-        g = zoo.get(self.cfg.fitness.reference, space=self.space)
+        g = zoo.get(self.cfg.fitness.reference, space=self.space, registry=self.zoo)
         return g.to_text(), self.representative(g)
 
     def reference(self, task: str, seed: int) -> dict | None:
