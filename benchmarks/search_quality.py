@@ -1,15 +1,19 @@
-"""Search quality: the particle GA against random search at the same budget, judged on held-out tasks.
+"""Search quality: the particle GA, random search and regularized evolution at the same budget,
+judged on held-out tasks.
 
-For each algorithm (``particles``, ``random``) and each search seed, one search with the quickstart
-config (the suite: selection on ``digits-hard`` + ``ill-conditioned``, fitness relative to a tuned
-Adam) and the same slots per timestep; ``random`` fills each slot with a fresh random genome instead
-of a mutant, with the same evaluator, retries, cache, elimination and validation.  The winner (the
+For each algorithm (``--algorithms``, default ``particles random regularized``) and each search seed,
+one search with the quickstart config (the suite: selection on ``digits-hard`` + ``ill-conditioned``,
+fitness relative to a tuned Adam) and the same slots per timestep; ``random`` fills each slot with a
+fresh random genome instead of a mutant, ``regularized`` mutates the best of a random sample of its
+population and retires the oldest (aging evolution), all with the same evaluator, retries, cache,
+elimination and validation.  The winner (the
 top of the leaderboard) is validated on the held-out suite tasks with 3 seeds against the tuned
 Adam.  Prints per run: evaluations trained, wall seconds, the winner's held-out score (mean over
 held-out tasks and seeds of ``score - adam's score``; for the suite's ``log_loss`` tasks, the log of
 the loss ratio: > 0 beats Adam) with its 95% interval and verdict; then the mean per algorithm.
 
-Usage: ``python benchmarks/search_quality.py [--seeds 0 1 2] [--workers 2] [--keep DIR] [overrides ...]``
+Usage: ``python benchmarks/search_quality.py [--seeds 0 1 2] [--algorithms A ...] [--workers 2] [--keep DIR]
+[overrides ...]``
 (about 4 minutes per search on 2 cores with the default budget; ``--quick`` shrinks it).
 """
 from __future__ import annotations
@@ -62,6 +66,7 @@ def trained(run_dir: Path) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--algorithms", nargs="+", default=["particles", "random", "regularized"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a much smaller search (a smoke test)")
     parser.add_argument("--keep", metavar="DIR", help="keep the run folders under DIR")
@@ -72,10 +77,10 @@ def main(argv=None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     print(f"search: quickstart with {' '.join(overrides)}")
     print(f"machine: {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}; run folders under {base}")
-    print(f"{'algorithm':10s} {'seed':>4s} {'evals':>6s} {'wall s':>7s}  {'held-out vs adam (95% CI)':28s} "
+    print(f"{'algorithm':11s} {'seed':>4s} {'evals':>6s} {'wall s':>7s}  {'held-out vs adam (95% CI)':28s} "
           f"verdict  winner")
     results: dict[str, list[float]] = {}
-    for algorithm in ("particles", "random"):
+    for algorithm in args.algorithms:
         for seed in args.seeds:
             run_dir = base / f"{algorithm}-{seed}"
             wall = run(run_dir, algorithm, seed, args.workers, overrides)
@@ -85,14 +90,14 @@ def main(argv=None) -> int:
             ci = "-" if mean is None else (f"{mean:+.4f} ± {diff['ci95']:.4f}" if diff.get("ci95") is not None
                                            else f"{mean:+.4f}")
             results.setdefault(algorithm, []).append(mean if mean is not None else float("nan"))
-            print(f"{algorithm:10s} {seed:4d} {trained(run_dir):6d} {wall:7.0f}  {ci:28s} {h['verdict']:8s} "
+            print(f"{algorithm:11s} {seed:4d} {trained(run_dir):6d} {wall:7.0f}  {ci:28s} {h['verdict']:8s} "
                   f"{h['genome'][:70]}", flush=True)
     print()
-    print(f"held-out tasks: {', '.join(held_out(base / f'particles-{args.seeds[0]}')['tasks'])}")
+    print(f"held-out tasks: {', '.join(held_out(base / f'{args.algorithms[0]}-{args.seeds[0]}')['tasks'])}")
     for algorithm, values in results.items():
         ok = [v for v in values if v == v]
         best = max(ok) if ok else float("nan")
-        print(f"{algorithm:10s} best held-out score {best:+.4f}, mean over {len(ok)} search seed(s) "
+        print(f"{algorithm:11s} best held-out score {best:+.4f}, mean over {len(ok)} search seed(s) "
               f"{statistics.fmean(ok) if ok else float('nan'):+.4f}")
     return 0
 
