@@ -205,9 +205,9 @@ class SearchState:
                 need(str_dict(v) and all(is_int(x) for x in v.values()), name, "an object of counts")
                 v = Counter(v)
             else:
-                default = known[name].default
-                if default is dataclasses.MISSING:
-                    default = known[name].default_factory()  # type: ignore[operator]
+                f = known[name]
+                factory = f.default_factory
+                default = factory() if f.default is dataclasses.MISSING and callable(factory) else f.default
                 want = float if isinstance(default, float) else type(default)
                 ok = (is_int(v) or isinstance(v, float)) if want is float else \
                     (is_int(v) if want is int else isinstance(v, want))
