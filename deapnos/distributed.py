@@ -17,13 +17,11 @@ from typing import Any
 from collections.abc import Callable
 
 # The worker side (device, per-process environment, payloads, environment checks) lives in
-# deapnos.evaluate.worker; these names stay importable from here.
-from deapnos.evaluate.worker import (_ENV_MARK, _WORKER, WORKER_CHECK_WAIT_ENV, WorkerEnvironmentError,  # noqa: F401
-                                     _claim_index, _code_digest, _environment, _file_digest,
+# deapnos.evaluate.worker; its public names stay importable from here.
+from deapnos.evaluate.worker import (_ENV_MARK, _WORKER, WorkerEnvironmentError,  # noqa: F401
                                      call_reporting_environment, check_workers, claim_device,
                                      environment_differences, environment_fingerprint, environment_message,
-                                     evaluate_payload, make_payload, probe_worker, under_scoop, worker_id,
-                                     worker_setup)
+                                     evaluate_payload, make_payload, under_scoop, worker_id, worker_setup)
 from deapnos.registry import Registry
 
 log = logging.getLogger(__name__)

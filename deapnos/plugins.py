@@ -115,6 +115,11 @@ def _dist_of(ep) -> tuple[str | None, str | None]:
     return dist.metadata["Name"] or getattr(dist, "name", None), dist.version
 
 
+def _ep_module(ep) -> str:
+    """The module an entry point loads (``module`` of ``module:attr``)."""
+    return ep.value.split(":")[0].strip()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -125,7 +130,7 @@ def _load_entry_point(pm: DeapnosPluginManager, ep, strict: bool, origin: str = 
     if pm.is_blocked(name) or pm.has_plugin(name):
         return
     dist, version = _dist_of(ep)
-    module = ep.value.split(":")[0].strip()
+    module = _ep_module(ep)
     pm.sources[name] = PluginSource(name, module, origin, dist, version)
     try:   # pluggy imports and registers it, and records its distribution
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
@@ -166,7 +171,7 @@ def _load_named(pm: DeapnosPluginManager, spec: str, eps: dict[str, list], stric
     """``-p NAME``: an entry-point name of the group, else a module to import."""
     if spec not in eps:
         # a module that an entry point loads is that plugin (same name, distribution and version)
-        by_module = [group for group in eps.values() if group[0].value.split(":")[0].strip() == spec]
+        by_module = [group for group in eps.values() if _ep_module(group[0]) == spec]
         if len(by_module) == 1:
             spec = by_module[0][0].name
     if spec in eps:
@@ -227,7 +232,7 @@ def get_plugin_manager(extra_plugins: Sequence[Any] = (), autoload: bool | None 
             blocked = spec[3:].strip()
             pm.set_blocked(blocked)
             for name, group in eps.items():   # blocking a module blocks the entry point that loads it
-                if group[0].value.split(":")[0].strip() == blocked:
+                if _ep_module(group[0]) == blocked:
                     pm.set_blocked(name)
     if pm.autoload:
         for name, group in eps.items():
@@ -421,13 +426,7 @@ def search_algorithms(pm: pluggy.PluginManager) -> Registry:
 
 def builtin_algorithms() -> Registry:
     """``deapnos.search.algorithms.ALGORITHMS`` (imported lazily: it pulls in the whole search)."""
-    try:
-        from .search.algorithms import ALGORITHMS
-    except ImportError:   # the strategies are not split out yet: the run still branches on the name
-        fallback: Registry = Registry("search algorithm")
-        for name in ("particles", "random"):
-            fallback.register(name, name)
-        return fallback
+    from .search.algorithms import ALGORITHMS
     return ALGORITHMS
 
 
