@@ -182,7 +182,7 @@ def test_dedup_is_per_particle_exact_text_without_result_reuse():
 def test_compat_search_uses_the_per_particle_dedup(tmp_path):
     from deapnos import plugins
     from deapnos.search.config import config_from_dict
-    from deapnos.search.particles import ParticleSearch
+    from deapnos.search.runner import SearchRun
     from deapnos.search.store import RunStore
     pm = plugins.get_plugin_manager(["sphere"], autoload=False)
 
@@ -202,7 +202,7 @@ def test_compat_search_uses_the_per_particle_dedup(tmp_path):
                                 "elimination": {"enabled": False}, "fitness": {"relative": False},
                                 "validation": {"enabled": False}, "run": {"compat": compat}})
         space = plugins.build_space(pm, compat=compat)
-        s = ParticleSearch(cfg, RunStore(tmp_path / f"c{compat}", create=True), None, None, space,
+        s = SearchRun(cfg, RunStore(tmp_path / f"c{compat}", create=True), None, None, space,
                            plugins.integrity_checks(pm), map_fn=fake_map)
         s.run()
         return s

@@ -103,7 +103,7 @@ def test_a_worker_runs_a_torch_spec():
 
 def test_the_ladder_runs_torch_and_zoo_baselines_by_the_candidates_procedure(tmp_path):
     from deapnos import plugins
-    from deapnos.search.particles import ParticleSearch
+    from deapnos.search.runner import SearchRun
     from deapnos.search.store import RunStore
     pm = plugins.get_plugin_manager(["sphere"], autoload=False)
     seen = []
@@ -126,7 +126,7 @@ def test_the_ladder_runs_torch_and_zoo_baselines_by_the_candidates_procedure(tmp
                             "elimination": {"candidates": 2, "baselines": ["torch:Adam", "torch:SGD(momentum=0.9)",
                                                                              "qhm"],
                                             "rungs": [{"task": "digits", "seeds": [1, 2], "keep": 1.0}]}})
-    s = ParticleSearch(cfg, RunStore(tmp_path / "run", create=True), None, None,
+    s = SearchRun(cfg, RunStore(tmp_path / "run", create=True), None, None,
                        plugins.build_space(pm), plugins.integrity_checks(pm), map_fn=fake_map)
     s.run()
     st = s.state.elimination

@@ -9,7 +9,7 @@ import pytest
 from deapnos.evaluate.stats import interval, paired_difference, t95
 from deapnos.search.config import ConfigError, config_from_dict
 from deapnos.search.fitness import aggregate, combine, validation_tasks
-from deapnos.search.particles import ParticleSearch
+from deapnos.search.runner import SearchRun
 from deapnos.search.store import RunStore
 from deapnos.search.validation import compare, overall
 from test_search_particles import FakeMap, _h
@@ -43,7 +43,7 @@ def make_search(env, tmp_path, fake, **sections):
     cfg = config_from_dict(data)
     store = RunStore(tmp_path / "run", create=True)
     store.write_config(cfg.to_toml())
-    return ParticleSearch(cfg, store, None, None, space, checks, map_fn=fake, tasks=INSTALLED), store
+    return SearchRun(cfg, store, None, None, space, checks, map_fn=fake, tasks=INSTALLED), store
 
 
 def fake_score(genome: str, seed: int) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deapnos.search.config import config_from_dict
-from deapnos.search.particles import ParticleSearch
+from deapnos.search.runner import SearchRun
 from deapnos.search.store import RunStore
 
 torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def search(env, tmp_path, fake, *overrides, name="run"):
                             "elimination": {"enabled": False}, "fitness": {"relative": False}},
                            list(overrides))
     store = RunStore(tmp_path / name, create=True)
-    return ParticleSearch(cfg, store, None, None, space, checks, map_fn=fake), store
+    return SearchRun(cfg, store, None, None, space, checks, map_fn=fake), store
 
 
 def rows(store, t=None):
