@@ -11,7 +11,9 @@ import logging
 import math
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .evaluate.stats import difference_text
 from .search.store import (CONFIG, ELIMINATION, HALL_OF_FAME, RunStore, StoreError, atomic_write_text,
@@ -161,13 +163,12 @@ def running_best(particles: list[dict]) -> list[tuple[int, float]]:
     return out
 
 
-def _budget(cfg: dict, task_name: str):
-    """(T, W) of a task under the run's protocol, or None when its plugin is not available."""
+def _budget(cfg: dict, task_name: str, tasks) -> tuple[int, int] | None:
+    """(T, W) of a task of the run's ``tasks`` under the run's protocol, or None when its plugin is
+    not available."""
     try:
         from .evaluate.protocol import Budget, protocol_config
-        from .plugins import all_tasks, get_plugin_manager
-        pm = get_plugin_manager(cfg.get("run", {}).get("plugins", []), strict=False)
-        task = all_tasks(pm)[task_name]
+        task = tasks[task_name]
         over = cfg.get("tasks", {}).get(task_name)
         if over:
             task = task.replace(**over)
@@ -341,7 +342,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
     cfg = store.read_config()
-    space = _space_from(cfg) if load_plugins else None     # None: the paper's space
+    space, tasks = _run_plugins(cfg) if load_plugins else (None, {})     # None: the paper's space
     particles = store.read_particles()
     hof = store.read_json(HALL_OF_FAME, [], kind=list) or []
     elim = store.read_json(ELIMINATION, {}, kind=dict) or {}
@@ -357,7 +358,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
     out += validation_section(store.read_json("validation.json", {}) or {})
     out += winners_section(winners, last, run_dir, space)
     if plots:
-        out += plots_section(run_dir, cfg, particles, board, winners, last, space, load_plugins)
+        out += plots_section(run_dir, cfg, particles, board, winners, last, space, tasks)
     out += hall_of_fame_section(hof)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(out))
@@ -455,7 +456,7 @@ def winners_section(winners: list[dict], last: dict | None, run_dir: Path, space
 
 
 def plots_section(run_dir: Path, cfg: dict, particles: list[dict], board: list[dict], winners: list[dict],
-                  last: dict | None, space, load_plugins: bool) -> list[str]:
+                  last: dict | None, space, tasks) -> list[str]:
     """Draw the particle, schedule and learning-curve plots into plots/ and link them."""
     pdir = _output_folder(run_dir / "plots")
     figs = []
@@ -468,7 +469,7 @@ def plots_section(run_dir: Path, cfg: dict, particles: list[dict], board: list[d
         for row in winners + [r for r in board if r.get("baseline")]:
             res = (rows_by_label.get(row["label"], {}).get("results") or {}).get(first_seed) or {}
             sched_rows.append({**row, "lr": res.get("lr")})
-        tw = (_budget(cfg, last["task"]) if load_plugins else None) or (1000, 100)
+        tw = (_budget(cfg, last["task"], tasks) if tasks else None) or (1000, 100)
         ref = next((r for r in sched_rows if r.get("baseline")), None)
         if plot_schedules([r for r in sched_rows if not r.get("baseline")], ref, tw[0], tw[1],
                           pdir / "schedules.png", space):
@@ -537,16 +538,26 @@ def _verdict(v: str) -> str:
     return f"**{v}**" if v == "better" else v
 
 
-def _space_from(cfg: dict):
-    """The run's plugin space, to read genome text of plugin primitives (None: the paper's)."""
-    plugins = cfg.get("run", {}).get("plugins", [])
+def _run_plugins(cfg: dict):
+    """(space, tasks) of the run's plugins, loaded once: the space reads genome text of plugin
+    primitives, the tasks give the schedules' horizon.  (None, {}) when they cannot be loaded."""
+    from .plugins import all_tasks, build_space, get_plugin_manager
+    space = None
+    tasks: Mapping[str, Any] = {}
     try:
-        from .plugins import build_space, get_plugin_manager
-        compat = cfg.get("run", {}).get("compat", False)
-        return build_space(get_plugin_manager(plugins, strict=False), compat=compat)
+        pm = get_plugin_manager(cfg.get("run", {}).get("plugins", []), strict=False)
+    except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
+        log.warning("could not load the run's plugins (%s); using the paper's space", exc)
+        return space, tasks
+    try:
+        space = build_space(pm, compat=cfg.get("run", {}).get("compat", False))
     except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
         log.warning("could not build the run's plugin space (%s); using the paper's", exc)
-        return None
+    try:
+        tasks = all_tasks(pm)
+    except Exception:   # noqa: BLE001 - the plots fall back to a nominal horizon
+        pass
+    return space, tasks
 
 
 def main(argv=None) -> int:
