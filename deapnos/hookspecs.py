@@ -2,8 +2,9 @@
 
 A plugin is a module or object with functions marked ``@deapnos.hookimpl`` whose names are these.
 Register one through the ``deapnos`` entry-point group, ``-p MODULE`` or the config's ``plugins``.
-Every hook is called through pluggy (``pm.hook.<name>``), so ``hookwrapper``/``wrapper``,
-``tryfirst`` and ``trylast`` work; see docs/plugins.md.
+Every hook is called through pluggy's hook callers, one plugin at a time
+(``pm.subset_hook_caller``), so ``hookwrapper``/``wrapper``, ``tryfirst`` and ``trylast`` work and
+every result and error has its plugin; see docs/plugins.md.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator
 
 from deapnos.evaluate.stats import difference_text
@@ -32,6 +32,9 @@ from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigEr
                                    validate)
 from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,
                                   StoreError, check_run_dir_path, new_run_dir)
+
+if TYPE_CHECKING:
+    from deapnos.context import Context
 
 log = logging.getLogger("deapnos.run")
 
@@ -286,16 +289,12 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
     return cfg, run_dir
 
 
-def check_against_plugins(cfg: Config, ctx, checks: dict | None = None, tasks: dict | None = None) -> None:
+def check_against_plugins(cfg: Config, ctx: Context) -> None:
     """Config fields that name plugin things, against the run's :class:`~deapnos.context.Context`:
     backend, algorithm, tasks, checks, protocol fields, baselines, ``[plugin.NAME]`` sections.
-    (The older form ``(cfg, pm, checks, tasks)`` builds the context's registries from ``pm``.)
     Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
     config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)"""
-    from deapnos.context import Context
     from deapnos.plugins import TASK_KINDS
-    if not isinstance(ctx, Context):
-        ctx = Context.from_manager(ctx, cfg.run.compat, checks=checks, tasks=tasks)
     checks, tasks = ctx.checks, ctx.tasks
     for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
                                  ("run.algorithm", cfg.run.algorithm, ctx.algorithms)):

@@ -83,14 +83,14 @@ def test_torch_specs_are_accepted_as_baselines():
     assert "torch.optim has no optimizer" in baseline_problem("torch:Nope")
     assert "neither a zoo optimizer" in baseline_problem("adamw")
     assert baseline_problem("opt3") is None and "EMA of g^2" in baseline_problem("opt3", compat=True)
-    pm = plugins.get_plugin_manager()
-    checks, tasks = plugins.integrity_checks(pm), plugins.all_tasks(pm)
+    from deapnos.context import Context
+    ctx = Context.from_manager(plugins.get_plugin_manager())
     base = {"search": {"task": "digits", "init_task": "digits"}, "validation": {"enabled": False},
             "elimination": {"rungs": [{"task": "digits", "seeds": [1, 2]}]}}
     check_against_plugins(config_from_dict(base, ['elimination.baselines=["torch:Adam", "torch:SGD(momentum=0.9)", '
-                                                  '"powersign"]']), pm, checks, tasks)
+                                                  '"powersign"]']), ctx)
     with pytest.raises(ConfigError, match="torch:Nope"):
-        check_against_plugins(config_from_dict(base, ['elimination.baselines=["torch:Nope"]']), pm, checks, tasks)
+        check_against_plugins(config_from_dict(base, ['elimination.baselines=["torch:Nope"]']), ctx)
 
 
 def test_a_worker_runs_a_torch_spec():
