@@ -24,7 +24,7 @@ setup(
         "tqdm>=4.60",
     ],
     # distributed: the example Dask backend plugin's test; ruff, mypy: .ci/run checks the tree with them
-    extras_require={"test": ["pytest>=7", "pytest-timeout", "distributed", "ruff", "mypy"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "distributed", "ruff", "mypy"]},
     entry_points={
         "console_scripts": ["deapnos = deapnos.cli:main"],
         "deapnos": [

@@ -9,8 +9,12 @@ Public API::
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .hookspecs import hookimpl
-from .space import Genome, GenomeParseError, SearchSpace, SpaceError
+
+if TYPE_CHECKING:   # imported on first use (__getattr__): `deapnos --help` must not load torch
+    from .space import Genome, GenomeParseError, SearchSpace, SpaceError
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +40,8 @@ def resolve_genome(name_or_genome, space: SearchSpace | None = None, zoo_registr
     """A genome from a Genome, a zoo name, a path to a genome file, or genome text; ``space`` (a
     plugin-extended space) reads plugin primitives, ``zoo_registry`` (a run's zoo) plugin entries."""
     import os
+
+    from .space import Genome
     if isinstance(name_or_genome, Genome):
         return name_or_genome
     if not isinstance(name_or_genome, (str, os.PathLike)):
@@ -53,13 +59,18 @@ def resolve_genome(name_or_genome, space: SearchSpace | None = None, zoo_registr
                      f"{', '.join(zoo.names(registry=zoo_registry))}")
 
 
-_LAZY = {"Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.evaluate.result", "EvalResult"),
+_LAZY = {"Genome": ("deapnos.space", "Genome"), "GenomeParseError": ("deapnos.space", "GenomeParseError"),
+         "SearchSpace": ("deapnos.space", "SearchSpace"), "SpaceError": ("deapnos.space", "SpaceError"),
+         "Task": ("deapnos.evaluate.tasks", "Task"), "EvalResult": ("deapnos.evaluate.result", "EvalResult"),
          "IntegrityCheck": ("deapnos.evaluate.integrity", "IntegrityCheck"),
          "CheckResult": ("deapnos.evaluate.integrity", "CheckResult"),
          "EvolvedOptimizer": ("deapnos.optim.optimizer", "EvolvedOptimizer"),
          "run_trials": ("deapnos.optim.trials", "run_trials"),
          "TaskData": ("deapnos.evaluate.tasks", "TaskData"),
-         "TaskDataError": ("deapnos.evaluate.tasks", "TaskDataError")}
+         "TaskDataError": ("deapnos.evaluate.tasks", "TaskDataError"),
+         # the Python API (deapnos.search and deapnos.evaluate are the subpackages)
+         "run_search": ("deapnos.api", "run_search"), "compare": ("deapnos.api", "compare"),
+         "SearchResult": ("deapnos.api", "SearchResult"), "CompareResult": ("deapnos.api", "CompareResult")}
 
 
 def __getattr__(name):
@@ -75,4 +86,4 @@ def __getattr__(name):
 
 __all__ = ["Genome", "GenomeParseError", "SearchSpace", "SpaceError", "optimizer", "resolve_genome", "zoo",
            "hookimpl", "Task", "EvalResult", "IntegrityCheck", "CheckResult", "EvolvedOptimizer", "run_trials",
-           "TaskData", "TaskDataError"]
+           "TaskData", "TaskDataError", "run_search", "compare", "SearchResult", "CompareResult"]

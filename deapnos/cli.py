@@ -18,16 +18,27 @@ COMMANDS = {
     "export": ("deapnos.commands", "export a genome as a standalone PyTorch optimizer module"),
     "report": ("deapnos.report", "write the markdown report of a search run"),
     "status": ("deapnos.status", "show a search's progress from its run folder (running or finished)"),
-    "reproduce": ("deapnos.reproduce", "the paper's final comparison: published optimizers against its baselines"),
+    "reproduce": ("deapnos.reproduce", "the paper's final comparison (published optimizers and LR schedules vs "
+                  "baselines) on its tasks where their data is found, else on a named stand-in"),
     "plugins": ("deapnos.plugins", "list installed plugins and what they provide"),
+    "repair": ("deapnos.repair", "move the bad lines of a run's logs aside (into a quarantine file) so it can resume"),
+    "init": ("deapnos.workspace", "write a workspace: SCOOP's entry file deapnos.run, a config, a task template"),
 }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument error is one line on stderr (what is wrong, and where the help is), exit 2:
+    argparse's default prints the whole usage block above it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(command: str | None = None, argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported to add its options (fast start-up, and
     one broken plugin module never takes the other commands down).  A command whose
     ``configure_parser`` takes ``argv`` gets it, to add the options of the plugins it names."""
-    parser = argparse.ArgumentParser(prog="deapnos", description="Neural Optimizer Search with DEAP and PyTorch.")
+    parser = OneLineParser(prog="deapnos", description="Neural Optimizer Search with DEAP and PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -48,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None, argv)
     args = parser.parse_args(argv)
+    import warnings
+    warnings.filterwarnings("default", message="deapnos", category=DeprecationWarning)   # old spellings: say so
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.command:

@@ -604,13 +604,43 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# -- reading genomes: the same plugins in every command ----------------------------------------
+
+PLUGIN_HINT = ("if it is a plugin primitive, install its plugin (installed plugins load by default) or "
+               "load its module with -p MODULE")
+
+
+def genome_space(extra_plugins: Sequence[Any] = (), compat: bool = False) -> tuple[Any, Registry]:
+    """``(space, zoo registry)`` that commands read genomes with: the installed (entry-point)
+    plugins plus ``extra_plugins`` (``-p``, a run's ``run.plugins``), as ``deapnos evaluate`` does."""
+    pm = get_plugin_manager(extra_plugins)
+    return build_space(pm, compat=compat), zoo_optimizers(pm)
+
+
+def installed_only(specs: Sequence[Any]) -> list[str]:
+    """The names among ``specs`` (a run folder's ``run.plugins``) that are installed plugins: an
+    entry-point name of the group, or the module one loads.  Loading those runs only code the user
+    installed; any other module a folder names is imported only when asked (``--load-plugins``)."""
+    eps = _entry_points()
+    known = {ep.name for ep in eps} | {_ep_module(ep) for ep in eps}
+    return [s.strip() for s in specs if isinstance(s, str) and s.strip() in known]
+
+
+def with_plugin_hint(message: str) -> str:
+    """``message`` plus how to load a plugin, when it names an unknown primitive."""
+    import re
+    return f"{message}; {PLUGIN_HINT}" if re.search(r"unknown \w+ name '", message) else message
+
+
 # -- the `deapnos plugins` command -----------------------------------------------------------
 
 def add_plugin_options(parser: argparse.ArgumentParser) -> None:
     """``-p NAME`` (repeatable), for every command that builds a plugin manager."""
-    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
+    from .listargs import ListAppend
+    parser.add_argument("-p", dest="plugins", action=ListAppend, default=[], metavar="NAME",
                         help="also load this plugin: an entry-point name of group 'deapnos' or an importable "
-                             "module; 'no:NAME' blocks one (repeatable).  Autoloading of installed plugins "
+                             "module; 'no:NAME' blocks one (repeatable or comma-separated).  Autoloading of "
+                             "installed plugins "
                              f"is off when {DISABLE_AUTOLOAD_ENV}=1")
 
 

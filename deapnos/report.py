@@ -7,6 +7,7 @@ hall of fame) from the run folder's JSON/TOML files alone.  Contents: docs/searc
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -28,16 +29,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (deapnos run)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.add_argument("--load-plugins", action="store_true",
-                        help="import the installed plugins and the modules the run folder's config names "
-                             "(run.plugins), to render genomes with plugin primitives and the tasks' exact "
-                             "schedules. Off by default: a run folder may come from anyone, and importing a "
-                             "module it names runs that module's code")
+                        help="also import the modules the run folder's config names (run.plugins) that are not "
+                             "installed plugins. Off by default: a run folder may come from anyone, and "
+                             "importing a module it names runs that module's code")
+    from .plugins import add_plugin_options
+    add_plugin_options(parser)      # installed plugins load by default, as in every command
 
 
 def run_command(args) -> int:
     from .search.config import ConfigError
     try:
-        path = write_report(args.run_dir, plots=not args.no_plots, load_plugins=args.load_plugins)
+        path = write_report(args.run_dir, plots=not args.no_plots, load_plugins=args.load_plugins,
+                            plugins=args.plugins)
     except (FileNotFoundError, StoreError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -270,7 +273,8 @@ def export_winner(row: dict, folder: Path, space=None) -> tuple[str | None, str]
                          f"under winners/, so the report refuses it")
     _output_folder(folder)
     g = Genome.parse(row["genome"], space=space)
-    atomic_write_text(folder / f"{label}.json", g.to_json(name=label) + "\n")
+    atomic_write_text(folder / f"{label}.json", json.dumps({**g.to_dict(name=label), **row.get("identity", {})},
+                                                           indent=2) + "\n")
     try:
         from .optim.export import export_source
     except ImportError:
@@ -327,14 +331,15 @@ def _check_inputs(run_dir: Path, cfg: dict, hof, elim: dict, summary: dict) -> N
         bad("summary.json", "field 'cache' is not an object")
 
 
-def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Path:
+def write_report(run_dir, plots: bool = True, load_plugins: bool = False, plugins=()) -> Path:
     """Write ``report.md`` (and plots, winners) for a run folder; returns its path.
 
     Everything it writes stays inside the run folder: labels must be plain names, links in the
-    folder are refused or replaced, never written through.  It imports no plugin unless
-    ``load_plugins`` (the run's own ``deapnos run`` passes it: those plugins are already loaded);
-    without, genomes are read in the paper's space.  A damaged or malformed file raises
-    :class:`StoreError` naming it."""
+    folder are refused or replaced, never written through.  Genomes are read with the installed
+    plugins, ``plugins`` (``-p``) and the run's ``run.plugins`` that are installed; the other
+    modules ``run.plugins`` names are imported only with ``load_plugins`` (the run's own
+    ``deapnos run`` passes it: those plugins are already loaded).  A damaged or malformed file
+    raises :class:`StoreError` naming it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder; give a run folder (deapnos run)")
@@ -342,7 +347,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
     cfg = store.read_config()
-    space, tasks = _run_plugins(cfg) if load_plugins else (None, {})     # None: the paper's space
+    space, tasks = _run_plugins(cfg, load_plugins, plugins)     # space None: the paper's space
     particles = store.read_particles()
     hof = store.read_json(HALL_OF_FAME, [], kind=list) or []
     elim = store.read_json(ELIMINATION, {}, kind=dict) or {}
@@ -351,6 +356,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
     stats = log_stats(store.read_log(), particles)
     board, rungs = elim.get("leaderboard") or [], elim.get("rungs") or []
     winners = [row for row in board if not row.get("baseline")][:cfg.get("report", {}).get("top", 3)]
+    annotate_identities([row for row in board if not row.get("baseline")], space)
     last = rungs[-1] if rungs else None
     out = header_section(run_dir, cfg, store.read_status() or {}, summary, stats)
     out += evaluations_section(stats, summary)
@@ -359,7 +365,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False) -> Pat
     out += winners_section(winners, last, run_dir, space)
     if plots:
         out += plots_section(run_dir, cfg, particles, board, winners, last, space, tasks)
-    out += hall_of_fame_section(hof)
+    out += hall_of_fame_section(hof, relative=cfg.get("fitness", {}).get("relative", True))
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(out))
     return path
@@ -371,7 +377,9 @@ def header_section(run_dir: Path, cfg: dict, status: dict, summary: dict, stats:
     return [f"# deapnos search report: {run.get('name', run_dir.name)}", "",
             f"- run folder: `{run_dir}`",
             f"- algorithm: {run.get('algorithm')} (seed {run.get('seed')}, compat {run.get('compat')}), "
-            f"backend {run.get('backend')} with {run.get('workers')} worker(s)",
+            # what ran (status.json, written by the run), not what the config asked for
+            f"backend {status.get('backend', run.get('backend'))} with "
+            f"{status.get('workers', run.get('workers'))} worker(s)",
             f"- search: n = {search.get('particles')} particles, k = {search.get('timesteps')} timesteps, "
             f"m = {search.get('mutants')} mutants per timestep, initial population "
             f"{search.get('init_factor', 0) * search.get('particles', 0)} on `{search.get('init_task')}`, "
@@ -405,16 +413,20 @@ def leaderboard_section(board: list[dict], rungs: list[dict]) -> list[str]:
         return ["## Leaderboard", "", "No elimination results (elimination disabled or not finished).", ""]
     last = rungs[-1]
     out = [f"## Leaderboard: `{last['task']}`, seeds {last['seeds']}", "",
-           f"Mean score over the seeds that trained; Δ: the paired difference to "
-           f"`{board[0].get('reference')}` seed by seed, mean ± 95% interval. \"better\" only when the "
-           "interval excludes zero.", "",
-           "| rank | optimizer | mean | std | n trained | Δ ± 95% CI | verdict | genome |",
-           "|---|---|---|---|---|---|---|---|"]
+           "Absolute mean: the task's validation score at the end of the schedule (the model you get), "
+           "averaged over the seeds that trained; absolute peak: the best epoch's score, for comparison. "
+           f"Relative mean Δ: the paired difference to `{board[0].get('reference')}` seed by seed (with "
+           "several references, the best of them on each seed), ± its 95% interval. \"better\" only when "
+           "the interval excludes zero.", "",
+           "| rank | optimizer | absolute mean (final) | absolute mean (peak) | std | n trained | "
+           "relative mean Δ ± 95% CI | verdict | genome |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for row in board:
-        label = row["label"] if row["baseline"] else f"**{row['label']}**"
+        label = row["label"] if row["baseline"] else f"**{row['label']}**" + identity_suffix(row)
         n = f"{row['n']}" + (f" ({row['failed']} failed)" if row.get("failed") else "")
-        out.append(f"| {row['rank']} | {label} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {n} | "
-                   f"{_difference(row)} | {row.get('verdict') or ''} | `{_md_escape(row['genome'])}` |")
+        out.append(f"| {row['rank']} | {label} | {_fmt(row['mean'])} | {_fmt(row.get('peak'))} | "
+                   f"{_fmt(row['std'])} | {n} | {_difference(row)} | {row.get('verdict') or ''} | "
+                   f"`{_md_escape(row['genome'])}` |")
     out.append("")
     if len(rungs) > 1:
         out += ["Elimination ladder:", ""]
@@ -436,16 +448,18 @@ def winners_section(winners: list[dict], last: dict | None, run_dir: Path, space
     for row in winners:
         try:
             g = Genome.parse(row["genome"], space=space)
-        except GenomeParseError as exc:      # a plugin primitive, and no --load-plugins
-            out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
+        except GenomeParseError as exc:      # a plugin primitive whose plugin is not loaded
+            out += [f"### {row['label']}: absolute mean {_fmt(row['mean'])}", "",
                     f"- genome: `{_md_escape(row['genome'])}`",
-                    f"- not rendered or exported ({exc}); `deapnos report --load-plugins` reads it with the "
-                    f"run's plugins", ""]
+                    f"- not rendered or exported ({exc}); install the run's plugin, or rerun `deapnos report` "
+                    f"with `-p MODULE` or `--load-plugins` (imports the modules the config's run.plugins names)",
+                    ""]
             continue
         py, note = export_winner(row, run_dir / "winners", space)
-        out += [f"### {row['label']}: mean {_fmt(row['mean'])}", "",
+        out += [f"### {row['label']}: absolute mean {_fmt(row['mean'])}", "",
                 f"- equation: `{_md_escape(str(g))}`",
                 f"- genome: `{_md_escape(g.to_text())}`",
+                *identity_lines(row),
                 f"- files: [winners/{row['label']}.json](winners/{row['label']}.json)"
                 + (f", [winners/{py}](winners/{py}) (standalone, needs only torch)" if py else f" ({note})"),
                 "", "$$", g.to_latex(), "$$", ""]
@@ -486,11 +500,13 @@ def plots_section(run_dir: Path, cfg: dict, particles: list[dict], board: list[d
     return out
 
 
-def hall_of_fame_section(hof: list[dict]) -> list[str]:
-    """The search's hall of fame on the search task."""
+def hall_of_fame_section(hof: list[dict], relative: bool = True) -> list[str]:
+    """The search's hall of fame on the search task; its mean is relative (to the best reference)
+    or absolute (raw scores), as the search's fitness."""
     if not hof:
         return []
-    out = ["## Hall of fame (search task)", "", "| rank | mean | std | n | equation |", "|---|---|---|---|---|"]
+    what = "relative mean (vs the best reference)" if relative else "absolute mean"
+    out = ["## Hall of fame (search task)", "", f"| rank | {what} | std | n | equation |", "|---|---|---|---|---|"]
     for row in hof:
         out.append(f"| {row['rank']} | {_fmt(row['mean'])} | {_fmt(row['std'])} | {row['n']} | "
                    f"`{_md_escape(row.get('equation') or row['genome'])}` |")
@@ -517,9 +533,10 @@ def validation_section(val: dict) -> list[str]:
     tasks, ref = val["tasks"], val["reference"]
     out = ["## Held-out validation", "",
            f"Tasks never used for selection: {', '.join(f'`{t}`' for t in tasks)}; seeds {val['seeds']}. Each cell "
-           f"is the winner's score minus the tuned `{ref}`'s on the same seed (for `log_loss` tasks: the log of "
-           "the ratio of their validation losses; positive is better), mean ± 95% interval over the seeds, and "
-           "the verdict: **better** only when the whole interval lies above zero.", "",
+           f"is a relative mean: the winner's score minus the best tuned reference's ({_refs(val, ref)}) on the "
+           "same seed (for `log_loss` tasks: the log of the ratio of their validation losses; positive is "
+           "better), mean ± 95% interval over the seeds, and the verdict: **better** only when the whole "
+           "interval lies above zero.", "",
            "| winner | " + " | ".join(f"`{t}`" for t in tasks) + " | overall |",
            "|---|" + "---|" * (len(tasks) + 1)]
     for row in val["rows"]:
@@ -531,6 +548,34 @@ def validation_section(val: dict) -> list[str]:
         cells.append(f"{difference_text(row['overall'].get('difference'))} ({_verdict(row['overall']['verdict'])})")
         out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     out.append("")
+    return out + horizon_section(val.get("horizon") or {})
+
+
+def _refs(val: dict, ref: str) -> str:
+    names = val.get("references") or [ref]
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def horizon_section(h: dict) -> list[str]:
+    """The horizon check: the held-out table again at ``factor`` x the steps, and whether the
+    ranking holds there."""
+    if not h.get("rows"):
+        return []
+    holds = {True: "**holds**", False: "**does not hold**", None: "cannot be judged (a difference is missing)"}
+    tasks = h["tasks"]
+    out = [f"### Horizon check: {h['factor']}x the steps", "",
+           f"The same held-out tasks trained {h['factor']} times longer (schedule, warm-up and decays stretched "
+           f"with them), seeds {h['seeds']}; relative means against the best reference as above. Short searches "
+           f"favour greedy updates: the ranking {holds[h.get('ranking_holds')]} at this horizon (same order of "
+           "the winners, same side of zero).", "",
+           "| winner | " + " | ".join(f"`{t}`" for t in tasks) + " | overall |",
+           "|---|" + "---|" * (len(tasks) + 1)]
+    for row in h["rows"]:
+        cells = [f"{difference_text(row['tasks'][t].get('difference'))} ({_verdict(row['tasks'][t]['verdict'])})"
+                 for t in row["tasks"]]
+        cells.append(f"{difference_text(row['overall'].get('difference'))} ({_verdict(row['overall']['verdict'])})")
+        out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    out.append("")
     return out
 
 
@@ -538,14 +583,20 @@ def _verdict(v: str) -> str:
     return f"**{v}**" if v == "better" else v
 
 
-def _run_plugins(cfg: dict):
+def _run_plugins(cfg: dict, load_plugins: bool = True, extra=()):
     """(space, tasks) of the run's plugins, loaded once: the space reads genome text of plugin
-    primitives, the tasks give the schedules' horizon.  (None, {}) when they cannot be loaded."""
-    from .plugins import all_tasks, build_space, get_plugin_manager
+    primitives, the tasks give the schedules' horizon.  (None, {}) when they cannot be loaded.
+    Without ``load_plugins`` only installed plugins and ``extra`` (``-p``) load (no module a run
+    folder names is imported unless it is an installed plugin)."""
+    from .plugins import all_tasks, build_space, get_plugin_manager, installed_only
     space = None
     tasks: Mapping[str, Any] = {}
+    named = cfg.get("run", {}).get("plugins", [])
+    named = list(named) if isinstance(named, list) else []
     try:
-        pm = get_plugin_manager(cfg.get("run", {}).get("plugins", []), strict=False)
+        pm = get_plugin_manager([*(named if load_plugins else installed_only(named)), *extra], strict=False)
+        for name, message in pm.failed.items():
+            log.warning("plugin %s not loaded: %s", name, message)
     except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
         log.warning("could not load the run's plugins (%s); using the paper's space", exc)
         return space, tasks
@@ -568,3 +619,44 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# What a winner is (deapnos.identify): nearest known optimizer and simplified genome
+# ---------------------------------------------------------------------------------------------
+
+def annotate_identities(rows: list[dict], space=None) -> None:
+    """Give each candidate row ``identity``: its nearest zoo optimizer ``{name, similarity, known}``
+    and its ``simplified`` genome text (docs/search.md, "What a winner is").  A row whose genome
+    cannot be read here (a plugin not loaded) gets none."""
+    from .identify import identify
+    from .space import GenomeParseError
+    from .space.genome import Genome
+    for row in rows:
+        try:
+            g = Genome.parse(row["genome"], space=space)
+        except (GenomeParseError, KeyError, TypeError):
+            continue
+        row["identity"] = identify(g).to_dict()
+
+
+def identity_suffix(row: dict) -> str:
+    """`` = NAME (known)`` after a leaderboard label whose genome is a zoo optimizer ('' otherwise)."""
+    near = (row.get("identity") or {}).get("nearest_known") or {}
+    return f" = {near['name']} (known)" if near.get("known") else ""
+
+
+def identity_lines(row: dict) -> list[str]:
+    """The winner's nearest known optimizer and simplified genome, for its section."""
+    ident = row.get("identity")
+    if not ident:
+        return []
+    near = ident["nearest_known"]
+    if near.get("known"):
+        what = (f"- what it is: **{near['name']}**, a known optimizer (similarity {near['similarity']:.4f} up to "
+                f"the learning rate), not a discovery")
+    elif near.get("name"):
+        what = f"- nearest known optimizer: `{near['name']}` (similarity {near['similarity']:.4f}; a match needs 0.99)"
+    else:
+        what = "- nearest known optimizer: none (no zoo optimizer moves the weights in the same direction)"
+    return [what, f"- simplified (same behaviour up to scale): `{_md_escape(ident['simplified'])}`"]

@@ -22,14 +22,14 @@ import traceback
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from deapnos.evaluate.stats import difference_text
 from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,
                                  under_scoop, worker_setup)
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,
-                                   apply_overrides, config_fingerprint, fingerprint_differences, load_config,
-                                   validate)
+                                   apply_overrides, config_fingerprint, config_from_dict, fingerprint_differences,
+                                   load_config, validate)
 from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,
                                   StoreError, check_run_dir_path, new_run_dir)
 
@@ -64,6 +64,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int):
         self.signum = signum
+        self.run_dir: Path | None = None      # set once the run folder is known
         super().__init__(signal_name(signum))
 
 
@@ -226,12 +227,88 @@ def _lock_run_dir(run_dir: Path, locks: list) -> None:
     locks.append(lock.acquire("deapnos run", token=uuid.uuid4().hex, command=command))
 
 
-def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
-    """The config and run folder of this invocation; takes the folder's run lock (appended to
-    ``locks``; released by the caller) before writing anything; writes ``config.toml`` and a first
-    checkpoint holding the config's fingerprint for a new run.  Raises ConfigError or StoreError."""
+WORKSPACE_CONFIG = "deapnos.toml"      # the config `deapnos run` reads by default in a workspace (deapnos init)
+
+
+def _override_keys(overrides: list[str], flags: bool = False) -> dict[str, str]:
+    """``section.field`` -> how it was asked for: ``run.workers=4``, or with ``flags`` (the
+    overrides :func:`_flag_overrides` made) ``--workers 4``."""
+    names = {"run.backend": "--backend", "run.workers": "--workers", "run.algorithm": "--algorithm",
+             "run.seed": "--seed"}
+    out = {}
+    for text in overrides:
+        key, _, value = text.partition("=")
+        key = key.strip()
+        out[key] = f"{names[key]} {value.strip().strip(chr(34))}" if flags and key in names else text.strip()
+    return out
+
+
+def check_backend_flags(cfg: Config, given: dict[str, str]) -> None:
+    """A worker count or backend asked for on the command line (or in run_search's overrides) that
+    the run cannot honour is an error, never ignored.  ``given``: :func:`_override_keys`."""
+    workers = given.get("run.workers")
+    if workers is None or cfg.run.workers <= 1:
+        return
+    if cfg.run.backend == "serial":
+        where = (given["run.backend"] if "run.backend" in given
+                 else f"run.backend = 'serial' in {cfg.source or 'the config'}")
+        raise ConfigError(f"{workers}: the serial backend ({where}) runs in one process; use the pool or "
+                          "scoop backend (--backend pool, or run.backend=pool), or drop the worker count")
+    if under_scoop():
+        import scoop
+        size = getattr(scoop, "SIZE", None)
+        if size and size != cfg.run.workers:
+            raise ConfigError(f"{workers}: under python -m scoop the worker count is SCOOP's -n ({size}); "
+                              "drop it, or give it to SCOOP: python -m scoop -n N deapnos.run")
+
+
+def check_plugin_objects(cfg: Config, objects) -> None:
+    """Plugin objects (not names) live only in this process: only the serial backend can use them."""
+    if objects and cfg.run.backend != "serial":
+        name = getattr(objects[0], "__name__", None) or type(objects[0]).__name__
+        raise ConfigError(f"plugins: {name!r} is a plugin object, which only the serial backend can use "
+                          f"(run.backend is {cfg.run.backend!r}; its workers load plugins by module name): use "
+                          "run.backend = 'serial', or put the plugin in an importable module and pass its name")
+
+
+def preflight(cfg: Config, options=None, plugin_objects=()) -> Context:
+    """The run's :class:`~deapnos.context.Context`, built in the launching process and checked
+    against the config (task names, backend, algorithm, data) before any worker starts or any run
+    folder is written.  Raises ConfigError or PluginError."""
+    from deapnos.context import build_context
+    check_plugin_objects(cfg, list(plugin_objects))
+    if cfg.run.data_dir:     # where the tasks (and every worker started from here) look for data
+        os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
+    ctx = build_context([*cfg.run.plugins, *plugin_objects], compat=cfg.run.compat)
+    ctx.configure(cfg.plugin, options)
+    check_against_plugins(cfg, ctx, launching=True)
+    return ctx
+
+
+def default_config(args) -> str | Path | Mapping | None:
+    """``--config``, else ``./deapnos.toml`` of a workspace (``deapnos init``), else None (quickstart).
+    A workspace's own plugin modules (its folder) become importable, as under ``python -m scoop``."""
+    if getattr(args, "config", None) is not None:
+        return args.config
+    if getattr(args, "workspace", True) and Path(WORKSPACE_CONFIG).is_file():
+        here = str(Path.cwd())
+        if here not in sys.path:
+            sys.path.insert(0, here)
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))
+        log.info("config: %s (this folder's workspace config; --config picks another)", WORKSPACE_CONFIG)
+        return WORKSPACE_CONFIG
+    return None
+
+
+def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config, Path, Context]:
+    """The config, run folder and checked :class:`~deapnos.context.Context` of this invocation;
+    takes the folder's run lock (appended to ``locks``; released by the caller) before writing
+    anything; writes ``config.toml`` and a first checkpoint holding the config's fingerprint for a
+    new run.  Raises ConfigError, PluginError or StoreError (RunLockError)."""
     locks = [] if locks is None else locks
-    overrides = list(getattr(args, "overrides", None) or ()) + _flag_overrides(args)
+    user, flags = list(getattr(args, "overrides", None) or ()), _flag_overrides(args)
+    overrides = user + flags
+    given = {**_override_keys(user), **_override_keys(flags, flags=True)}
     plugins = [p for p in (getattr(args, "plugins", None) or [])]
     hostfile = getattr(args, "hostfile", None)
     existing = args.resume or (args.run_dir if args.run_dir and (Path(args.run_dir) / CONFIG).exists() else None)
@@ -257,7 +334,11 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
             raise ConfigError(str(exc)) from None
         data = apply_overrides(data, overrides)
         cfg = validate(data, source=str(run_dir / CONFIG))
+        if under_scoop():
+            cfg.run.backend = "scoop"
         check_hostfile(hostfile, cfg.run.backend)
+        check_backend_flags(cfg, given)
+        ctx = preflight(cfg, args, plugin_objects)
         _lock_run_dir(run_dir, locks)
         doc = store.read_checkpoint()
         if doc is not None and doc.get("config") is not None:
@@ -269,13 +350,19 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
                                   f"run with it: deapnos run --config {shlex.quote(str(run_dir / CONFIG))}")
         if overrides:
             store.write_config(cfg.to_toml())
-        return cfg, run_dir
-    cfg = load_config(args.config, overrides)
+        return cfg, run_dir, ctx
+    source = default_config(args)
+    if isinstance(source, Mapping):           # deapnos.run_search(config={...})
+        cfg = config_from_dict(dict(source), overrides)
+    else:
+        cfg = load_config(source, overrides)
     if plugins:
         cfg.run.plugins = list(cfg.run.plugins) + [p for p in plugins if p not in cfg.run.plugins]
     if under_scoop():
         cfg.run.backend = "scoop"
     check_hostfile(hostfile, cfg.run.backend)
+    check_backend_flags(cfg, given)
+    ctx = preflight(cfg, args, plugin_objects)
     if args.run_dir:
         run_dir = check_run_dir_path(Path(args.run_dir), create=True)
     else:
@@ -286,14 +373,24 @@ def prepare(args, locks: list | None = None) -> tuple[Config, Path]:
     store.write_config(cfg.to_toml())
     if store.read_checkpoint() is None:
         store.save_checkpoint(None, config=config_fingerprint(cfg))     # the fingerprint from the start
-    return cfg, run_dir
+    return cfg, run_dir, ctx
 
 
-def check_against_plugins(cfg: Config, ctx: Context) -> None:
+def _unknown_task(path: str, name: str, tasks) -> ConfigError:
+    """A one-line error for a task name that no loaded plugin provides: close matches first."""
+    import difflib
+    close = difflib.get_close_matches(str(name), list(tasks), n=3)
+    guess = f" (did you mean {', '.join(close)}?)" if close else ""
+    known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
+    return ConfigError(f"config field {path} = {name!r}: no such task{guess}; allowed values: {known}")
+
+
+def check_against_plugins(cfg: Config, ctx: Context, launching: bool = False) -> None:
     """Config fields that name plugin things, against the run's :class:`~deapnos.context.Context`:
     backend, algorithm, tasks, checks, protocol fields, baselines, ``[plugin.NAME]`` sections.
     Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
-    config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)"""
+    config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)  ``launching``:
+    the check of a launcher that starts SCOOP itself, before any worker exists."""
     from deapnos.plugins import TASK_KINDS
     checks, tasks = ctx.checks, ctx.tasks
     for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
@@ -303,9 +400,10 @@ def check_against_plugins(cfg: Config, ctx: Context) -> None:
     known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
     named = [("search.init_task", n) for n in cfg.search.init_tasks] + [("search.task", n) for n in cfg.search.tasks]
     named += [("validation.tasks", n) for n in cfg.validation.tasks]
+    named += [(f"elimination.rungs[{i}].task", rung.task) for i, rung in enumerate(cfg.elimination.rungs)]
     for path, name in named:
         if name not in tasks:
-            raise ConfigError(f"config field {path} = {name!r}: allowed values: {known}")
+            raise _unknown_task(path, name, tasks)
         if getattr(tasks[name], "kind", None) not in TASK_KINDS.values():
             raise ConfigError(f"config field {path} = {name!r}: task kind {getattr(tasks[name], 'kind', None)!r} "
                               f"is neither of {', '.join(TASK_KINDS.values())} (a task comes from "
@@ -316,12 +414,9 @@ def check_against_plugins(cfg: Config, ctx: Context) -> None:
         if raw:
             raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
                               "can fall below a failure's -1; use fitness.relative = true")
-    if cfg.fitness.reference not in ctx.zoo:          # the run's zoo: built-ins and plugin entries
-        raise ConfigError(f"config field fitness.reference = {cfg.fitness.reference!r}: not a zoo optimizer; "
-                          f"allowed values: {', '.join(ctx.zoo.names())}")
-    for i, rung in enumerate(cfg.elimination.rungs):
-        if rung.task not in tasks:
-            raise ConfigError(f"config field elimination.rungs[{i}].task = {rung.task!r}: allowed values: {known}")
+    from deapnos.search.fitness import reference_problem       # the run's zoo: built-ins and plugin entries
+    if reference_problem(cfg.fitness.reference, ctx.zoo):
+        raise ConfigError(reference_problem(cfg.fitness.reference, ctx.zoo))
     for name in cfg.tasks:
         if name not in tasks:
             raise ConfigError(f"config section [tasks.{name}]: no such task; allowed values: {known}")
@@ -343,21 +438,22 @@ def check_against_plugins(cfg: Config, ctx: Context) -> None:
             task.check_available()
         except Exception as exc:   # noqa: BLE001 - TaskDataError or a plugin's own: names the path and how to get it
             raise ConfigError(f"{exc} (config: run.data_dir or [tasks.\"{name}\"] data_path)") from None
-    if cfg.run.backend == "scoop" and not under_scoop():
+    if cfg.run.backend == "scoop" and not under_scoop() and not launching:
         raise ConfigError("run.backend = 'scoop' needs SCOOP: use `deapnos run` (it launches SCOOP) or "
                           "`python -m scoop -n N deapnos.run ...`")
 
 
 def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30.0,
-            options: argparse.Namespace | None = None) -> int:
+            options: argparse.Namespace | None = None, ctx: Context | None = None, plugin_objects=()) -> int:
     """Run (or continue) the search in this process with the configured backend; writes
     ``status.json``; returns 0 on success, 1 on failure.  Holds the folder's writer lock while it
     runs; a stop (:class:`RunInterrupted`, KeyboardInterrupt) marks the run ``interrupted``, kills
     the backend's workers and propagates.  ``view``: the live view (:mod:`deapnos.live`): ``auto``
     (a bar on a terminal, a log line every ``interval`` seconds otherwise) or ``off``; its snapshot
     goes to ``status.json`` either way, for ``deapnos status``.  ``options``: the parsed command line,
-    for plugin options (``context.options``)."""
-    from deapnos.context import build_context
+    for plugin options (``context.options``).  ``ctx``: the Context :func:`preflight` built (else
+    built here); ``plugin_objects``: plugins given as objects (``deapnos.run_search``), serial only.
+    ``status.json`` records the backend and worker count that actually ran."""
     from deapnos.live import LiveView, SearchProgress, hof_best
     from deapnos.search.runner import SearchRun
     store = RunStore(run_dir, create=True)
@@ -381,16 +477,16 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
     try:
         running: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "started": t0}
         store.write_status("running", **running)
-        if cfg.run.data_dir:     # where the tasks (and every worker started from here) look for data
-            os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
-        ctx = build_context(cfg.run.plugins, compat=cfg.run.compat)
-        ctx.configure(cfg.plugin, options)
-        check_against_plugins(cfg, ctx)
+        if ctx is None:
+            ctx = preflight(cfg, options, plugin_objects)
         pm, space, checks, tasks = ctx.pm, ctx.space, ctx.checks, ctx.tasks
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device,
                                cfg.run.stall_timeout, backends=ctx.backends, context=ctx)
+        running.update(backend=cfg.run.backend, workers=int(getattr(backend, "workers", 1) or 1))
+        if cfg.run.backend == "serial" and cfg.run.workers > 1:
+            log.warning("run.workers = %d has no effect: the serial backend runs in one process", cfg.run.workers)
         if hasattr(backend, "on_stall"):
             backend.on_stall = lambda message: stop_stalled(store, run_dir, message)
         if cfg.run.backend == "scoop":        # every worker: the origin's Python, deapnos and plugins
@@ -400,6 +496,8 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
         search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress,
                            algorithms=ctx.algorithms, zoo=ctx.zoo)
+        if plugin_objects:     # objects cannot go into config.toml: the serial worker gets them directly
+            search.evaluator.payload_base["plugins"] = [*cfg.run.plugins, *plugin_objects]
         progress.best_source = lambda: hof_best(search.hof)
         live = LiveView(progress, mode=view, interval=interval,
                         publish=lambda snap: store.write_status("running", **running, progress=snap))
@@ -409,12 +507,14 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
             summary = search.run()
             progress.finish()
         outcome: dict[str, Any] = {"seconds": time.time() - t0, "best": summary.get("best"),
-                                   "leaderboard": summary.get("leaderboard")}
+                                   "leaderboard": summary.get("leaderboard"), "backend": running["backend"],
+                                   "workers": running["workers"]}
         store.write_status("ok", **outcome)
         if cfg.run.report:
             from deapnos.report import write_report
             try:
-                write_report(run_dir, load_plugins=True)     # the run's own plugins, already loaded
+                write_report(run_dir, load_plugins=True,      # the run's own plugins, already loaded
+                             plugins=list(plugin_objects))
             except Exception as exc:   # noqa: BLE001 - the search is done; say what failed
                 raise RuntimeError(f"the search finished but writing the report failed: "
                                    f"{type(exc).__name__}: {exc}") from exc
@@ -613,8 +713,8 @@ def print_outcome(run_dir: Path) -> None:
     board = status.get("leaderboard") or []
     print(f"run folder: {run_dir}")
     if board:
-        print(f"leaderboard on {board[0].get('task')} (mean score over seeds; Δ: paired difference to "
-              f"{board[0].get('reference')}, mean ± 95% interval):")
+        print(f"leaderboard on {board[0].get('task')} (absolute mean: final score over seeds; Δ: relative mean, "
+              f"paired difference to {board[0].get('reference')} ± 95% interval):")
         for row in board:
             ci = row.get("vs_reference_ci")
             vs = ""
@@ -637,31 +737,51 @@ def print_validation(run_dir: Path) -> None:
         return
     if not val.get("rows"):
         return
-    print(f"held-out validation on {', '.join(val['tasks'])} (seeds {val['seeds']}): score minus tuned "
-          f"{val['reference']}'s, mean ± 95% interval; 'better' only when the interval excludes zero")
+    print(f"held-out validation on {', '.join(val['tasks'])} (seeds {val['seeds']}): score minus the best tuned "
+          f"reference's ({val['reference']}) per seed, relative mean ± 95% interval; 'better' only when the "
+          "interval excludes zero")
     for row in val["rows"]:
         print(f"  {row['label']:10s} {difference_text(row['overall'].get('difference')):20s} "
               f"{row['overall']['verdict']}")
+    h = val.get("horizon") or {}
+    if h.get("rows"):
+        holds = {True: "holds", False: "does not hold", None: "cannot be judged"}[h.get("ranking_holds")]
+        print(f"horizon check at {h['factor']}x the steps: the ranking {holds}")
+        for row in h["rows"]:
+            print(f"  {row['label']:10s} {difference_text(row['overall'].get('difference')):20s} "
+                  f"{row['overall']['verdict']}")
 
 
-def run_command(args) -> int:
-    """``deapnos run``: returns the exit code (0 ok, 1 the search failed or the folder is in use,
-    2 a bad config, command line or run folder, 128+N stopped by signal N)."""
+class RunError(Exception):
+    """A search that could not start or did not finish.  ``code``: the exit code of ``deapnos run``
+    (1 the search failed or the folder is in use, 2 a bad config, command line or run folder);
+    ``printed``: the message was already shown (the SCOOP launcher prints its own)."""
+
+    def __init__(self, message: str, code: int, run_dir: Path | None = None, printed: bool = False):
+        super().__init__(message)
+        self.code, self.run_dir, self.printed = code, run_dir, printed
+
+
+def run_search_job(args, plugin_objects=()) -> Path:
+    """The one code path of ``deapnos run`` and :func:`deapnos.run_search`: the config and run
+    folder (:func:`prepare`), then SCOOP launched from here or the search run in this process.
+    Returns the run folder of a finished search; raises :class:`RunError`, or :class:`RunInterrupted`
+    (``run_dir`` set; the run is marked interrupted and can be resumed).  ``plugin_objects``: plugins
+    given as objects rather than names (serial backend only)."""
     if getattr(args, "log_level", None):
         logging.getLogger("deapnos").setLevel(args.log_level.upper())
+    from deapnos.plugins import PluginError
     locks: list[FolderLock] = []
     run_dir = None
     guard = contextlib.nullcontext() if under_scoop() else stop_signals()
     try:
         with guard:
             try:
-                cfg, run_dir = prepare(args, locks)
+                cfg, run_dir, ctx = prepare(args, locks, plugin_objects)
             except RunLockError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-            except (ConfigError, StoreError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+                raise RunError(str(exc), 1) from None
+            except (ConfigError, StoreError, PluginError) as exc:
+                raise RunError(str(exc), 2) from None
             if cfg.run.backend == "scoop" and not under_scoop():
                 try:
                     rc = launch_scoop(cfg, run_dir, getattr(args, "hostfile", None),
@@ -669,29 +789,48 @@ def run_command(args) -> int:
                                       lock=locks[0] if locks else None, quiet=getattr(args, "quiet", False),
                                       interval=getattr(args, "progress_interval", 30.0))
                 except StoreError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 1
+                    raise RunError(str(exc), 1, run_dir) from None
+                if rc:
+                    raise RunError(f"the SCOOP run failed (exit code {rc}): see {run_dir / 'status.json'}", rc,
+                                   run_dir, printed=True)
             else:
                 rc = execute(cfg, run_dir, view="off" if getattr(args, "quiet", False) else "auto",
-                             interval=getattr(args, "progress_interval", 30.0), options=args)
+                             interval=getattr(args, "progress_interval", 30.0), options=args, ctx=ctx,
+                             plugin_objects=plugin_objects)
                 if rc:
                     try:
                         status = RunStore(run_dir).read_status() or {}
                     except StoreError:
                         status = {}
                     if status.get("status") == "failed":
-                        print(f"error: the search failed: {status.get('error', '?')}", file=sys.stderr)
-            launched_by_wrapper = under_scoop() and os.environ.get("DEAPNOS_RUN_TOKEN")
-            if rc == 0 and not launched_by_wrapper:
-                print_outcome(run_dir)
-            return rc
+                        raise RunError(f"the search failed: {status.get('error', '?')}", rc, run_dir)
+                    raise RunError(f"the search did not run: see {run_dir / 'status.json'}", rc, run_dir,
+                                   printed=True)     # execute printed why (the folder is in use)
+            return run_dir
     except RunInterrupted as exc:
         if run_dir is not None and locks:
             mark_interrupted(run_dir, exc.signum)
-        return print_interrupted(run_dir, exc.signum)
+        exc.run_dir = run_dir
+        raise
     finally:
         for lock in locks:
             lock.release()
+
+
+def run_command(args) -> int:
+    """``deapnos run``: returns the exit code (0 ok, 1 the search failed or the folder is in use,
+    2 a bad config, command line or run folder, 128+N stopped by signal N)."""
+    try:
+        run_dir = run_search_job(args)
+    except RunError as exc:
+        if not exc.printed:
+            print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except RunInterrupted as exc:
+        return print_interrupted(exc.run_dir, exc.signum)
+    if not (under_scoop() and os.environ.get("DEAPNOS_RUN_TOKEN")):     # the launcher prints it
+        print_outcome(run_dir)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
 Provides :func:`collect` (the state, phase, rate, ETA, best, rejections and workers of a running or
 finished search, replayed from ``evaluations.jsonl`` into :class:`~deapnos.live.SearchProgress`) and
-:func:`run_command`.  It only reads: no lock, no file opened for writing, no link followed, no plugin
-imported.  Details: docs/search.md, "Watching a search".
+:func:`run_command`.  It only reads: no lock, no file opened for writing, no link followed.  The command
+loads the installed plugins (and ``-p``) to know a run's held-out tasks; it never imports a module a
+run folder names unless that module is an installed plugin.  Details: docs/search.md, "Watching a search".
 """
 from __future__ import annotations
 
@@ -67,11 +68,30 @@ def _alive(pid) -> bool | None:
     return alive(pid)
 
 
-def collect(run_dir: str | Path, now: float | None = None) -> dict:
+def _validation_tasks(cfg, plugins, notes: list) -> list[str] | None:
+    """The held-out tasks of the run's plan when its config does not name them: the installed
+    suite tasks (installed plugins, the run's installed ``run.plugins`` and ``plugins``); None:
+    unknown (plugins not asked for, or not loadable)."""
+    if plugins is None or cfg is None or not cfg.validation.enabled or cfg.validation.tasks:
+        return None
+    try:
+        from .plugins import all_tasks, get_plugin_manager, installed_only
+        from .search.fitness import validation_tasks
+        pm = get_plugin_manager([*installed_only(cfg.run.plugins), *plugins], strict=False)
+        notes.extend(f"plugin {name} not loaded: {message}" for name, message in pm.failed.items())
+        return validation_tasks(cfg, all_tasks(pm))
+    except Exception as exc:   # noqa: BLE001 - plugin code; the view goes on without the count
+        notes.append(f"plugins: {exc}")
+        return None
+
+
+def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict:
     """The view's snapshot (:meth:`SearchProgress.snapshot`) of the run in ``run_dir``, plus
     ``run_dir``, ``state`` (running, stopped, finished, failed, interrupted, not started),
     ``pid``, ``host``, ``message``, ``resume``, ``timesteps_done`` and ``notes`` (files that could
-    not be read).  Raises StoreError when ``run_dir`` is not a run folder."""
+    not be read).  ``plugins``: None loads none; a list (``-p``) loads the installed plugins and
+    those, to count the held-out validation tasks.  Raises StoreError when ``run_dir`` is not a
+    run folder."""
     from .search.config import read_toml, validate
     now = time.time() if now is None else now
     run_dir = Path(run_dir)
@@ -96,7 +116,8 @@ def collect(run_dir: str | Path, now: float | None = None) -> dict:
 
     workers = (live or {}).get("workers", {}).get("available") or \
         (cfg.run.workers if cfg is not None and cfg.run.backend != "serial" else 1)
-    progress = SearchProgress(cfg, workers, clock=lambda: now)
+    progress = SearchProgress(cfg, workers, validation_tasks=_validation_tasks(cfg, plugins, notes),
+                              clock=lambda: now)
     if live and isinstance(live.get("plan"), dict):
         progress.plan = dict(live["plan"])
         progress.rungs = sum(1 for k in progress.plan if str(k).startswith("rung:"))
@@ -108,6 +129,7 @@ def collect(run_dir: str | Path, now: float | None = None) -> dict:
         records, particles = [], []
     for rec in records:
         progress.replay(rec)
+    notes.extend(_integrity_notes(store))
     if hof and isinstance(hof[0], dict) and hof[0].get("mean") is not None:
         top = hof[0]
         progress.best_source = lambda: {"fitness": top["mean"], "genome": top.get("genome", "?"),
@@ -190,12 +212,14 @@ def header(snap: dict) -> str:
 def configure_parser(parser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (in progress or finished)")
     parser.add_argument("--json", action="store_true", help="print the view as JSON (for scripts)")
+    from .plugins import add_plugin_options
+    add_plugin_options(parser)
 
 
 def run_command(args) -> int:
     import sys
     try:
-        snap = collect(args.run_dir)
+        snap = collect(args.run_dir, plugins=list(getattr(args, "plugins", None) or []))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -208,3 +232,14 @@ def run_command(args) -> int:
     for note in snap["notes"]:
         print(f"  note: {note}")
     return 0
+
+
+def _integrity_notes(store: RunStore) -> list[str]:
+    """The first problem of the log checked end to end, then of the checkpoint against it (a torn
+    last line, a writer mid-line, is not one): what a resume would stop on, with the way out."""
+    for check in (store.read_log_lines, store.read_checkpoint):
+        try:
+            check()
+        except StoreError as exc:
+            return [str(exc)]
+    return []

@@ -147,6 +147,30 @@ for _e in (
     ZooEntry("addsign", "baseline", "none ~ mul(add(one, mul(sign_g, sign_v_hat)), g)",
              "U = (1 + sign(g) sign(v^)) g",
              "AddSign (Bello et al., 2017), alpha = 1, with v^ as the momentum"),
+    # -- stronger yardsticks: sign methods, Lion, AdamW ---------------------------------------
+    ZooEntry("signsgd", "baseline", "none ~ sign_g",
+             "U = sign(g)",
+             "signSGD (Bernstein et al., 2018)",
+             "sign(0) = 0, as torch.sign."),
+    ZooEntry("signum", "baseline", "none ~ sign_v_hat",
+             "v <- 0.9 v + 0.1 g;  U = sign(v)",
+             "Signum, the sign of momentum (Bernstein et al., 2018), beta = 0.9",
+             "beta 0.9, the signSGD paper's default and the search's v; the bias correction of v^ does not "
+             "change its sign.  No weight decay."),
+    ZooEntry("lion", "baseline", "none ~ add(sign_lion, w_1e1)",
+             "U = sign(0.9 m + 0.1 g) + 0.1 w;  then m <- 0.99 m + 0.01 g",
+             "Lion (Chen et al., 2023, \"Symbolic Discovery of Optimization Algorithms\"), "
+             "beta1 = 0.9, beta2 = 0.99, decoupled weight decay 0.1",
+             "The paper's default betas.  Weight decay 0.1: Lion's authors set it 3-10x AdamW's (here 0.01) "
+             "because Lion's tuned LR is 3-10x smaller, which keeps lr x decay alike.  The decay is decoupled "
+             "as in Lion: w <- w - eta_t (sign(...) + 0.1 w).  The operand sign_lion reads m after this "
+             "step's update (m_t + 0.1 g has the sign of 0.9 m_{t-1} + 0.1 g)."),
+    ZooEntry("adamw", "baseline", "none ~ add(div(v_hat, sqrt(s_hat)), w_1e2)",
+             "U = v^ / (sqrt(s^) + 1e-7) + 0.01 w",
+             "AdamW (Loshchilov & Hutter, \"Decoupled Weight Decay Regularization\"), weight decay 0.01",
+             "Equals torch.optim.AdamW(betas=(0.9, 0.99), eps=1e-7, weight_decay=0.01) with "
+             "base_schedule='constant' (torch's default decay 0.01; beta2 0.99 as the search's s, as in the "
+             "zoo's adam).  torch shrinks w by (1 - lr 0.01) before the Adam step: the same update."),
     # -- AdamClip variants 0..4 = A1..A5 (docs/paper.md §4.2) ---------------------------------
     ZooEntry("a1", "adamclip", "none ~ clip(v_hat, sqrt(s_hat))",
              "U = clip(v^, -c, c),  c = sqrt(s^) + 1e-7",
@@ -174,7 +198,7 @@ for _e in (
              "c = |1e-5 w - 0.05 g^2 + 0.95 s^|;  U = q + softsign(clip(1e-5 w, -c, c))",
              "docs/paper.md §4.3, Opt1",
              "Reproduces the original's parenthesisation as written (1e-5 w - 0.05 g^2 + 0.95 s^, "
-             "unlike Opt2's 1e-5 w - (0.05 g^2 + 0.95 s^)); flagged [BUG?] in the spec.  "
+             "unlike Opt2's 1e-5 w - (0.05 g^2 + 0.95 s^)), which may be a slip of the original (docs/paper.md §4.3).  "
              "mix95(s^, -g^2) = 0.95 s^ - 0.05 g^2."),
     ZooEntry("opt2", "evolved", "none ~ add(qh_v, softsign(divsqrt(w_1e5, sub(w_1e5, qh_s))))",
              "c = 1e-5 w - (0.05 g^2 + 0.95 s^);  U = q + softsign(1e-5 w / sqrt(1 + c^2))",
@@ -183,8 +207,8 @@ for _e in (
              "l_t = 0.999 l + 0.001 g^3, l^ = l_t/(1-0.999^(t+1));  c = 1e-5 w - (0.01 g^3 + 0.99 l^);  "
              "U = q + softsign(1e-5 w / sqrt(1 + c^2))",
              "docs/paper.md §4.3, Opt3 (bug fixed)",
-             "FIXED: finalOptimizers' Opt3 keeps l as an EMA of g^2 while mixing it with 0.01 g^3 (flagged "
-             "[BUG?] in the spec); this entry uses the EMA of g^3, the search's lambda (operand qh_lam), as "
+             "FIXED: finalOptimizers' Opt3 keeps l as an EMA of g^2 while mixing it with 0.01 g^3 (a bug: "
+             "docs/paper.md §4.3); this entry uses the EMA of g^3, the search's lambda (operand qh_lam), as "
              "the search intended.  The original's g^2 EMA is not expressible in the search space."),
     ZooEntry("opt4", "evolved", f"{OPT4_UPDATE} | lr = {_LR_TYPE0}",
              "c = |atan(a13) exp(v^)|;  U = q / clip(2, -c, c) = q / min(2, c);  eta_t = lr x base(t) x "
@@ -317,6 +341,8 @@ COMPAT_REFUSED = {
             "search space has no operand for an EMA of g^2 with beta 0.999, so that bug cannot be "
             "reproduced. zoo.get('opt3') (compat off) gives the fixed Opt3, with the EMA of g^3 the search "
             "space defines (docs/paper.md §4.3, §8.2)",
+    "lion": "Lion needs the operands sign_lion and w_1e1, which the original's search space lacks",
+    "adamw": "AdamW needs the operand w_1e2 (decoupled weight decay 0.01), which the original's search space lacks",
 }
 
 

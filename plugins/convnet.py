@@ -5,7 +5,7 @@ bias and followed by BatchNorm and swish; global average pooling; Dropout(0.2); 
 softmax is in the loss).  Keras defaults kept: glorot-uniform kernels, zero biases, BN eps 1e-3 and
 momentum 0.99 (PyTorch ``momentum=0.01``), and TF "same" padding, which for stride 2 pads the
 bottom/right only.  With ``base=32`` on 32x32x3 inputs it has 94,986 trainable parameters, with
-``base=48`` 211,594 (as the spec computes).
+``base=48`` 211,594 (counted with ``sum(p.numel() for p in model.parameters())``).
 """
 from __future__ import annotations
 

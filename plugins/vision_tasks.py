@@ -23,6 +23,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 CHECKPOINT_ENV = "DEAPNOS_EFFNETV2_CHECKPOINT"
+# deapnos' choice (not the paper's nor the code's): the paper screen's thresholds lowered for 100-200 classes
 FEW_CLASS_THRESHOLDS = {"screen_early_stop_acc": 0.05, "stage_a_threshold": 0.05, "threshold": 0.08,
                         "full_early_stop_acc": 0.08}
 

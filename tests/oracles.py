@@ -117,7 +117,7 @@ NESTEROV = {"opt9", "opt10", "nesterov"}
 HEAVY_BALL = {"momentum"}
 LR_TYPE0 = {"opt4", "opt5", "opt6"}
 NAMES = ("adam", "rmsprop", "sgd", "momentum", "nesterov", "qhm", "powersign", "addsign",
-         "a1", "a2", "a3", "a4", "a5") + tuple(f"opt{i}" for i in range(1, 11))
+         "signsgd", "signum", "lion", "adamw", "a1", "a2", "a3", "a4", "a5") + tuple(f"opt{i}" for i in range(1, 11))
 
 
 def _clip(x, c):
@@ -146,7 +146,7 @@ class SpecOptimizer:
         self.use_decay, self.momentum, self.opt3_l = use_decay, momentum, opt3_l
         self.t = 0
         self.state = [dict(v=torch.zeros_like(p), s=torch.zeros_like(p), l=torch.zeros_like(p),
-                           M=torch.zeros_like(p)) for p in self.params]
+                           M=torch.zeros_like(p), lion_m=torch.zeros_like(p)) for p in self.params]
 
     def eta(self, t):
         mult = 1.0
@@ -159,6 +159,12 @@ class SpecOptimizer:
 
     def direction(self, g, w, st, t):
         T, n, d = self.T, self.name, self.use_decay
+        if n == "lion":
+            # Lion (Chen et al. 2023, Alg. 2): c = sign(b1 m + (1-b1) g) with the old m, then
+            # m <- b2 m + (1-b2) g; decoupled weight decay 0.1 added to the direction
+            c = torch.sign(0.9 * st["lion_m"] + 0.1 * g)
+            st["lion_m"] = 0.99 * st["lion_m"] + 0.01 * g
+            return c + 0.1 * w
         st["v"] = 0.9 * st["v"] + 0.1 * g
         st["s"] = 0.99 * st["s"] + 0.01 * g * g
         st["l"] = 0.999 * st["l"] + 0.001 * (g ** 3 if self.opt3_l == "g3" else g * g)
@@ -168,6 +174,12 @@ class SpecOptimizer:
         q = 0.3 * g + 0.7 * vh
         if n == "adam":
             return vh / (sh.sqrt() + 1e-7)
+        if n == "adamw":
+            return vh / (sh.sqrt() + 1e-7) + 0.01 * w
+        if n == "signsgd":
+            return torch.sign(g)
+        if n == "signum":        # Bernstein et al. 2018, Alg. 3: the sign of the updated momentum
+            return torch.sign(st["v"])
         if n == "rmsprop":
             return g / (sh.sqrt() + 1e-7)
         if n in ("sgd", "momentum", "nesterov"):

@@ -225,8 +225,9 @@ def _payload(genome: str, compat: bool, **protocol):
 
 
 def test_the_compat_protocol_settings():
+    # the original scored a run by its best epoch (score = "best"); deapnos' default is the final one
     assert COMPAT_PROTOCOL == {"screen": "paper", "shuffle": False, "fresh_seed": True,
-                               "keep_best_on_divergence": True}
+                               "keep_best_on_divergence": True, "score": "best"}
     # the paper's absolute screen: an optimizer that learns nothing fails on train accuracy (0.25 / 0.40)
     # in compat, on progress (the relative screen) otherwise
     payload = make_payload("none ~ w_1e6", "digits", 0, protocol={"step_scale": 0.3}, compat=True)

@@ -88,5 +88,6 @@ def test_unknown_backend_lists_the_known_ones(installed_dask, tmp_path, capsys, 
     monkeypatch.setenv("DEAPNOS_DISABLE_PLUGIN_AUTOLOAD", "1")
     rc = run_in_process(tmp_path / "run", tiny_config(tmp_path, extra_plugins=["dask"]), "--backend", "nosuch")
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2                                   # a bad config: refused before any run folder or worker
+    assert not (tmp_path / "run").exists()
     assert "run.backend = 'nosuch'" in err and "known: serial, pool, scoop, dask" in err, err

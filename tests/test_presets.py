@@ -2,6 +2,7 @@
 (``torch:`` specs in the elimination ladder)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -18,10 +19,11 @@ PAPER_BASELINES = ["torch:Adam", "torch:RMSprop", "torch:SGD", "torch:SGD(moment
 def test_paper_preset_follows_the_paper():
     cfg = load_config("paper")
     s = cfg.search
-    assert (s.particles, s.timesteps, s.mutants, s.init_factor) == (50, 7, 5, 10)   # n, m, k, 10 n
+    assert (s.particles, s.timesteps, s.mutants, s.init_factor) == (50, 5, 7, 10)   # the code and its log
     assert s.max_age == 0 and s.acceptance == "always" and s.reeval_top == 0         # particles live m timesteps
     assert cfg.run.compat is False
     assert cfg.mutation.schedule == 0.0 and cfg.init.p_schedule == 0.0             # LR schedules are decays
+    assert cfg.mutation.space == "paper" and load_config("authors-code").mutation.space == "paper"
     m = cfg.mutation
     assert (m.op, m.branch, m.toggle, m.momentum, m.decay) == (0.40, 0.30, 0.10, 0.10, 0.10)
     assert cfg.protocol.screen == "paper" and cfg.fitness.relative is False and cfg.validation.enabled is False
@@ -40,7 +42,7 @@ def test_authors_code_preset_follows_the_released_code():
     from deapnos.evaluate.protocol import protocol_table
     # the authors' protocol: what compat mode puts under [protocol], here written out as well
     assert protocol_table(cfg.protocol) == {"screen": "paper", "shuffle": False, "fresh_seed": True,
-                                            "keep_best_on_divergence": True}
+                                            "keep_best_on_divergence": True, "score": "best"}
     assert protocol_table(cfg.protocol, compat=True) == {}
     assert cfg.cache.fingerprint is False and cfg.elimination.enabled is False and cfg.validation.enabled is False
     assert cfg.run.name == "authors-code"
@@ -68,8 +70,32 @@ def test_every_number_of_a_preset_says_where_it_comes_from(name):
 def test_presets_disagreements_are_stated():
     paper = (CONFIG_DIR / "paper.toml").read_text()
     code = (CONFIG_DIR / "authors-code.toml").read_text()
-    assert "(code and log: 5)" in paper and "(code and log: 7)" in paper
-    assert "(paper: m = 7 timesteps)" in code and "(paper: k = 5 mutations)" in code
+    for text in (paper, code):
+        assert "(comments and README: m = 7)" in text and "(comments and README: k = 5)" in text
+
+
+def _walk(space_option: str, chains: int = 60, steps: int = 35) -> list[int]:
+    """Op counts of every mutant of ``chains`` random walks of ``steps`` mutations (no selection)."""
+    import random
+    from deapnos import plugins
+    from deapnos.search import mutation as M
+    cfg = load_config("paper")
+    mcfg = dataclasses.replace(cfg.mutation, space=space_option)
+    ctx = M.MutationContext(plugins.build_space(plugins.get_plugin_manager()), random.Random(0), mcfg, cfg.init)
+    counts = []
+    for _ in range(chains):
+        g = M.random_genome(ctx)
+        counts.append(M.op_count(g.update))
+        for _ in range(steps):
+            g, _, _ = M.make_mutant(g, ctx)
+            counts.append(M.op_count(g.update))
+    return counts
+
+
+def test_the_paper_space_caps_every_mutant_at_six_ops():
+    capped = _walk("paper")
+    assert max(capped) <= 6                           # 5 hidden nodes + the root
+    assert max(_walk("open")) > 6                     # the same walks leave the graph without the cap
 
 
 # -- torch: baselines --------------------------------------------------------------------------
@@ -81,7 +107,7 @@ def test_torch_specs_are_accepted_as_baselines():
     assert baseline_problem("torch:Adam") is None and baseline_problem("qhm") is None
     assert baseline_problem("torch:SGD(momentum=0.9, nesterov=True)") is None
     assert "torch.optim has no optimizer" in baseline_problem("torch:Nope")
-    assert "neither a zoo optimizer" in baseline_problem("adamw")
+    assert "neither a zoo optimizer" in baseline_problem("no-such-optimizer")
     assert baseline_problem("opt3") is None and "EMA of g^2" in baseline_problem("opt3", compat=True)
     from deapnos.context import Context
     ctx = Context.from_manager(plugins.get_plugin_manager())

@@ -306,6 +306,11 @@ def test_export_refuses_a_class_name_that_cannot_import(tmp_path):
     r = cli("export", "adam", "-o", out, "--class-name", "my-opt")
     assert r.returncode == 0, r.stderr
     compile(out.read_text(), str(out), "exec")
+    # a class named like one of the module's own helpers would shadow it and break step()
+    helper = tmp_path / "shadow.py"
+    r = cli("export", "opt10", "-o", helper, "--class-name", "OperandContext")
+    assert_one_line_error(r, "'OperandContext'", "helper", "--class-name")
+    assert not helper.exists()
 
 
 @pytest.mark.parametrize("name,content,needles", [

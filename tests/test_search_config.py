@@ -14,9 +14,9 @@ def test_builtin_configs_load():
         cfg = load_config(name)
         assert cfg.search.particles >= 1
     paper = load_config("paper")
-    # the paper's numbers (docs/paper.md §5.1): n = 50, m = 7 timesteps of k = 5 mutations, 10 x n
-    # initial; the authors' code and log run 5 timesteps of 7 mutants (tests/test_presets.py)
-    assert (paper.search.particles, paper.search.timesteps, paper.search.mutants) == (50, 7, 5)
+    # docs/paper.md §5.1: n = 50, 5 timesteps of 7 mutants as the authors' code and log run them (the
+    # comments' reading, 7 of 5, is named in the preset), 10 x n initial
+    assert (paper.search.particles, paper.search.timesteps, paper.search.mutants) == (50, 5, 7)
     assert paper.search.init_factor == 10 and paper.search.attempts == 4
     assert (paper.search.init_task, paper.search.task) == ("cifar10-convnet", "cifar10-convnet48")
     quick = load_config()

@@ -24,9 +24,14 @@ def env():
 
 
 class SuiteTask:
-    """Stands in for an installed Task: only ``suite`` is read when resolving held-out tasks."""
+    """Stands in for an installed Task: ``suite`` is read when resolving held-out tasks, the step
+    counts by the horizon check (which asks for a longer version of a held-out task)."""
     def __init__(self, suite=True):
         self.suite = suite
+        self.steps_per_epoch, self.horizon, self.warmup_steps, self.screen_steps = 10, 50, 5, 4
+
+    def replace(self, **changes):
+        raise AssertionError("the fake tasks carry no [tasks.NAME] overrides")
 
 
 INSTALLED = {"a": SuiteTask(), "b": SuiteTask(), "held1": SuiteTask(), "held2": SuiteTask(),
@@ -109,7 +114,8 @@ def test_held_out_tasks_default_to_unused_suite_tasks_and_reach_the_report(env, 
     runs = [r for r in log if r.get("kind") == "validation"]
     assert {(r["task"], r["seed"]) for r in runs} == {(t, s) for t in ("held1", "held2") for s in (0, 1, 2)}
     # no held-out task is ever used for selection
-    assert not [r for r in log if r.get("task", "").startswith("held") and r.get("kind") != "validation"]
+    assert not [r for r in log if r.get("task", "").startswith("held") and r.get("kind") not in ("validation",
+                                                                                               "horizon")]
     row = val["rows"][0]
     cell = row["tasks"]["held1"]
     diffs = [cell["scores"][str(k)] - cell["reference_scores"][str(k)] for k in range(3)]
@@ -120,6 +126,7 @@ def test_held_out_tasks_default_to_unused_suite_tasks_and_reach_the_report(env, 
     from deapnos.report import write_report
     text = write_report(store.dir, plots=False).read_text()
     assert "## Held-out validation" in text and "`held1`" in text and row["label"] in text
+    assert "### Horizon check: 4x the steps" in text and "`held1@x4`" in text
 
 
 def test_verdicts_need_the_interval_to_exclude_zero():
@@ -230,3 +237,150 @@ def test_a_real_search_scores_relative_to_adam_and_validates_on_held_out_tasks(t
     report = (run / "report.md").read_text()
     assert "## Held-out validation" in report and val["rows"][0]["overall"]["verdict"] in report
     assert "held-out validation on ill-conditioned" in proc.stdout
+
+
+# -- several references: the best of them per task and seed (issue 15) ---------------------------
+
+def test_a_candidate_is_scored_against_the_best_reference_on_each_task_and_seed(env, tmp_path):
+    s, store = make_search(env, tmp_path, FakeMap(), fitness={"reference": ["adam", "momentum"]})
+    s.run()
+    log = store.read_log()
+    refs = [r for r in log if r.get("kind") == "reference"]
+    # every reference tuned exactly once per (task, seed)
+    assert sorted((r["label"], r["task"], r["seed"]) for r in refs) == \
+        [(n, t, 0) for n in ("adam", "momentum") for t in ("a", "b")]
+    ref_fit = {(r["label"], r["task"]): r["fitness"] for r in refs}
+    best = {t: max(ref_fit[("adam", t)], ref_fit[("momentum", t)]) for t in "ab"}
+    # an oracle from the logged raw scores: mean over tasks of (own - best reference), floored
+    raw: dict = {}
+    for r in log:
+        if r.get("event") == "evaluation" and r.get("kind") in ("init", "mutant", "particle") and r["seed"] == 0:
+            raw.setdefault(r["rep"], {})[r["task"]] = r["fitness"]
+    hof = store.read_json("hall_of_fame.json")
+    for row in hof[:3]:
+        own = raw[row["key"]]
+        assert row["scores"]["0"] == pytest.approx(statistics.fmean(max(own[t] - best[t], -0.9) for t in "ab"))
+    # the held-out validation compares with the best reference per seed, too
+    val = store.read_json("validation.json")
+    assert val["references"] == ["adam", "momentum"]
+    cell = val["rows"][0]["tasks"]["held1"]
+    for seed in ("0", "1", "2"):
+        both = [val["references_scores"][n]["held1"][seed] for n in ("adam", "momentum")]
+        assert cell["reference_scores"][seed] == pytest.approx(max(both))
+
+
+def test_references_are_reused_after_a_resume(env, tmp_path):
+    s, store = make_search(env, tmp_path, FakeMap(), fitness={"reference": ["adam", "momentum"]},
+                           validation={"enabled": False})
+    s.algorithm.start()
+    s.state.phase = "evolve"
+    s.checkpoint()
+    before = [r for r in store.read_log() if r.get("kind") == "reference"]
+    assert len(before) == 4
+    fake = FakeMap()
+    resumed = SearchRun(s.cfg, store, None, None, s.space, s.checks, map_fn=fake, tasks=INSTALLED)
+    assert resumed.resumed and resumed.reference("a", 0)["name"] in ("adam", "momentum")
+    resumed.run()
+    after = [r for r in store.read_log() if r.get("kind") == "reference"]
+    assert len(after) == 4      # no reference was tuned again
+
+
+def test_reference_config_errors_are_one_line():
+    from deapnos import zoo
+    from deapnos.search.fitness import reference_problem
+    with pytest.raises(ConfigError, match=r"fitness.reference = \[\]: expected a zoo name or a non-empty list"):
+        config_from_dict({"fitness": {"reference": []}})
+    msg = reference_problem(["adam", "momentun"], zoo.OPTIMIZERS)
+    assert msg is not None and "\n" not in msg
+    assert "'momentun' is not a zoo optimizer; did you mean 'momentum'?" in msg
+    assert reference_problem(["adam", "momentum"], zoo.OPTIMIZERS) is None
+    assert reference_problem("adam", zoo.OPTIMIZERS) is None
+    assert config_from_dict({"fitness": {"reference": "adam"}}).fitness.references == ["adam"]
+
+
+# -- the horizon check ---------------------------------------------------------------------------
+
+class RecordingMap(FakeMap):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.payloads: list[dict] = []
+
+    def __call__(self, fn, items, on_result=None):
+        self.payloads += list(items)
+        return super().__call__(fn, items, on_result)
+
+
+def test_the_horizon_check_runs_the_held_out_tasks_at_four_times_the_steps(env, tmp_path):
+    fake = RecordingMap(seed_noise=0.05)
+    s, store = make_search(env, tmp_path, fake, validation={"candidates": 2})
+    s.run()
+    val = store.read_json("validation.json")
+    h = val["horizon"]
+    assert h["factor"] == 4 and h["tasks"] == ["held1@x4", "held2@x4"] and len(h["rows"]) == 2
+    long = [p for p in fake.payloads if p["task"].endswith("@x4")]
+    # 2 winners + 1 reference, 2 tasks, 3 seeds; the worker builds the base task with 4x the steps
+    assert len(long) == 3 * 2 * 3
+    assert all(p["task_overrides"] == {"base_task": p["task"][:-3], "steps_per_epoch": 40, "total_steps": 200,
+                                       "warmup_steps": 20, "screen_steps_per_epoch": 4} for p in long)
+    from deapnos.search.validation import ranking_holds
+    assert h["ranking_holds"] == ranking_holds(val["rows"], h["rows"])
+    assert s.cfg.tasks == {}         # the config (and so the checkpoint's fingerprint) is untouched
+
+
+def test_ranking_holds_needs_the_same_order_and_side_of_zero():
+    from deapnos.search.validation import ranking_holds
+
+    def rows(*means):
+        return [{"overall": {"difference": {"mean": m}}} for m in means]
+    assert ranking_holds(rows(0.2, 0.1), rows(0.3, 0.05)) is True
+    assert ranking_holds(rows(0.2, 0.1), rows(0.05, 0.3)) is False
+    assert ranking_holds(rows(0.2, 0.1), rows(0.3, -0.05)) is False
+    assert ranking_holds(rows(0.2), [{"overall": {"difference": None}}]) is None
+
+
+# -- warm start ----------------------------------------------------------------------------------
+
+def test_seed_genomes_and_their_mutants_enter_the_initial_population(env, tmp_path):
+    from deapnos import zoo
+    s, store = make_search(env, tmp_path, FakeMap(), search={"seed_genomes": ["adam", "momentum"],
+                                                             "seed_mutants": 1, "init_factor": 3},
+                           validation={"enabled": False})
+    s.algorithm.start()
+    init = [r for r in store.read_log() if r.get("kind") == "init" and r["event"] == "evaluation"]
+    labels = list(dict.fromkeys(r.get("label") for r in init if r.get("label")))
+    assert labels == ["adam", "adam~", "momentum", "momentum~"]
+    adam = zoo.get("adam", space=s.space)
+    seeded = [r for r in init if r.get("label") == "adam"]
+    assert {r["rep"] for r in seeded} == {s.representative(adam)}
+    # the population size is unchanged: 3 x 2 = 6, four seeded and two random
+    assert len({r["rep"] for r in init}) == 6
+
+
+def test_a_seed_genome_that_fails_the_integrity_check_is_a_one_line_error(env, tmp_path):
+    from deapnos.search.runner import SearchError
+    s, _ = make_search(env, tmp_path, FakeMap(), search={"seed_genomes": ["none ~ sub(g, g)"]})
+    with pytest.raises(SearchError) as err:
+        s.run()
+    msg = str(err.value)
+    assert "'none ~ sub(g, g)' fails the integrity check 'sphere'" in msg and "\n" not in msg
+    s2, _ = make_search(env, tmp_path / "x", FakeMap(), search={"seed_genomes": ["no-such-optimizer"]})
+    with pytest.raises(SearchError, match="search.seed_genomes: 'no-such-optimizer'"):
+        s2.run()
+
+
+def test_the_leaderboard_compares_with_the_best_reference_on_each_seed(env, tmp_path):
+    s, store = make_search(env, tmp_path, FakeMap(), fitness={"reference": ["adam", "momentum"]},
+                           elimination={"enabled": True, "candidates": 2, "baselines": ["sgd"],
+                                        "rungs": [{"task": "a", "seeds": [0, 1, 2], "keep": 1.0}]},
+                           validation={"enabled": False})
+    s.run()
+    elim = store.read_json("elimination.json")
+    rows = {r["label"]: r for r in elim["rungs"][-1]["entries"]}
+    assert {"sgd", "adam", "momentum"} <= set(rows)       # the references join the baselines
+    best = {k: max(rows["adam"]["scores"][k], rows["momentum"]["scores"][k]) for k in ("0", "1", "2")}
+    assert elim["reference"]["scores"] == pytest.approx(best)
+    board = {r["label"]: r for r in elim["leaderboard"]}
+    assert board["c1"]["reference"] == "best of adam/momentum"
+    diffs = [rows["c1"]["scores"][k] - best[k] for k in ("0", "1", "2")]
+    assert board["c1"]["vs_reference_ci"]["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert board["c1"]["verdict"] == interval(diffs).verdict()

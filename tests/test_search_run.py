@@ -194,12 +194,12 @@ def test_scoop_exact_command_from_the_project_root(tmp_path):
     assert "scoop" in (dirs[0] / "config.toml").read_text()
 
 
-def test_failed_search_under_scoop_exits_nonzero(tmp_path):
+def test_a_bad_task_under_scoop_is_refused_before_scoop_starts(tmp_path):
     r = deapnos("--config", tiny_config(tmp_path), "--run-dir", tmp_path / "bad", "--backend", "scoop",
                 "--workers", "2", "search.task=no-such-task")
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "search.task" in r.stderr and "digits" in r.stderr
-    assert json.loads((tmp_path / "bad" / "status.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "bad").exists()            # checked in the launcher, before any folder or worker
 
 
 def test_bad_config_is_reported_before_anything_runs(tmp_path):

@@ -43,7 +43,7 @@ def test_names_and_separate_schedule_registry():
     assert zoo.names("opt*") == [f"opt{i}" for i in range(1, 11)]
     assert zoo.names(kind="adamclip") == ["a1", "a2", "a3", "a4", "a5"]
     assert set(zoo.names(kind="baseline")) == {"adam", "rmsprop", "sgd", "momentum", "nesterov", "qhm",
-                                               "powersign", "addsign"}
+                                               "powersign", "addsign", "signsgd", "signum", "lion", "adamw"}
     with pytest.raises(ValueError):
         zoo.names(kind="nope")
 
@@ -195,6 +195,47 @@ def test_adam_equals_torch_adam():
     assert _max_diff(a, b) < 5e-5
 
 
+def test_adamw_equals_torch_adamw():
+    # torch shrinks w by (1 - lr wd) before its Adam step; the genome adds 0.01 w to U: the same update
+    X, Y = _data()
+    a, b = _mlp(0), _mlp(0)
+    ours = deapnos.optimizer(zoo.get("adamw"), a.parameters(), lr=1e-2, total_steps=200, base_schedule="constant")
+    ref = torch.optim.AdamW(b.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-7, weight_decay=0.01)
+    _train_side_by_side([(a, ours), (b, ref)], 200, X, Y)
+    assert _max_diff(a, _mlp(0)) > 0.1
+    assert _max_diff(a, b) < 5e-5
+    # and the weight decay is there: plain Adam ends elsewhere
+    c = _mlp(0)
+    _train_side_by_side([(c, torch.optim.Adam(c.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-7))], 200, X, Y)
+    assert _max_diff(a, c) > 100 * 5e-5
+
+
+def test_sign_methods_and_lion_by_hand():
+    """signSGD, Signum and Lion against three lines of arithmetic each, on a fixed gradient stream."""
+    gen = torch.Generator().manual_seed(3)
+    w0 = torch.randn(40, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(40, generator=gen, dtype=torch.float64) + 0.3 for _ in range(30)]
+    grads[4][:5] = 0.0                                     # sign(0) = 0
+    lr = 0.01
+    for name in ("signsgd", "signum", "lion"):
+        p = w0.clone().requires_grad_(True)
+        opt = deapnos.optimizer(zoo.get(name), [p], lr=lr, total_steps=30, base_schedule="constant")
+        w, m = w0.clone(), torch.zeros(40, dtype=torch.float64)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+            if name == "signsgd":
+                w = w - lr * torch.sign(g)
+            elif name == "signum":
+                m = 0.9 * m + 0.1 * g
+                w = w - lr * torch.sign(m)
+            else:
+                w = w - lr * (torch.sign(0.9 * m + 0.1 * g) + 0.1 * w)
+                m = 0.99 * m + 0.01 * g
+            assert torch.allclose(p.detach(), w, rtol=0, atol=1e-12), name
+        assert float((w - w0).abs().max()) > 0.1
+
+
 @pytest.mark.parametrize("name,kw", [("sgd", dict()), ("momentum", dict(momentum=0.9)),
                                      ("nesterov", dict(momentum=0.9, nesterov=True))])
 def test_sgd_family_equals_torch_sgd(name, kw):
@@ -340,6 +381,9 @@ WRONG_VARIANTS = [
     ("a4", "none ~ clip(v_hat, sigmoid(qh_s))"),
     ("a5", "none ~ clip(v_hat, sqrt(s_hat))"),
     ("powersign", "none ~ mul(exp(mul(sign_g, sign_g)), g)"),
+    ("lion", "none ~ add(sign_v_hat, w_1e1)"),                      # Lion's interpolation, not Signum's EMA
+    ("lion", "none ~ sign_lion"),                                   # weight decay dropped
+    ("adamw", "none ~ add(div(v_hat, sqrt(s_hat)), w_1e3)"),        # decay 1e-3, not 0.01
 ]
 
 

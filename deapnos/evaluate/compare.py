@@ -18,10 +18,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .protocol import ProtocolConfig, default_device, evaluate_genome, resolve_optimizer
 from .result import EvalResult
 from .stats import difference_text, interval, versus
+
+if TYPE_CHECKING:   # .protocol imports torch: loaded when a command runs, not for `--help`
+    from .protocol import ProtocolConfig
 
 DEFAULT_GRID = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -29,9 +32,12 @@ log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from ..argtypes import non_negative_int, positive_float, positive_int
+    from ..listargs import ListAppend
     from ..plugins import add_plugin_options
-    parser.add_argument("-O", "--optimizer", action="append", required=True, metavar="SPEC",
-                        help="zoo name, genome file, genome text or torch:NAME[(k=v,...)]; repeat to compare")
+    parser.add_argument("-O", "--optimizer", action=ListAppend, required=True, metavar="SPEC",
+                        help="zoo name, genome file, genome text or torch:NAME[(k=v,...)]; repeat, or separate "
+                             "with commas (commas inside parentheses stay), to compare")
     parser.add_argument("--reference", metavar="SPEC",
                         help="the optimizer the others are compared with (default: the first --optimizer)")
     parser.add_argument("--tuning", choices=("grid", "screen"), default="grid",
@@ -39,21 +45,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "screen: the search's cheap LR screen")
     parser.add_argument("--lrs", metavar="LR,LR,...",
                         help="the LR grid of --tuning grid (default: 10,1,0.1,0.01,1e-3,1e-4,1e-5)")
-    parser.add_argument("-t", "--task", action="append", metavar="NAME",
-                        help="task name (surrogate or fitness task); repeatable; default: digits")
-    parser.add_argument("--seeds", type=int, default=3,
+    parser.add_argument("-t", "--task", action=ListAppend, metavar="NAME",
+                        help="task name (surrogate or fitness task); repeatable or comma-separated; "
+                             "default: digits-hard")
+    parser.add_argument("--seeds", type=positive_int, default=3,
                         help="number of seeds per optimizer, task and LR (default 3: a 95%% interval needs 2+)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default 0)")
     parser.add_argument("--out", metavar="DIR", help="write results.json and curves.png here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     add_plugin_options(parser)
-    parser.add_argument("--lr", type=float, help="one fixed peak LR for everyone: no tuning")
-    parser.add_argument("--epochs", type=int, help="full-run epochs (default: the task's, 40)")
-    parser.add_argument("--step-scale", type=float, default=1.0,
+    parser.add_argument("--lr", type=positive_float, help="one fixed peak LR for everyone: no tuning")
+    parser.add_argument("--epochs", type=positive_int, help="full-run epochs (default: the task's, 40)")
+    parser.add_argument("--step-scale", type=positive_float, default=1.0,
                         help="multiply steps per epoch, T and W (e.g. 0.1 for a quick look)")
     parser.add_argument("--data-path", help="the task's data folder (overrides its environment variable)")
-    parser.add_argument("--threads", type=int, help="torch threads during evaluation")
-    parser.add_argument("--timeout", type=float, help="wall-clock seconds per evaluation")
+    parser.add_argument("--threads", type=positive_int, help="torch threads during evaluation")
+    parser.add_argument("--timeout", type=positive_float, help="wall-clock seconds per evaluation")
     parser.add_argument("--no-shuffle", action="store_true", help="the paper's fixed batch order")
     parser.add_argument("--integrity", action="store_true", help="run the installed integrity checks first")
     parser.add_argument("--test", action="store_true", help="also score the final model on the test split")
@@ -193,6 +200,8 @@ def run_jobs(tasks: dict, specs: list, seeds: list[int], config: ProtocolConfig,
     (task, optimizer)'s chosen LR (:func:`choose_grid_lr`; all runs when there is no grid); and the
     chosen LRs by ``"task | optimizer"``."""
     from tqdm import tqdm
+
+    from .protocol import evaluate_genome
     jobs = [(t, s, lr, seed) for t in tasks.values() for s in specs for lr in grid for seed in seeds]
     runs: list[EvalResult] = []
     with tqdm(total=len(jobs), desc=desc, unit="run", disable=no_progress, file=sys.stderr) as bar:
@@ -217,6 +226,53 @@ def run_jobs(tasks: dict, specs: list, seeds: list[int], config: ProtocolConfig,
     return runs, results, chosen
 
 
+def time_run(task, spec, config: ProtocolConfig, device: str) -> tuple[float, float]:
+    """``(fixed seconds per run, seconds per epoch)`` of a real evaluation of ``spec`` on ``task``
+    (data and model built, training and validation), from two timed runs of 1 and 2 epochs at a
+    fixed LR: what the estimate scales up."""
+    from .protocol import evaluate_genome
+    took = []
+    for epochs in (1, 2):
+        cfg = dataclasses.replace(config, epochs=epochs, lr=config.lr or 1e-3, timeout_s=None, evaluate_test=False)
+        t0 = time.perf_counter()
+        evaluate_genome(spec, task, seed=0, config=cfg, device=device)
+        took.append(time.perf_counter() - t0)
+    per_epoch = max(took[1] - took[0], 0.0)
+    return max(took[0] - per_epoch, 0.0), per_epoch
+
+
+def run_count(n_tasks: int, n_specs: int, n_lrs: int, n_seeds: int) -> int:
+    """Training runs of an evaluation: optimizers x LRs x seeds x tasks (``--tuning screen`` and
+    ``--lr``: one LR entry, whose runs screen LRs inside)."""
+    return n_tasks * n_specs * n_lrs * n_seeds
+
+
+def estimate_seconds(tasks: dict, specs: list | int, grid, n_seeds: int, config: ProtocolConfig, device: str,
+                     timer=time_run) -> float:
+    """Seconds the runs will take: per task, runs x (fixed seconds + epochs x seconds per epoch),
+    measured on a real evaluation of the first optimizer (``timer(task, spec, config, device)``,
+    see :func:`time_run`).  A ``--tuning screen`` run adds its screening epochs (one run per screen
+    LR, shorter epochs).  ``specs`` may be a count: then Adam is timed."""
+    from .protocol import Budget
+    n_specs, timed = (specs, "adam") if isinstance(specs, int) else (len(specs), specs[0])
+    total = 0.0
+    for task in tasks.values():
+        cfg = config.for_task(task)
+        b = Budget.of(task, cfg)
+        epochs = float(b.epochs)
+        if grid == (None,) and config.lr is None:    # screen: the LR screen before the full run
+            epochs += ((len(cfg.screen_lrs_a) + len(cfg.screen_lrs_b)) * b.screen_epochs
+                       * b.screen_steps_per_epoch / b.steps_per_epoch)
+        fixed, per_epoch = timer(task, timed, config, device)
+        total += run_count(1, n_specs, len(grid), n_seeds) * (fixed + epochs * per_epoch)
+    return total
+
+
+def duration_text(seconds: float) -> str:
+    return (f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60
+            else f"{seconds:.0f} s")
+
+
 def write_outputs(out: str | Path, doc: dict, results: list[EvalResult]) -> None:
     """``results.json`` (``doc``) and ``curves.png`` under ``out``; a failed plot loses nothing."""
     out = Path(out)
@@ -231,8 +287,13 @@ def write_outputs(out: str | Path, doc: dict, results: list[EvalResult]) -> None
 
 def run_command(args: argparse.Namespace) -> int:
     from .. import plugins
+    from .protocol import ProtocolConfig, default_device, resolve_optimizer
+    from ..argtypes import writable_folder_problem
     if args.seeds < 1:
         print("deapnos evaluate: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    if args.out and (problem := writable_folder_problem(args.out)):    # before hours of training, not after
+        print(f"deapnos evaluate: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     try:
         pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
@@ -268,6 +329,14 @@ def run_command(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     seeds = list(range(args.seed, args.seed + args.seeds))
     grid = lrs if tuning == "grid" else (None,)
+    n_runs = run_count(len(tasks), len(specs), len(grid), len(seeds))
+    try:
+        guess = f"about {duration_text(estimate_seconds(tasks, specs, grid, len(seeds), config, device))}"
+    except Exception as exc:  # noqa: BLE001 - a plugin task that cannot be timed: no estimate, still run
+        guess = f"no estimate ({exc})"
+    print(f"deapnos evaluate: {n_runs} runs ({len(specs)} optimizer(s) x {len(grid)} LR(s) x {len(seeds)} seed(s) "
+          f"x {len(tasks)} task(s)) on {device}, {guess} (from two short timed runs)",
+          file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     runs, results, chosen = run_jobs(
         tasks, specs, seeds, config, grid, device, checks=checks, no_progress=args.no_progress,

@@ -390,6 +390,8 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             screen: list) -> float:
     """Run the LR screen (module docstring) into ``screen``; return the chosen LR or raise _Failure."""
     paper = config.screen == "paper"
+    # the relative screen chooses on validation (tasks without a validation split: on progress)
+    on_validation = not paper and config.screen_choice == "validation" and data.val is not None
     untrained = 0.0
     if not paper:
         try:
@@ -399,12 +401,13 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         except Exception as exc:  # noqa: BLE001
             raise _error(task, "scoring the untrained model", exc) from None
 
-    def screen_lrs(lrs: Iterable[float]):
+    def screen_lrs(lrs: Iterable[float], epochs: int | None = None):
         for value in lrs:
             blow_up = None if paper else _BlowUpStop(config.diverge_factor)
             stop = _AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper else blow_up
-            outcome, _ = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
-                                  epochs=budget.screen_epochs, steps_per_epoch=budget.screen_steps_per_epoch,
+            outcome, model = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
+                                      epochs=epochs or budget.screen_epochs,
+                                      steps_per_epoch=budget.screen_steps_per_epoch,
                                   early_stop=stop, validate=False)
             diverged = outcome.diverged or (blow_up is not None and blow_up.fired)
             # a diverged run scores below any run that did not (progress >= 1 - diverge_factor)
@@ -414,11 +417,18 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
                 score = -config.diverge_factor if diverged else progress(outcome, untrained)
             entry = {"lr": value, "score": score, "epochs": len(outcome.curve), "diverged": diverged,
                      "stopped_early": outcome.stopped_early}
+            if on_validation:       # the model the screening run ends with, scored on held-back data
+                entry["val_score"] = None if diverged else _val_score(model, task, data, device)
             if outcome.diverged:
                 entry["divergence"] = outcome.divergence
             elif diverged:
                 entry["divergence"] = f"train loss above {config.diverge_factor:g}x the initial loss"
             screen.append(entry)
+
+    if not paper and config.batch_lrs and spec.genome is not None and not (config.fresh_seed or config.check_finite):
+        from .batched import batched_screen   # issue 16: K LRs in one vmapped run
+        screen_lrs = batched_screen(screen_lrs, spec, task, data, seed, config, budget, device, deadline,
+                                    untrained, on_validation, screen)
 
     def fail(stage: str, thr: float):
         scores = [e["score"] for e in screen]
@@ -428,16 +438,37 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         what = "train accuracy" if paper else "progress (share of the initial loss removed)"
         raise _Failure("screened_out", f"LR screen{stage}: best {what} {max(scores):.3f} < {thr}")
 
-    screen_lrs(config.screen_lrs_a)
-    if paper and max(e["score"] for e in screen) < config.stage_a_threshold:
-        fail(" A", config.stage_a_threshold)
-    screen_lrs(config.screen_lrs_b)
+    if not paper and config.screen_schedule == "halving":   # issue 16: evaluate/halving.py
+        from .halving import successive_halving
+        successive_halving(screen_lrs, config.screen_lrs_a + config.screen_lrs_b, screen, budget.screen_epochs,
+                           config.min_progress)
+    else:
+        screen_lrs(config.screen_lrs_a)
+        if paper and max(e["score"] for e in screen) < config.stage_a_threshold:
+            fail(" A", config.stage_a_threshold)
+        screen_lrs(config.screen_lrs_b)
     scores = [e["score"] for e in screen]
     if paper and max(scores) < config.threshold:
         fail(" A+B", config.threshold)
     if not paper and max(scores) < config.min_progress:
         fail("", config.min_progress)
+    if on_validation:
+        # among the LRs that made progress, the best validation score (a diverged run has none)
+        choice = [e["val_score"] if e["val_score"] is not None and e["score"] >= config.min_progress
+                  and math.isfinite(e["val_score"]) else -math.inf for e in screen]
+        if max(choice) > -math.inf:
+            return screen[choose_lr(choice)]["lr"]
     return screen[choose_lr(scores)]["lr"]
+
+
+def _val_score(model, task: Task, data, device) -> float | None:
+    """The validation score of ``model`` (None when it cannot be computed: not finite)."""
+    from .training import validate
+    try:
+        value = validate(model, data.val, device, task.loss, task.accuracy, task.metric)["val_score"]
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, "validating a screening run", exc) from None
+    return float(value) if math.isfinite(value) else None
 
 
 def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
@@ -458,7 +489,8 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
         last = outcome.curve[-1]
         result.final_accuracy = last.get("val_score")
         result.final_train_loss = last.get("train_loss")
-        result.fitness = outcome.best("val_score")
+        # the model a user gets is the last one; "best" is the peak over the epochs (the paper's)
+        result.fitness = outcome.best("val_score") if config.score == "best" else last.get("val_score")
     if outcome.diverged:
         if not (config.keep_best_on_divergence and outcome.curve):
             raise _Failure("diverged", f"full run at lr={lr:g}: {outcome.divergence}")

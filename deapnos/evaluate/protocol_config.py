@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from .tasks import Task
 
 SCREENS = ("relative", "paper")
+SCREEN_CHOICES = ("validation", "progress")
+SCORES = ("final", "best")
+SCREEN_SCHEDULES = ("grid", "halving")
 
 
 @dataclass
@@ -23,6 +26,10 @@ class ProtocolConfig:
     screen: str = "relative"             # relative | paper (docs/evaluation.md)
     diverge_factor: float = 3.0          # relative: a train loss above this x the initial loss diverges
     min_progress: float = 0.02           # relative: screened out unless some LR removes this share of the loss
+    screen_choice: str = "validation"    # relative: the LR whose screening run scores best on validation, or
+                                         # "progress" (the most training loss removed: overfits small data)
+    score: str = "final"                 # the fitness of a run: its validation score at the end of the
+                                         # schedule ("final", the model a user gets) or its peak ("best")
     screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
     screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
     screen_epochs: int = 4
@@ -44,6 +51,12 @@ class ProtocolConfig:
     num_threads: int | None = None       # torch.set_num_threads during the evaluation
     evaluate_test: bool = False          # score the final model on the task's test split, if it has one
     apply_task_overrides: bool = True    # let a task adjust fields (its ``protocol_overrides``)
+    # issue 16 (helper F): "grid" screens every LR for screen_epochs; "halving" gives every LR one epoch
+    # and the best third the full screen (relative screen only; deapnos/evaluate/halving.py)
+    screen_schedule: str = "grid"
+    # issue 16 (helper I): screen K LRs of a genome in one vmapped run (0: one run per LR;
+    # deapnos/evaluate/batched.py); models vmap cannot run fall back to one run per LR
+    batch_lrs: int = 0
 
     def __post_init__(self):
         self.screen_lrs_a = tuple(float(v) for v in self.screen_lrs_a)
@@ -60,6 +73,15 @@ class ProtocolConfig:
             raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {self.screen!r}")
         if not self.diverge_factor > 1:
             raise ValueError(f"diverge_factor must be > 1, got {self.diverge_factor}")
+        if self.screen_choice not in SCREEN_CHOICES:
+            raise ValueError(f"screen_choice must be one of {', '.join(SCREEN_CHOICES)}, got {self.screen_choice!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.screen_schedule not in SCREEN_SCHEDULES:
+            raise ValueError(f"screen_schedule must be one of {', '.join(SCREEN_SCHEDULES)}, "
+                             f"got {self.screen_schedule!r}")
+        if not isinstance(self.batch_lrs, int) or isinstance(self.batch_lrs, bool) or self.batch_lrs < 0:
+            raise ValueError(f"batch_lrs must be 0 (one run per LR) or a batch size K >= 1, got {self.batch_lrs!r}")
         if not 0 <= self.min_progress < 1:
             raise ValueError(f"min_progress must be in [0, 1), got {self.min_progress}")
 
@@ -97,9 +119,9 @@ class ProtocolConfig:
 
 # the original's evaluation (docs/paper.md §5.4): what ``run.compat = true`` sets in [protocol] unless
 # the config sets it: absolute thresholds, fixed batch order, a fresh initialisation for every run,
-# and TerminateOnNaN's "keep the best epoch reached" for a full run that diverges
+# TerminateOnNaN's "keep the best epoch reached" for a full run that diverges, and the best epoch's score
 COMPAT_PROTOCOL: dict[str, Any] = {"screen": "paper", "shuffle": False, "fresh_seed": True,
-                                   "keep_best_on_divergence": True}
+                                   "keep_best_on_divergence": True, "score": "best"}
 
 
 def protocol_config(table: dict, compat: bool = False, where: str = "protocol") -> ProtocolConfig:

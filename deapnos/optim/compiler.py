@@ -21,6 +21,7 @@ from ..space.ops import NONNEG_TWINS
 from ..space.psets import DECAY_ON_BRANCH, Tensor
 from ..space.operands import OperandContext
 from .flat import FlatState
+from . import fused as _fused
 from .schedules import check_horizon, scalar_tree_code, tree_table
 
 CONST, STEP, FULL = "const", "step", "full"
@@ -29,6 +30,11 @@ CONST, STEP, FULL = "const", "step", "full"
 _SCALE_THROUGH = {_ops.k_neg, _ops.k_abs, _ops.k_relu, _ops.k_negrelu}
 _SQRTS = {_ops.k_sqrt, _ops.k_sqrt_nonneg}
 _DIVS = {_ops.k_div: _ops.k_div_eps, _ops.k_div_nonneg: _ops.k_div_nonneg_eps}
+# kernels much slower over their own input than into another buffer (torch's i1e: ~4x on CPU)
+_NO_INPLACE = {_ops.k_i1e}
+# division kernels -> the function building their denominator (for the fused last division)
+_DENOMINATORS: dict[Callable | None, Callable] = {_ops.k_div: _fused.den_div, _ops.k_div_nonneg: _fused.den_div_nonneg,
+                 _ops.k_div_eps: _fused.den_div_eps, _ops.k_div_nonneg_eps: _fused.den_div_nonneg_eps}
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Instr:
     state_key: str | None = None   # per-node state dict key for stateful ops
     scale_id: int | None = None
     eps_scale: int | None = None
+    arg_scale: int | None = None   # appends the per-step scalar scales[arg_scale][t] to the arguments
 
 
 @dataclass
@@ -79,6 +86,8 @@ class Plan:
     stateful_keys: tuple[str, ...]   # keys of per-node op state
     needs_generator: bool
     text: str
+    root_den: Callable | None = None   # the last instruction is a division of two full tensors: its
+                                       # denominator kernel (the optimizer may fuse it into addcdiv)
 
     def state_names(self) -> list[str]:
         return list(self.states) + list(self.stateful_keys)
@@ -262,6 +271,19 @@ class _Builder:
                          self.new_scale([math.sqrt(v) for v in self.scales[scales[0]]],
                                         f"[math.sqrt(a) for a in S[{scales[0]}]]"))
             targs = [self.arg(args[0])]
+        elif fn is _ops.k_clip and self.positive(scales[0]) and self.positive(scales[1]):
+            # clip(s1 a, s2 b) = s1 clip(a, (s2 / s1) b): the scales cost no pass
+            a, b = args
+            out_scale = scales[0]
+            arg_scale = self.scale_ratio(scales[1], scales[0])
+            nonneg_b = self.nonneg[b]
+            if arg_scale is not None:
+                fn = _fused.k_clip_nonneg_scaled if nonneg_b else _fused.k_clip_scaled
+            elif nonneg_b:
+                fn = _fused.k_clip_nonneg
+            return self.emit("op", fn, [self.arg(a), self.arg(b)], nonneg=nonneg, scale=out_scale,
+                             accepts_out=spec.accepts_out, uses_scratch=spec.uses_scratch, label=key,
+                             name=node.name, arg_scale=arg_scale)
         elif fn in _DIVS:
             a, b = args
             sb = scales[1] if self.positive(scales[1]) else None
@@ -316,7 +338,8 @@ def _assign_buffers(instrs: list[Instr], root: int) -> int:
         if ins.kind == "state":
             continue
         dying = [a for a in dict.fromkeys(ins.args) if a in buf_of and last_use.get(a) == k]
-        inplace_ok = ins.kind in ("op", "scale") and ins.accepts_out and "state" not in ins.needs
+        inplace_ok = (ins.kind in ("op", "scale") and ins.accepts_out and "state" not in ins.needs
+                      and ins.fn not in _NO_INPLACE)
         if inplace_ok and dying:
             ins.buf = buf_of[dying[0]]
             dying = dying[1:]
@@ -343,7 +366,18 @@ def compile_genome(genome, total_steps: int) -> Plan:
     stateful = tuple(ins.state_key for ins in b.instrs if ins.state_key)
     return Plan(total_steps, b.instrs, b.values, b.recipes, b.scales, b.scale_recipes, root_tensor, root_scale,
                 n, tuple(b.states), tuple(space.states[s] for s in b.states), b.reads_params, stateful,
-                b.needs_generator, genome.to_text())
+                b.needs_generator, genome.to_text(), _root_denominator(b.instrs, b.values, root_tensor))
+
+
+def _root_denominator(instrs: list[Instr], values, root: int) -> Callable | None:
+    """The denominator kernel of a last instruction ``a / b`` over two full tensors, else None."""
+    if not instrs or instrs[-1].out != root:
+        return None
+    last = instrs[-1]
+    den = _DENOMINATORS.get(last.fn) if last.kind == "op" else None
+    if den is None or any(values[a][0] != FULL for a in last.args):
+        return None
+    return den
 
 
 class PlanRunner(FlatState):
@@ -357,6 +391,7 @@ class PlanRunner(FlatState):
         super().__init__(numel, sizes, device, dtype, plan.states, plan.stateful_keys, plan.n_buffers,
                          any(ins.uses_scratch for ins in plan.instrs), generator)
         self.plan = plan
+        self._den = None   # the fused division's denominator, allocated on first use
         self.tables = {vid: (p.to(device) if kind == STEP else torch.tensor(p, dtype=dtype, device=device))
                        for vid, (kind, p) in plan.values.items() if kind != FULL}
 
@@ -368,12 +403,18 @@ class PlanRunner(FlatState):
     def direction_scaled(self, g, t, params_fn):
         """(tensor, scalar) whose product is U: the optimizer folds the scalar into the LR."""
         plan = self.plan
+        vals = self._run(g, t, params_fn, plan.instrs)
+        return vals[plan.root], (1.0 if plan.root_scale is None else plan.scales[plan.root_scale][t])
+
+    def _run(self, g, t, params_fn, instrs):
+        """Update the state slots, then run ``instrs``; returns their values by id."""
+        plan = self.plan
         ctx = OperandContext(g, t, self.state, params_fn)
         for spec in plan.state_specs:
             spec.update(self.state[spec.name], ctx)
         vals: dict[int, torch.Tensor] = {}
         scales = plan.scales
-        for ins in plan.instrs:
+        for ins in instrs:
             if ins.kind == "state":
                 vals[ins.out] = self.state[ins.name]
                 continue
@@ -388,6 +429,8 @@ class PlanRunner(FlatState):
                 args = [self._value(vals, a, t) for a in ins.args]
                 if ins.eps_scale is not None:
                     args.append(1e-7 / scales[ins.eps_scale][t])
+                if ins.arg_scale is not None:
+                    args.append(scales[ins.arg_scale][t])
                 kw = {}
                 for need in ins.needs:
                     if need == "state":
@@ -407,7 +450,21 @@ class PlanRunner(FlatState):
                     if not isinstance(v, torch.Tensor) or v.shape != buf.shape:
                         v = buf.copy_(torch.as_tensor(v, dtype=buf.dtype, device=buf.device).expand_as(buf))
             vals[ins.out] = v
-        return vals[plan.root], (1.0 if plan.root_scale is None else scales[plan.root_scale][t])
+        return vals
+
+    def direction_parts(self, g, t, params_fn):
+        """(numerator, denominator, scalar) with U = scalar x numerator / denominator, for a plan
+        whose last instruction is a division (``plan.root_den``); None for any other plan."""
+        plan = self.plan
+        if plan.root_den is None:
+            return None
+        last = plan.instrs[-1]
+        vals = self._run(g, t, params_fn, plan.instrs[:-1])
+        if self._den is None:
+            self._den = torch.empty(self.numel, device=self.device, dtype=self.dtype)
+        extra = [1e-7 / plan.scales[last.eps_scale][t]] if last.eps_scale is not None else []
+        den = plan.root_den(vals[last.args[1]], *extra, out=self._den)
+        return vals[last.args[0]], den, (1.0 if plan.root_scale is None else plan.scales[plan.root_scale][t])
 
     def _value(self, vals, vid, t):
         if vid in vals:

@@ -27,6 +27,10 @@ class ExportError(ValueError):
     """A genome that cannot be written as a standalone module (e.g. a plugin op without source)."""
 
 
+class ExportNameError(ExportError):
+    """The requested class name cannot be used in the exported module."""
+
+
 def _module_body(module) -> str:
     """A module's source without its docstring and imports."""
     src = inspect.getsource(module)
@@ -91,6 +95,8 @@ def export_source(genome, name: str = "EvolvedOptimizer") -> str:
             src.add(ins.fn)
     for spec in plan.state_specs:
         src.add(spec.update)
+    if plan.root_den is not None:
+        src.add(plan.root_den)
     for spec in space.operands.values():
         if spec.lazy is not None and any(spec.lazy[1].__name__ in r for r in plan.scale_recipes):
             src.add(spec.lazy[1])
@@ -113,7 +119,26 @@ def export_source(genome, name: str = "EvolvedOptimizer") -> str:
             "# ---- kernels, operands and decay functions this genome uses ----\n\n",
             "\n\n".join(src.parts), "\n\n", tables, "\n\n", engine, "\n\n",
             _optimizer_source(cls, genome, plan)]
+    helpers = _top_level_names("".join(body[:-1]))
+    if cls in helpers:
+        raise ExportNameError(f"the class name {cls!r} is already a helper inside the exported module, and the "
+                              f"class would shadow it; choose another --class-name, e.g. My{cls}")
     return "".join(body)
+
+
+def _top_level_names(source: str) -> set[str]:
+    """Names a module's top level binds (functions, classes, assignments, imports)."""
+    import ast
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def _tables_source(plan, genome, space, src: _Sources) -> str:
@@ -166,12 +191,12 @@ def _engine_source(plan) -> str:
              "                           else torch.tensor(v, dtype=dtype, device=device))",
              "                       for k, v in tables.items()}",
              "        self.scales = scales",
-             "",
-             "    def direction_scaled(self, g, t, params_fn):",
-             "        ctx = OperandContext(g, t, self.state, params_fn)"]
+             "        self._den = None"]
+    head = ["        ctx = OperandContext(g, t, self.state, params_fn)"]
     for spec in plan.state_specs:
-        lines.append(f"        {spec.update.__name__}(self.state[{spec.name!r}], ctx)")
-    lines.append("        b, s, tab, S = self.buffers, self.scratch, self.tables, self.scales")
+        head.append(f"        {spec.update.__name__}(self.state[{spec.name!r}], ctx)")
+    head.append("        b, s, tab, S = self.buffers, self.scratch, self.tables, self.scales")
+    body = []
 
     def ref(vid):
         kind = plan.values[vid][0]
@@ -193,6 +218,8 @@ def _engine_source(plan) -> str:
             args = [ref(a) for a in ins.args]
             if ins.eps_scale is not None:
                 args.append(f"1e-7 / S[{ins.eps_scale}][t]")
+            if ins.arg_scale is not None:
+                args.append(f"S[{ins.arg_scale}][t]")
             for need in ins.needs:
                 args.append({"state": f"state=self.op_state[{ins.state_key!r}]", "t": "t=t",
                              "generator": "generator=self.generator", "sizes": "sizes=self.sizes"}[need])
@@ -203,9 +230,18 @@ def _engine_source(plan) -> str:
             expr = f"{ins.fn.__name__}({', '.join(args)})"
             if not ins.accepts_out:
                 expr = f"_as_full({expr}, {out})"
-        lines.append(f"        v{ins.out} = {expr}  # {ins.label}")
+        body.append(f"        v{ins.out} = {expr}  # {ins.label}")
     scale = "1.0" if plan.root_scale is None else f"S[{plan.root_scale}][t]"
+    lines += ["", "    def direction_scaled(self, g, t, params_fn):"] + head + body
     lines.append(f"        return v{plan.root}, {scale}")
+    if plan.root_den is not None:   # the optimizer applies the last division as one addcdiv
+        last = plan.instrs[-1]
+        eps = f", 1e-7 / S[{last.eps_scale}][t]" if last.eps_scale is not None else ""
+        lines += ["", "    def direction_parts(self, g, t, params_fn):"] + head + body[:-1]
+        lines += ["        if self._den is None:",
+                  "            self._den = torch.empty(self.numel, device=self.device, dtype=self.dtype)",
+                  f"        den = {plan.root_den.__name__}({ref(last.args[1])}{eps}, out=self._den)",
+                  f"        return {ref(last.args[0])}, den, {scale}"]
     if any(not i.accepts_out for i in plan.instrs if i.kind == "op"):
         lines = ["def _as_full(v, buf):",
                  "    if not isinstance(v, torch.Tensor) or v.shape != buf.shape:",

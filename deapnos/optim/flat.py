@@ -332,14 +332,29 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     def _step_bucket(self, bucket, t, lr_t, m_t):
         g = bucket.gather_grads()
+        if self.momentum_kind == "none" and not self.check_finite and bucket.cdtype == bucket.dtype:
+            # an update ending in a division goes to the weights as one addcdiv (no quotient pass)
+            parts = getattr(bucket.engine, "direction_parts", None)
+            parts = parts(g, t, bucket.gather_params) if parts is not None else None
+            if parts is not None:
+                num, den, scale = parts
+                torch._foreach_addcdiv_(bucket.params, bucket.views(num), bucket.views(den),
+                                        value=self.sign * lr_t * scale)
+                return
         u, scale = bucket.engine.direction_scaled(g, t, bucket.gather_params)
         if self.check_finite and not (math.isfinite(scale) and bool(torch.isfinite(u).all())):
             self.diverged = True
             if self.divergence is None:
                 self.divergence = f"step {self.step_count}: non-finite update from {self.identity!r}"
             return
-        delta, alpha = momentum_increment(self.momentum_kind, u, self.sign * lr_t * scale, bucket.M, m_t,
-                                          bucket.step_buffer)
+        alpha = self.sign * lr_t * scale
+        if self.momentum_kind == "nesterov" and bucket.cdtype == bucket.dtype:
+            # w += m_t M_new + alpha U as two passes over the weights, not three that build the sum first
+            bucket.M.mul_(m_t).add_(u, alpha=alpha)
+            bucket.add_to_params(bucket.M, m_t)
+            bucket.add_to_params(u, alpha)
+            return
+        delta, alpha = momentum_increment(self.momentum_kind, u, alpha, bucket.M, m_t, bucket.step_buffer)
         bucket.add_to_params(delta, alpha)
 
     def _buckets_of(self, gi, group):

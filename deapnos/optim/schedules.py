@@ -70,4 +70,8 @@ class ScheduleLambda:
         self._warned: list = []
 
     def __call__(self, step: int) -> float:
+        # LambdaLR asks for step T after the T-th (last) scheduler.step(): no optimizer step uses
+        # that value, so T steps are quiet and only a step beyond them warns
+        if step == self.total_steps and self.table:
+            return self.table[-1]
         return self.table[clamp_step(step, self.total_steps, self._warned)]

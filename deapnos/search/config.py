@@ -28,6 +28,17 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the field."""
 
 
+# The backend of a config that names no run.backend but asks for several workers: the local process
+# pool, which needs no SCOOP launch (no broker, no entry file) and reports every error in the same
+# process.  SCOOP stays the quickstart's choice and the one for several hosts (--backend scoop).
+DEFAULT_PARALLEL_BACKEND = "pool"
+
+
+def default_backend(workers: int) -> str:
+    """The backend of a config that names none: serial for one worker, the parallel default for more."""
+    return DEFAULT_PARALLEL_BACKEND if workers > 1 else "serial"
+
+
 def _f(default, doc: str, choices=None, minimum=None, maximum=None, item_choices=None, names=False):
     """A dataclass field with its documentation and constraints in the metadata.  ``names``: a name
     or a non-empty list of names (``search.task = "a"`` or ``["a", "b"]``)."""
@@ -46,8 +57,9 @@ class RunConfig:
                         "search with the same budget and evaluator; regularized: aging evolution (Real et al. "
                         "2019), for comparison; or one a plugin adds (checked when the run starts)")
     backend: str = _f("serial", "map backend: serial (in-process), pool (local process pool), scoop, or one a "
-                      "plugin adds (checked when the run starts)")
-    workers: int = _f(1, "worker processes of the pool/scoop backends", minimum=1)
+                      "plugin adds (checked when the run starts); a config that names none runs serial with "
+                      "1 worker and pool with more")
+    workers: int = _f(1, "worker processes of the pool/scoop backends (serial runs in one process)", minimum=1)
     output_dir: str = _f("runs", "folder under which run folders are created")
     plugins: list = _f([], "extra plugin modules to load (like -p), besides the entry points")
     compat: bool = _f(False, "reproduce the authors' released code, bugs included (the authors-code preset; "
@@ -102,6 +114,9 @@ class SearchConfig:
                          "particles x mutants, one timestep's children", minimum=0)
     sample: int = _f(5, "run.algorithm = regularized: S, members sampled per cycle; the best of them is "
                      "mutated (at most the population)", minimum=1)
+    seed_genomes: list = _f([], "warm start: zoo names or genome files that enter the initial population, each "
+                            "with search.seed_mutants mutants of it (the rest stays random); [] = a cold start")
+    seed_mutants: int = _f(2, "mutants of each seed genome added to the initial population", minimum=0)
 
     @property
     def tasks(self) -> list[str]:
@@ -122,10 +137,18 @@ def as_names(value) -> list[str]:
 @dataclass
 class FitnessConfig:
     """What a candidate's fitness is (docs/evaluation.md, "How a fitness is computed")."""
+
+    @property
+    def references(self) -> list[str]:
+        """``reference`` as a list of names."""
+        return as_names(self.reference)
+
     relative: bool = _f(True, "score each task relative to the reference optimizer tuned by the same protocol "
                         "on the same task and seed (true), or use the task's raw score (false: the paper)")
-    reference: str = _f("adam", "the reference optimizer: a zoo name (evaluated once per task and seed, then "
-                        "reused)")
+    reference: str = _f("adam", "the reference optimizer(s): a zoo name or a non-empty list of zoo names. Each "
+                        "is tuned once per task and seed (cached in the run folder, reused after a resume); a "
+                        "candidate's score on a task and seed is its own minus the BEST reference's there",
+                        names=True)
     aggregate: str = _f("mean", "how the per-task scores of a candidate combine: mean, median or worst "
                         "(the minimum)", choices=("mean", "median", "worst"))
     floor: float = _f(-0.9, "relative scores below this are raised to it, so that every trained candidate "
@@ -141,6 +164,9 @@ class ValidationConfig:
     seeds: list = _f([0, 1, 2], "seeds of every held-out evaluation (at least 3 for a 95% interval)")
     candidates: int = _f(2, "winners validated: the top of the leaderboard (or of the hall of fame)",
                          minimum=1)
+    horizon_factor: int = _f(4, "the horizon check: the held-out tasks are run once more with this many times "
+                             "the steps (same epochs, longer schedule); 0 or 1 = off", minimum=0)
+    horizon_seeds: list = _f([0, 1, 2], "seeds of the horizon check")
 
 
 @dataclass
@@ -171,6 +197,9 @@ class MutationConfig:
     schedule: float = _f(0.05, "mutate the LR-schedule tree (not in the paper; 0 in compat mode). Shares are "
                          "normalised: with the defaults the paper's five shares are scaled by 1/1.05",
                          minimum=0.0)
+    space: str = _f("open", "paper: every mutant fits the original's graph, at most init.hidden_nodes + 1 "
+                    "distinct ops (5 hidden nodes and the root: 6); open: only the height and size limits below "
+                    "bound a mutant (compat mode implies paper)", choices=("open", "paper"))
     max_height: int = _f(12, "height limit of the update tree (DEAP height: a leaf is 0)", minimum=1)
     max_size: int = _f(80, "node limit of the update tree", minimum=3)
     decay_max_height: int = _f(2, "height limit of a decay expression (the original's 2-node decay graph)",
@@ -278,7 +307,8 @@ def _names(path: str, value):
     if (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
             and len(set(value)) == len(value)):
         return list(value)
-    raise ConfigError(f"config field {path} = {value!r}: expected a task name or a non-empty list of "
+    what = "a zoo name" if path.startswith("fitness.") else "a task name"
+    raise ConfigError(f"config field {path} = {value!r}: expected {what} or a non-empty list of "
                       "distinct names")
 
 
@@ -371,6 +401,8 @@ def validate(data: dict, source: str = "") -> Config:
                                           for s in rungs[-1].seeds):
             raise ConfigError(f"config field elimination.rungs[{i}].seeds: a non-empty list of integers >= 0")
     cfg.elimination.rungs = rungs
+    if "backend" not in (data.get("run") or {}):
+        cfg.run.backend = default_backend(cfg.run.workers)
     _check_lists(cfg)
     _check_run_name(cfg)
     return cfg
@@ -387,6 +419,13 @@ def _check_lists(cfg: Config):
     if not v.seeds or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v.seeds) \
             or len(set(v.seeds)) != len(v.seeds):
         raise ConfigError(f"config field validation.seeds = {v.seeds!r}: a non-empty list of distinct integers >= 0")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v.horizon_seeds) \
+            or len(set(v.horizon_seeds)) != len(v.horizon_seeds):
+        raise ConfigError(f"config field validation.horizon_seeds = {v.horizon_seeds!r}: a list of distinct "
+                          "integers >= 0")
+    if not all(isinstance(x, str) and x for x in s.seed_genomes):
+        raise ConfigError(f"config field search.seed_genomes = {s.seed_genomes!r}: a list of zoo names or "
+                          "genome files")
     if not all(isinstance(x, str) and x for x in v.tasks):
         raise ConfigError(f"config field validation.tasks = {v.tasks!r}: a list of task names")
     if s.reeval_top and s.eval_seed in s.reeval_seeds:
@@ -420,14 +459,8 @@ def config_path(name_or_path: str | Path) -> Path:
 
 
 def read_toml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    from .config_file import read_config_file       # a regular UTF-8 file, bounded in size and depth
+    return read_config_file(path)
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -1,7 +1,7 @@
 """Progressive elimination: the hall of fame's top against baselines on a ladder of tasks after the search.
 
 Every rung evaluates candidates and baselines with the same seeds and protocol; the last rung is the
-leaderboard with paired differences to the reference (docs/search.md, "The algorithm", step 5).
+leaderboard with paired differences to the best reference per seed (docs/search.md, "The algorithm", step 5).
 """
 from __future__ import annotations
 
@@ -30,12 +30,49 @@ def _rank_key(row: dict) -> tuple:
 
 
 def _versus(row: dict, ref: dict | None) -> dict:
-    """The paired difference to the reference over the seeds both trained, and its verdict (``worse``
-    when the row failed on a seed where the reference trained)."""
-    if ref is None or row is ref:
-        return {"vs_reference_ci": None, "verdict": "reference" if row is ref else None}
+    """The paired difference to the (best) reference over the seeds both trained, and its verdict
+    (``worse`` when the row failed on a seed where the reference trained)."""
+    if ref is None:
+        return {"vs_reference_ci": None, "verdict": None}
+    if row["label"] in ref.get("members", []) and len(ref["members"]) == 1:
+        return {"vs_reference_ci": None, "verdict": "reference"}
     diff, verdict, _ = versus(row["scores"], ref["scores"])
     return {"vs_reference_ci": diff.to_dict() if diff else None, "verdict": verdict}
+
+
+def best_reference(rows: list[dict], names: list[str]) -> dict | None:
+    """The yardstick row: per seed, the best score among the reference rows (labels in ``names``;
+    none of them present: the first baseline).  ``members``: the reference labels; ``best_of``: per
+    seed, which one was best."""
+    refs = [row for row in rows if row["baseline"] and row["label"] in names]
+    if not refs:
+        refs = [row for row in rows if row["baseline"]][:1]
+    if not refs:
+        return None
+    seeds = list(dict.fromkeys(s for row in refs for s in row["scores"]))
+    scores: dict[str, float | None] = {}
+    best_of: dict[str, str | None] = {}
+    for seed in seeds:
+        ok = [(row["scores"][seed], row["label"]) for row in refs if row["scores"].get(seed) is not None]
+        best = max(ok, key=lambda v: v[0]) if ok else (None, None)
+        scores[seed], best_of[seed] = best
+    mean, std, failed = _stats(list(scores.values()))
+    label = refs[0]["label"] if len(refs) == 1 else "best of " + "/".join(row["label"] for row in refs)
+    return {"label": label, "scores": scores, "best_of": best_of, "members": [row["label"] for row in refs],
+            "mean": mean, "std": std, "failed": failed}
+
+
+def _peak(results: dict) -> float | None:
+    """Mean over the trained seeds of the peak validation score of each run's curve (the score
+    ranked by default is the final one; the peak is shown beside it)."""
+    peaks = []
+    for res in results.values():
+        if not res or res.get("status") != "ok":
+            continue
+        values = [r.get("val_score") for r in res.get("curve") or [] if isinstance(r.get("val_score"), (int, float))]
+        if values:
+            peaks.append(max(values))
+    return sum(peaks) / len(peaks) if peaks else None
 
 
 def default_rungs(cfg) -> list[dict]:
@@ -103,7 +140,10 @@ def entrants(search) -> tuple[list[dict], list[dict]]:
         cands.append({"label": f"c{len(cands) + 1}", "genome": e["genome"], "rep": e["key"], "baseline": False,
                       "search_mean": search.hof.mean(e)})
     bases: list[dict] = []
-    for name in cfg.elimination.baselines:
+    names = list(cfg.elimination.baselines)
+    if cfg.fitness.relative:        # every reference is a yardstick of the leaderboard
+        names += [n for n in cfg.fitness.references if n not in names]
+    for name in names:
         entry = baseline_entry(name, search)
         while any(b["label"] == entry["label"] for b in bases):     # two specs, one sanitised label
             entry["label"] = f"{entry['label'][:60]}_{len(bases)}"
@@ -166,10 +206,12 @@ def run_elimination(search) -> dict:
     last = st["rungs"][-1] if st["rungs"] else {"entries": [], "survivors": []}
     board = [row for row in last["entries"] if row["baseline"] or row["label"] in last["survivors"]]
     board.sort(key=_rank_key)
-    ref = next((row for row in last["entries"] if row["baseline"]), None)
+    ref = best_reference(last["entries"], cfg.fitness.references)
+    st["reference"] = ({k: ref[k] for k in ("label", "members", "scores", "best_of", "mean", "std")}
+                       if ref else None)
     st["leaderboard"] = [{"rank": i + 1, "label": row["label"], "genome": row["genome"], "baseline": row["baseline"],
                           "mean": row["mean"], "std": row["std"], "n": len(row["scores"]) - row.get("failed", 0),
-                          "failed": row.get("failed", 0),
+                          "failed": row.get("failed", 0), "peak": _peak(row.get("results") or {}),
                           "vs_reference": (row["mean"] - ref["mean"]) if ref and None not in (row["mean"], ref["mean"])
                           else None,
                           **_versus(row, ref), "reference": ref["label"] if ref else None, "task": last.get("task")}

@@ -1,6 +1,6 @@
-"""A candidate's fitness over several tasks, relative to a tuned reference optimizer.
+"""A candidate's fitness over several tasks, relative to the best of the tuned reference optimizers.
 
-Provides :func:`task_score` (a task's score minus the reference's, raised to ``fitness.floor``),
+Provides :func:`task_score` (a task's score minus the best reference's, raised to ``fitness.floor``),
 :func:`aggregate` and :func:`combine` (mean, median or worst over the tasks; a failure on any task
 scores -1) and :func:`validation_tasks`.  Details and a worked example: docs/evaluation.md,
 "How a fitness is computed".
@@ -52,6 +52,8 @@ def combine(records: list[dict], references: list[dict | None], cfg) -> dict:
         score = task_score(rec, ref, cfg.fitness.floor)
         per[rec["task"]] = {"status": rec.get("status"), "fitness": rec.get("fitness"), "score": score,
                             "reference": None if ref is None else ref.get("fitness"), "lr": rec.get("lr")}
+        if ref is not None and ref.get("name"):
+            per[rec["task"]]["reference_name"] = ref["name"]     # which reference was best there
         if score is None:
             failure = failure or rec
         else:
@@ -66,6 +68,23 @@ def combine(records: list[dict], references: list[dict | None], cfg) -> dict:
     return out
 
 
+def reference_problem(names, zoo) -> str | None:
+    """Why ``fitness.reference`` cannot be used (None when it can): an empty list, or a name that is
+    not in the run's zoo (with close matches)."""
+    import difflib
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        return "config field fitness.reference = []: name at least one zoo optimizer, e.g. [\"adam\", \"momentum\"]"
+    known = list(zoo.names()) if hasattr(zoo, "names") else sorted(zoo)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+            return (f"config field fitness.reference: {name!r} is not a zoo optimizer; {hint}"
+                    f"allowed values: {', '.join(known)}")
+    return None
+
+
 def validation_tasks(cfg, installed: Mapping) -> list[str]:
     """The held-out tasks: ``validation.tasks``, or every installed suite task that neither the search
     nor the elimination uses."""
@@ -75,4 +94,4 @@ def validation_tasks(cfg, installed: Mapping) -> list[str]:
     return sorted(n for n, t in installed.items() if getattr(t, "suite", False) and n not in used)
 
 
-__all__ = ["FAILED", "aggregate", "task_score", "combine", "validation_tasks"]
+__all__ = ["FAILED", "aggregate", "task_score", "combine", "reference_problem", "validation_tasks"]

@@ -209,10 +209,11 @@ def within_limits(genome: Genome, mcfg: MutationConfig) -> bool:
 
 
 def fits(genome: Genome, ctx: MutationContext) -> bool:
-    """:func:`within_limits`, and in compat mode the original's graph size: at most
-    ``init.hidden_nodes + 1`` distinct ops (5 hidden nodes and the root)."""
+    """:func:`within_limits`, and with ``mutation.space = "paper"`` (implied by compat mode) the
+    original's graph size: at most ``init.hidden_nodes + 1`` distinct ops (5 hidden nodes and the root)."""
+    capped = ctx.compat or ctx.mutation.space == "paper"
     return within_limits(genome, ctx.mutation) and (
-        not ctx.compat or op_count(genome.update) <= ctx.init.hidden_nodes + 1)
+        not capped or op_count(genome.update) <= ctx.init.hidden_nodes + 1)
 
 
 def genome_problems(genome: Genome, mcfg: MutationConfig | None = None) -> list[str]:

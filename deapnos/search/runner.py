@@ -54,6 +54,7 @@ class SearchRun:
         self.enabled_checks = list(cfg.search.integrity_checks)
         self.rng = random.Random(cfg.run.seed)
         self._t_mark = time.time()              # elapsed time counts from here (and each run())
+        store.bind_config(_fingerprint(cfg))    # the log must hold this config's records only (issue 19)
         state = self._load_checkpoint(store, cfg)
         self.resumed = state is not None
         if state is None:
@@ -191,6 +192,43 @@ class SearchRun:
         self.cache.add(child, holder["lookup"])
         return child, holder["lookup"], op
 
+    def seed_genomes(self) -> list[tuple[str, Genome]]:
+        """The warm start's genomes (``search.seed_genomes``: zoo names or genome files), each checked by
+        the integrity checks; one that fails is a one-line :class:`SearchError` naming it and the check."""
+        from .. import resolve_genome
+        from ..evaluate.integrity import run_integrity_checks
+        out = []
+        for name in self.cfg.search.seed_genomes:
+            try:
+                g = resolve_genome(name, self.space, self.zoo)
+            except Exception as exc:   # noqa: BLE001 - unknown name, unreadable file: one line
+                raise SearchError(f"config field search.seed_genomes: {name!r}: {str(exc).splitlines()[0]}") from None
+            res = run_integrity_checks(g, self.checks, self.enabled_checks)
+            if not res.passed:
+                raise SearchError(f"config field search.seed_genomes: {name!r} fails the integrity check "
+                                  f"{res.check or '?'!r}: {res.reason}")
+            out.append((name, g))
+        return out
+
+    def warm_start(self, n: int) -> list[tuple[tuple[Genome, Lookup], dict]]:
+        """At most ``n`` members of the initial population from the seed genomes: each seed genome
+        (unless an equivalent was seen) followed by ``search.seed_mutants`` mutants of it.  [] when
+        ``search.seed_genomes`` is empty (a cold start)."""
+        out: list[tuple[tuple[Genome, Lookup], dict]] = []
+        for name, g in self.seed_genomes():
+            meta = {"kind": "init", "index": len(out), "timestep": 0, "label": name}
+            lk = self.cache.check(g)
+            if not lk.duplicate and len(out) < n:
+                out.append(((g, self.cache.add(g, lk)), meta))
+            for _ in range(self.cfg.search.seed_mutants):
+                if len(out) >= n:
+                    break
+                meta = {"kind": "init", "index": len(out), "timestep": 0, "label": f"{name}~"}
+                got = self.new_mutant(g, meta)
+                if got is not None:
+                    out.append(((got[0], got[1]), meta))
+        return out
+
     def requests(self, text: str, rep: str, tasks: list[str], seed: int, meta: dict) -> list[EvalRequest]:
         """One candidate's requests: one per task, with the same seed (each takes a sequence number)."""
         return [EvalRequest(text, rep, task, seed, self.next_seq(), dict(meta)) for task in tasks]
@@ -203,36 +241,64 @@ class SearchRun:
         evaluator; one record per request, in request order."""
         return self.evaluator.run(requests)
 
-    def reference_genome(self) -> tuple[str, str]:
-        """(text, representative key) of the reference optimizer (``fitness.reference``)."""
+    def reference_genome(self, name: str | None = None) -> tuple[str, str]:
+        """(text, representative key) of a reference optimizer (default: the first of ``fitness.reference``)."""
         from .. import zoo
-        g = zoo.get(self.cfg.fitness.reference, space=self.space, registry=self.zoo)
+        g = zoo.get(name or self.cfg.fitness.references[0], space=self.space, registry=self.zoo)
         return g.to_text(), self.representative(g)
 
     def reference(self, task: str, seed: int) -> dict | None:
-        """The reference optimizer's result on (task, seed), if already evaluated."""
-        return self.state.reference.get(f"{task}|{int(seed)}")
+        """The BEST tuned reference's result on (task, seed) (``name``: which one; ``all``: every
+        reference's fitness), once every reference was evaluated there; else None."""
+        got: dict[str, dict] = {}
+        for name in self.cfg.fitness.references:
+            rec = self.state.reference.get(f"{task}|{int(seed)}|{name}")
+            if rec is None:
+                return None
+            got[name] = rec
+        name = max(got, key=lambda n: (float(got[n]["fitness"]), -self.cfg.fitness.references.index(n)))
+        return {**got[name], "name": name, "all": {n: v["fitness"] for n, v in got.items()}}
 
     def ensure_reference(self, pairs) -> None:
-        """Evaluate the reference on the (task, seed) pairs it has not seen yet, in one map; a
-        reference that fails stops the search (no relative score can be computed)."""
+        """Tune every reference (``fitness.reference``) on the (task, seed) pairs it has not seen yet, in
+        one map.  Each is tuned once per task and seed; the results live in the checkpoint (the run
+        folder) and are reused after a resume.  A reference that fails stops the search (no relative
+        score can be computed)."""
         if not self.cfg.fitness.relative:
             return
-        missing = sorted({(t, int(s)) for t, s in pairs if self.reference(t, s) is None})
+        missing = sorted({(name, t, int(s)) for t, s in pairs for name in self.cfg.fitness.references
+                          if f"{t}|{int(s)}|{name}" not in self.state.reference})
         if not missing:
             return
-        name = self.cfg.fitness.reference
-        text, rep = self.reference_genome()
-        reqs = [EvalRequest(text, rep, t, s, self.next_seq(), {"kind": "reference", "label": name})
-                for t, s in missing]
-        log.info("reference %s on %d (task, seed) pair(s)", name, len(reqs))
-        for req, rec in zip(reqs, self.evaluate(reqs)):
-            if rec.get("status") != "ok":
-                raise SearchError(f"the reference optimizer {name!r} did not train on task {req.task!r} with "
-                                  f"seed {req.seed}: {rec.get('status')}: {rec.get('message', '')}. Choose another "
+        texts = {name: self.reference_genome(name) for name in dict.fromkeys(n for n, _, _ in missing)}
+        reqs = [EvalRequest(texts[name][0], texts[name][1], t, s, self.next_seq(), {"kind": "reference", "label": name})
+                for name, t, s in missing]
+        log.info("references %s on %d (task, seed) pair(s)", ", ".join(texts), len({(t, s) for _, t, s in missing}))
+        for (name, t, s), rec in zip(missing, self.evaluate(reqs)):
+            if rec.get("status") != "ok" or rec.get("fitness") is None:
+                raise SearchError(f"the reference optimizer {name!r} did not train on task {t!r} with "
+                                  f"seed {s}: {rec.get('status')}: {rec.get('message', '')}. Choose another "
                                   "with fitness.reference, or use raw scores with fitness.relative = false")
-            self.state.reference[f"{req.task}|{req.seed}"] = {k: rec.get(k) for k in ("status", "fitness", "lr",
-                                                                                      "seconds")}
+            self.state.reference[f"{t}|{s}|{name}"] = {k: rec.get(k) for k in ("status", "fitness", "lr", "seconds",
+                                                                                  "final_accuracy")}
+
+    def longer_tasks(self, names, factor: int) -> None:
+        """Register ``BASE@xF`` task names for the evaluator: task BASE (with its ``[tasks.BASE]``
+        overrides) with F times the steps per epoch, the horizon and the warm-up; the LR screen keeps
+        BASE's steps.  A worker builds BASE and applies these overrides (``base_task``)."""
+        extra = {}
+        for name in names:
+            base = name.rsplit("@x", 1)[0]
+            own = dict(self.cfg.tasks.get(base) or {})
+            task = self.installed_tasks.get(base)
+            if task is None:
+                raise SearchError(f"the horizon check needs task {base!r} installed on the origin")
+            task = task.replace(**own) if own else task
+            extra[name] = {**own, "base_task": base, "steps_per_epoch": task.steps_per_epoch * factor,
+                           "total_steps": task.horizon * factor, "warmup_steps": task.warmup_steps * factor,
+                           "screen_steps_per_epoch": task.screen_steps}
+        # a new dict: cfg.tasks itself must not change (it is part of the checkpoint's fingerprint)
+        self.evaluator.task_overrides = {**self.evaluator.task_overrides, **extra}
 
     def score(self, groups: list[list[EvalRequest]]) -> list[dict]:
         """Evaluate candidates (one group of per-task requests each) in ONE map; one combined record
@@ -371,3 +437,8 @@ def _with_new_defaults(saved, cfg: Config):
     fields_ = {**old, **added}
     text = json.dumps(dict(sorted(fields_.items())), sort_keys=True, separators=(",", ":"), default=str)
     return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "fields": fields_}
+
+
+def _fingerprint(cfg: Config) -> dict:
+    from .config import config_fingerprint
+    return config_fingerprint(cfg)

@@ -215,3 +215,49 @@ class SearchState:
                 v = float(v) if want is float else v
             kw[name] = v
         return cls(**kw)
+
+
+#: the phases of a run, in order (SearchRun.run)
+PHASES = ("start", "evolve", "final", "elimination", "validation", "done")
+
+
+def state_problem(state: dict, timesteps: int | None, log: list[dict]) -> str | None:
+    """What makes a checkpoint's state impossible for its config and its log (None: nothing).
+    Types are :meth:`SearchState.from_json`'s job; this checks meaning: a known phase, a timestep
+    within ``search.timesteps``, a next ``seq`` that the log agrees with (every seq below it logged,
+    none at or above it from a timestep the checkpoint already finished), counts no larger than the
+    log.  A checkpoint is written after the log lines it counts reach the disk, so a crash can only
+    leave records *above* its seq."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    phase = state.get("phase", "start")
+    if phase not in PHASES:
+        return f"field state.phase is {phase!r}, not a phase of a run ({', '.join(PHASES)})"
+    t = state.get("timestep", 0)
+    if not is_int(t) or t < 0 or (timesteps is not None and t > timesteps):
+        bound = f"0..{timesteps} (search.timesteps)" if timesteps is not None else "an integer >= 0"
+        return f"field state.timestep is {t!r}, not in {bound}"
+    seq = state.get("seq", 0)
+    if not is_int(seq) or seq < 0:
+        return f"field state.seq is {seq!r}, not a sequence number (an integer >= 0)"
+    seqs = {r.get("seq") for r in log}
+    missing = next((k for k in range(seq) if k not in seqs), None)
+    if missing is not None:
+        return (f"field state.seq is {seq}, but the log has no record with seq {missing} (a checkpoint never "
+                f"runs ahead of its log)")
+    if phase == "evolve":
+        late = next((r for r in log if is_int(r.get("seq")) and r["seq"] >= seq and is_int(r.get("timestep"))
+                     and r["timestep"] <= t), None)
+        if late is not None:
+            return (f"field state.seq is {seq}, but the log holds seq {late['seq']} from timestep "
+                    f"{late['timestep']}, which the checkpoint says was finished (state.timestep = {t}): the seq "
+                    f"is behind its log")
+    counts = state.get("counts")
+    if isinstance(counts, dict):
+        done = sum(1 for r in log if r.get("event") == "evaluation" and is_int(r.get("seq")) and r["seq"] < seq)
+        used = sum(v for k, v in counts.items() if k in ("evaluated", "cached") and is_int(v))
+        if used > done:
+            return (f"field state.counts says {used} evaluations were run or taken from the cache, but the log "
+                    f"holds only {done} below seq {seq}")
+    return None

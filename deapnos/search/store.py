@@ -8,6 +8,8 @@ docs/search.md, "The run folder and resume" and "What a run folder is safe for".
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +18,6 @@ import socket
 import stat
 import time
 from pathlib import Path
-from typing import TextIO
 
 CONFIG = "config.toml"
 LOG = "evaluations.jsonl"
@@ -31,14 +32,16 @@ SEARCH_LOG = "search.log"
 REPORT = "report.md"
 RUN_LOCK = "run.lock"
 WRITER_LOCK = "writer.lock"
+QUARANTINE = "evaluations.quarantine.jsonl"    # bad log lines `deapnos repair` moved aside
 CHECKPOINT_FORMAT = "deapnos.checkpoint"
 CHECKPOINT_VERSION = 2
 # files deapnos writes or reads in a run folder: each must be a regular file (never a link), each
 # folder a real folder, so that nothing read or written through a run folder leaves it
 RUN_FILES = (CONFIG, LOG, PARTICLES, CHECKPOINT, HALL_OF_FAME, ELIMINATION, STATUS, SUMMARY, SEARCH_LOG, REPORT,
-             RUN_LOCK, WRITER_LOCK, "validation.json")
+             RUN_LOCK, WRITER_LOCK, "validation.json", QUARANTINE)
 RUN_FOLDERS = ("plots", "winners")
 MAX_JSON_BYTES = 1 << 30            # a JSON file of a run folder larger than this is not a deapnos file
+MIN_FREE_BYTES = 64 << 20           # a run does not start with less free space than this in its folder
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,59 @@ class RunLockError(StoreError):
     def __init__(self, message: str, holder: dict | None = None):
         super().__init__(message)
         self.holder = holder or {}
+
+
+class DiskError(StoreError):
+    """A write to the run folder failed (disk full, I/O error); the message names the file and the
+    way out (free space, then resume)."""
+
+
+def write_error(path: Path, exc: OSError) -> StoreError:
+    """The one-line error of a failed write to ``path``: the file, the cause in words and, for a
+    file of a run folder, the resume command (nothing written before is lost)."""
+    path = Path(path)
+    code = exc.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        cause = "the disk is full (no space left on device)"
+    elif code == errno.EIO:
+        cause = "an I/O error of the disk (EIO)"
+    else:
+        cause = exc.strerror or str(exc)
+    if (path.parent / CONFIG).is_file():
+        return DiskError(f"cannot write {path}: {cause}; what was written before is kept: free space, then "
+                         f"continue with `deapnos run --resume {path.parent}`")
+    return DiskError(f"cannot write {path}: {cause}")
+
+
+def check_free_space(folder: Path, need: int = MIN_FREE_BYTES) -> None:
+    """Refuse to start work in ``folder`` with less than ``need`` bytes free on its disk."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return                              # cannot tell (no statvfs): let the writes speak
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise DiskError(f"{folder}: only {free >> 20} MiB free on its disk, less than the {need >> 20} MiB a run "
+                        f"needs to start; free space or choose another folder")
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Append ``data`` to ``fd`` whole or not at all: a failed write (disk full) is cut back off, so
+    the file never keeps a torn line in its middle."""
+    try:
+        start = os.fstat(fd).st_size
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise write_error(path, exc) from None
 
 
 def is_plain_name(name) -> bool:
@@ -88,18 +144,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _no_follow(), 0o644)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _no_follow(), 0o644)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 
@@ -107,30 +173,108 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_jsonl(path: Path, check=None) -> list[dict]:
-    """Records of a JSON-lines file.  A line that is not JSON (torn by a killed writer) is skipped; a
-    line that is JSON but not an object, or that ``check(record)`` finds wrong (it returns the
-    problem as text), raises :class:`StoreError` naming the file, the line and the problem."""
-    out: list[dict] = []
+def read_jsonl(path: Path, check=None, hint: str | None = None) -> list[dict]:
+    """Records of a JSON-lines file (:func:`read_jsonl_lines` without the line numbers)."""
+    return [rec for _, rec in read_jsonl_lines(path, check, hint)]
+
+
+def read_jsonl_lines(path: Path, check=None, hint: str | None = None) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of every record of a JSON-lines file.  Only a torn tail (the lines
+    after the last JSON line: what a killed writer leaves) is skipped; a line before it that is not
+    JSON, not a JSON object, or that ``check(record)`` finds wrong (it returns the problem as text)
+    raises :class:`StoreError` naming the file, the line, the problem and ``hint`` (the way out)."""
     path = Path(path)
     if not path.exists():
-        return out
+        return []
     _check_regular(path)
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except (ValueError, RecursionError):        # JSONDecodeError, bad UTF-8, absurd nesting
-                continue
-            problem = "not a JSON object" if not isinstance(rec, dict) else (check(rec) if check else None)
-            if problem:
-                raise StoreError(f"{path} line {n}: {problem}; deapnos did not write this line: restore the "
-                                 f"file from a copy, or delete the line")
-            out.append(rec)
+    if hint is None:
+        hint = _line_hint(path)
+    try:
+        with open(path, "rb") as fh:
+            lines = fh.read().split(b"\n")
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    parsed: list[tuple[int, object, str]] = []        # (line number, value or None, parse error)
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            parsed.append((n, json.loads(line), ""))
+        except (ValueError, RecursionError) as exc:   # JSONDecodeError, bad UTF-8, absurd nesting
+            parsed.append((n, None, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
+    while parsed and parsed[-1][2]:
+        parsed.pop()                                  # the torn tail of a killed writer
+    out: list[tuple[int, dict]] = []
+    for n, rec, error in parsed:
+        problem = f"not JSON ({error})" if error else "not a JSON object" if not isinstance(rec, dict) else \
+            (check(rec) if check else None)
+        if problem:
+            raise StoreError(f"{path} line {n}: {problem}{hint}")
+        out.append((n, rec))                          # type: ignore[arg-type]  # a dict: checked above
     return out
+
+
+def _line_hint(path: Path) -> str:
+    if path.name in (LOG, PARTICLES):
+        return (f"; deapnos did not write this line: run `deapnos repair {path.parent}` to move the bad lines "
+                f"aside (into {QUARANTINE}; the search re-runs what they held), or restore the file from a copy")
+    return "; deapnos did not write this line: restore the file from a copy, or delete the line"
+
+
+def check_log_sequence(path: Path, items: list[tuple[int, dict]], config_id: str | None = None) -> None:
+    """The log as a whole: every record has an ``event`` and a sequence number ``seq`` (an integer
+    >= 0) that no other record has, and all carry the same ``config_id`` (``config_id`` when given:
+    the run's config).  Raises a one-line :class:`StoreError` naming the line and the way out."""
+    hint = _line_hint(Path(path))
+    first: dict[int, int] = {}
+    seen_id: tuple[str, int] | None = None
+    for n, rec in items:
+        seq = rec.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise StoreError(f"{path} line {n}: field 'seq' is {seq!r}, not a sequence number (an integer >= 0)"
+                             f"{hint}")
+        if not isinstance(rec.get("event"), str):
+            raise StoreError(f"{path} line {n}: no 'event' field (every record has one){hint}")
+        if seq in first:
+            raise StoreError(f"{path} line {n}: seq {seq} again (first on line {first[seq]}): a record logged "
+                             f"twice{hint}")
+        first[seq] = n
+        cid = rec.get("config_id")
+        if cid is None:
+            continue                                  # written before records carried it
+        if not isinstance(cid, str):
+            raise StoreError(f"{path} line {n}: field 'config_id' is {cid!r}, not a string{hint}")
+        want = config_id if config_id is not None else (seen_id[0] if seen_id else cid)
+        if cid != want:
+            where = "the run's config.toml and checkpoint" if config_id is not None else \
+                f"line {seen_id[1] if seen_id else '?'}"
+            raise StoreError(f"{path} line {n}: written under another config (config id {cid}, not {want} as "
+                             f"{where}); one run keeps one config: if config.toml was edited, undo the edit (or "
+                             f"start a new run with it), else run `deapnos repair {Path(path).parent}` to move "
+                             f"the records of the other config aside")
+        if seen_id is None:
+            seen_id = (cid, n)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_fields() -> dict:
+    from .config import config_fingerprint, config_from_dict
+    return config_fingerprint(config_from_dict({}))["fields"]
+
+
+def config_id(fingerprint) -> str | None:
+    """The short id every log record carries of the config it ran under: a SHA-256 over the
+    fingerprint's fields (:func:`deapnos.search.config.config_fingerprint`) that differ from the
+    defaults, so a field added to deapnos later (at its default) does not change it.  None when the
+    fingerprint is unreadable."""
+    fields_ = fingerprint.get("fields") if isinstance(fingerprint, dict) else None
+    if not isinstance(fields_, dict):
+        return None
+    defaults = _default_fields()
+    kept = {k: v for k, v in fields_.items() if k not in defaults or defaults[k] != v}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _is_int(v) -> bool:
@@ -394,13 +538,18 @@ class RunStore:
         self.dir = Path(run_dir)
         if create:
             check_run_dir_path(self.dir, create=True)
+            check_free_space(self.dir)          # a writer: refuse to start on a (nearly) full disk
         elif not self.dir.is_dir():
             raise StoreError(f"run folder {self.dir} does not exist" if not self.dir.exists() else
                              f"{self.dir} is not a folder; give a run folder")
-        self._log: TextIO | None = None            # the open evaluation log, from the first append
-        self._particles: TextIO | None = None
+        self._log: int | None = None               # the open evaluation log (a descriptor), from the first append
+        self._particles: int | None = None
         self._logged_seqs: set[int] | None = None
         self._particle_keys: set | None = None
+        # the id of the run's config (:func:`config_id`), stamped on every record appended; known from
+        # the checkpoint read or written
+        self.config_id: str | None = None
+        self._log_ids: dict[str, int] | None = None     # config id -> first line of the log carrying it
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -446,27 +595,33 @@ class RunStore:
 
     # -- the evaluation log -----------------------------------------------------------------------
 
-    def _open(self, name: str) -> TextIO:
+    def _open(self, name: str) -> int:
         """Open a JSON-lines file for appending: never through a link; a torn tail is cut first."""
         path = self.path(name)
         _check_regular(path)
-        repair_tail(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _no_follow(), 0o644)
-        return os.fdopen(fd, "a", encoding="utf-8")
+        try:
+            repair_tail(path)
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _no_follow(), 0o644)
+        except OSError as exc:
+            raise write_error(path, exc) from None
 
     def append(self, record: dict) -> bool:
-        """Append one record and flush at once.  A record whose ``seq`` is already in the log (a
-        resumed run replaying its last timestep) is not written again; returns whether it was."""
+        """Append one record (stamped with the run's ``config_id``) and write it at once.  A record
+        whose ``seq`` is already in the log (a resumed run replaying its last timestep) is not written
+        again; returns whether it was.  A failed write (disk full) raises :class:`DiskError` and
+        leaves no part of the line behind."""
         seq = record.get("seq")
-        if seq is not None:
-            seqs = self.logged_seqs()
-            if seq in seqs:
-                return False
-            seqs.add(seq)
+        seqs = self.logged_seqs() if seq is not None else None
+        if seqs is not None and seq in seqs:
+            return False
+        if self.config_id is not None and "config_id" not in record:
+            record = {**record, "config_id": self.config_id}
         if self._log is None:
             self._log = self._open(LOG)
-        self._log.write(json.dumps(record, separators=(",", ":"), default=_json_default) + "\n")
-        self._log.flush()
+        data = (json.dumps(record, separators=(",", ":"), default=_json_default) + "\n").encode("utf-8")
+        _write_all(self._log, data, self.path(LOG))
+        if seqs is not None and seq is not None:
+            seqs.add(seq)
         return True
 
     def logged_seqs(self) -> set[int]:
@@ -474,8 +629,54 @@ class RunStore:
             self._logged_seqs = {r["seq"] for r in self.read_log() if "seq" in r}
         return self._logged_seqs
 
+    def read_log_lines(self) -> list[tuple[int, dict]]:
+        """``(line number, record)`` of the whole evaluation log, checked end to end (valid JSON, the
+        record schema, one record per seq, one config: :func:`check_log_sequence`); only a torn last
+        line is passed over.  Raises a one-line :class:`StoreError` naming the line and the way out."""
+        path = self.path(LOG)
+        items = read_jsonl_lines(path, check_log_record)
+        check_log_sequence(path, items, self.config_id if self.config_id is not None else self._saved_config_id())
+        ids: dict[str, int] = {}
+        for n, rec in items:
+            if isinstance(rec.get("config_id"), str):
+                ids.setdefault(rec["config_id"], n)
+        self._log_ids = ids
+        return items
+
     def read_log(self) -> list[dict]:
-        return read_jsonl(self.path(LOG), check_log_record)
+        return [rec for _, rec in self.read_log_lines()]
+
+    def _saved_config_id(self) -> str | None:
+        """The config id of the checkpoint's fingerprint, read plainly (None when unknown)."""
+        try:
+            doc = _read_json_file(self.path(CHECKPOINT), "a deapnos checkpoint", "") \
+                if self.path(CHECKPOINT).is_file() else None
+        except StoreError:
+            return None
+        return config_id(doc.get("config")) if isinstance(doc, dict) else None
+
+    def bind_config(self, fingerprint: dict) -> None:
+        """Make ``fingerprint``'s config the run's: the log must hold no record of another config
+        (else a one-line :class:`StoreError` naming the line and the way out); records appended from
+        now on carry its id."""
+        cid = config_id(fingerprint)
+        if cid is None or cid == self.config_id:
+            return
+        if self._log_ids is None:
+            self.config_id = None                 # read the log as it is, then compare
+            self.read_log_lines()
+        other = {k: n for k, n in (self._log_ids or {}).items() if k != cid}
+        if other:
+            line = min(other.values())
+            raise StoreError(f"{self.path(LOG)} line {line}: written under another config than {self.path(CONFIG)} "
+                             f"(config id {self._line_id(other, line)}, not {cid}); one run keeps one config: undo "
+                             f"the edit of config.toml, or start a new run with it (deapnos run --config "
+                             f"{self.path(CONFIG)})")
+        self.config_id = cid
+
+    @staticmethod
+    def _line_id(ids: dict[str, int], line: int) -> str:
+        return next(k for k, n in ids.items() if n == line)
 
     def result_cache(self) -> dict[tuple, dict]:
         """The log as a result cache: (representative key, task, seed) -> record of a finished evaluation."""
@@ -493,13 +694,15 @@ class RunStore:
             self._particle_keys = {(r.get("timestep"), r.get("particle")) for r in self.read_particles()}
         if self._particles is None:
             self._particles = self._open(PARTICLES)
+        new = []
         for row in rows:
             k = (row.get("timestep"), row.get("particle"))
             if k in self._particle_keys:
                 continue
-            self._particle_keys.add(k)
-            self._particles.write(json.dumps(row, separators=(",", ":"), default=_json_default) + "\n")
-        self._particles.flush()
+            new.append((k, json.dumps(row, separators=(",", ":"), default=_json_default) + "\n"))
+        if new:
+            _write_all(self._particles, "".join(line for _, line in new).encode("utf-8"), self.path(PARTICLES))
+            self._particle_keys.update(k for k, _ in new)
 
     def read_particles(self) -> list[dict]:
         return read_jsonl(self.path(PARTICLES), check_particle_row)
@@ -510,10 +713,14 @@ class RunStore:
         """Write the search state (plain JSON data, or None before the search starts) and the
         config fingerprint atomically.  The log lines written so far reach the disk first, so a
         checkpoint never refers to records a crash could still lose."""
-        for fh in (self._log, self._particles):
-            if fh is not None:
-                fh.flush()
-                os.fsync(fh.fileno())
+        if config is not None:
+            self.bind_config(config)
+        for fd, name in ((self._log, LOG), (self._particles, PARTICLES)):
+            if fd is not None:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise write_error(self.path(name), exc) from None
         doc = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config, "state": state}
         try:
             data = json.dumps(doc, separators=(",", ":"), allow_nan=True)
@@ -548,6 +755,15 @@ class RunStore:
             raise StoreError(f"{path}: field 'state' is not an object{damaged}")
         if doc.get("config") is not None and not isinstance(doc["config"], dict):
             raise StoreError(f"{path}: field 'config' is not an object{damaged}")
+        if self.config_id is None and doc.get("config") is not None:
+            self.config_id = config_id(doc["config"])
+        if isinstance(doc.get("state"), dict):
+            from .state import state_problem
+            fields_ = (doc.get("config") or {}).get("fields")
+            timesteps = fields_.get("search.timesteps") if isinstance(fields_, dict) else None
+            problem = state_problem(doc["state"], timesteps if _is_int(timesteps) else None, self.read_log())
+            if problem:
+                raise StoreError(f"{path}: {problem}{damaged}")
         doc["damaged_hint"] = damaged
         return doc
 
@@ -575,15 +791,50 @@ class RunStore:
         return data
 
     def write_status(self, status: str, error: str = "", **extra) -> None:
-        self.write_json(STATUS, {"status": status, "error": error, "time": time.time(), **extra})
+        """Write ``status.json``.  On a full disk a final status (failed, interrupted) still lands:
+        a short form is written over the old file's own bytes, so the run never stays "running"."""
+        doc = {"status": status, "error": error, "time": time.time(), **extra}
+        try:
+            self.write_json(STATUS, doc)
+        except DiskError:
+            if status == "running" or not self._overwrite_in_place(STATUS, {k: doc[k] for k in ("status", "error",
+                                                                                                "time")}):
+                raise
+
+    def _overwrite_in_place(self, name: str, doc: dict) -> bool:
+        """Write ``doc`` into the blocks the file ``name`` already has (padded with spaces, which JSON
+        allows): needs no free space.  Returns whether it fit."""
+        path = self.path(name)
+        try:
+            fd = os.open(path, os.O_WRONLY | _no_follow())
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            data = json.dumps(doc, separators=(",", ":"), default=_json_default).encode("utf-8")
+            if len(data) > size:
+                doc = {**doc, "error": str(doc.get("error", ""))[:max(0, size - len(data) + 100)]}
+                data = json.dumps(doc, separators=(",", ":"), default=_json_default).encode("utf-8")
+            if len(data) > size:
+                return False
+            os.pwrite(fd, data + b" " * (size - len(data)), 0)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def read_status(self) -> dict | None:
         return self.read_json(STATUS, kind=dict)
 
     def close(self) -> None:
-        for fh in (self._log, self._particles):
-            if fh is not None:
-                fh.close()
+        """Close the open logs; never raises (every line was written whole, or cut back off)."""
+        for fd in (self._log, self._particles):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         self._log = self._particles = None
 
 

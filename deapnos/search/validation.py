@@ -1,6 +1,7 @@
-"""Held-out validation: the winners against the tuned reference on tasks never used for selection.
+"""Held-out validation: the winners against the best tuned reference on tasks never used for selection.
 
-Paired differences per task and overall, with verdicts; the outcome is ``validation.json`` and
+Paired differences per task and overall (against the best reference per seed), with verdicts, and a
+horizon check at a multiple of the steps; the outcome is ``validation.json`` and
 ``state.validation`` (docs/search.md, "The algorithm", step 6).
 """
 from __future__ import annotations
@@ -52,8 +53,59 @@ def overall(per_task: dict) -> dict:
     return {"difference": iv.to_dict(), "verdict": iv.verdict()}
 
 
+def best_of(per_ref: dict[str, dict]) -> dict:
+    """Per seed, the best score among the references (``per_ref``: name -> seed -> score or None)."""
+    seeds = list(dict.fromkeys(s for scores in per_ref.values() for s in scores))
+    out: dict = {}
+    for seed in seeds:
+        ok = [v[seed] for v in per_ref.values() if v.get(seed) is not None]
+        out[seed] = max(ok) if ok else None
+    return out
+
+
+def _table(search, entries: list[dict], refs: list[dict], tasks: list[str], seeds: list[int], kind: str,
+           task_overrides: dict | None = None) -> dict:
+    """Evaluate winners and references on ``tasks`` x ``seeds`` in one map; label -> task -> seed -> score."""
+    everyone = entries + refs
+    reqs, where = [], []
+    for e in everyone:
+        for task in tasks:
+            for seed in seeds:
+                meta = {"kind": kind, "label": e["label"], "baseline": bool(e.get("reference"))}
+                name = task if task_overrides is None else task_overrides[task]
+                reqs.append(EvalRequest(e["genome"], e["rep"], name, seed, search.next_seq(), meta))
+                where.append((e["label"], task, seed))
+    scores: dict = {e["label"]: {t: {} for t in tasks} for e in everyone}
+    for (label, task, seed), rec in zip(where, search.evaluate(reqs)):
+        ok = rec.get("status") == "ok" and rec.get("fitness") is not None
+        scores[label][task][str(seed)] = float(rec["fitness"]) if ok else None
+    return scores
+
+
+def _rows(entries: list[dict], scores: dict, ref_names: list[str], tasks: list[str]) -> tuple[list[dict], dict]:
+    best = {t: best_of({n: scores[n][t] for n in ref_names}) for t in tasks}
+    rows = []
+    for e in entries:
+        per_task = {t: compare(scores[e["label"]][t], best[t]) for t in tasks}
+        rows.append({"label": e["label"], "genome": e["genome"], "tasks": per_task, "overall": overall(per_task)})
+    return rows, best
+
+
+def ranking_holds(short: list[dict], long: list[dict]) -> bool | None:
+    """Whether the winners keep their order (by overall mean difference) and their side of zero at the
+    longer horizon; None when a difference is missing."""
+    def means(rows):
+        return [(r["overall"]["difference"] or {}).get("mean") for r in rows]
+    a, b = means(short), means(long)
+    if None in a or None in b:
+        return None
+    order = sorted(range(len(a)), key=lambda i: -a[i]) == sorted(range(len(b)), key=lambda i: -b[i])
+    return order and all((x > 0) == (y > 0) for x, y in zip(a, b))
+
+
 def run_validation(search) -> dict:
-    """Run (or reuse) the held-out validation of ``search``; returns ``state.validation``."""
+    """Run (or reuse) the held-out validation of ``search``, then the horizon check; returns
+    ``state.validation``."""
     cfg = search.cfg
     st = search.state.validation
     tasks = validation_tasks(cfg, search.installed_tasks) if cfg.validation.enabled else []
@@ -67,31 +119,41 @@ def run_validation(search) -> dict:
         search.store.write_json("validation.json", st)
         return st
     seeds = [int(s) for s in cfg.validation.seeds]
-    ref_text, ref_rep = search.reference_genome()
-    ref_label = cfg.fitness.reference
-    everyone = entries + [{"label": ref_label, "genome": ref_text, "rep": ref_rep, "reference": True}]
-    log.info("held-out validation: %d winner(s) and %s on %s x %d seeds", len(entries), ref_label,
+    ref_names = list(cfg.fitness.references)
+    refs = []
+    for name in ref_names:
+        text, rep = search.reference_genome(name)
+        refs.append({"label": name, "genome": text, "rep": rep, "reference": True})
+    log.info("held-out validation: %d winner(s) and %s on %s x %d seeds", len(entries), ", ".join(ref_names),
              ", ".join(tasks), len(seeds))
-    reqs, where = [], []
-    for e in everyone:
-        for task in tasks:
-            for seed in seeds:
-                meta = {"kind": "validation", "label": e["label"], "baseline": bool(e.get("reference"))}
-                reqs.append(EvalRequest(e["genome"], e["rep"], task, seed, search.next_seq(), meta))
-                where.append((e["label"], task, seed))
-    scores: dict = {e["label"]: {t: {} for t in tasks} for e in everyone}
-    for (label, task, seed), rec in zip(where, search.evaluate(reqs)):
-        ok = rec.get("status") == "ok" and rec.get("fitness") is not None
-        scores[label][task][str(seed)] = float(rec["fitness"]) if ok else None
-    rows = []
-    for e in entries:
-        per_task = {t: compare(scores[e["label"]][t], scores[ref_label][t]) for t in tasks}
-        rows.append({"label": e["label"], "genome": e["genome"], "tasks": per_task, "overall": overall(per_task)})
+    scores = _table(search, entries, refs, tasks, seeds, "validation")
+    rows, best = _rows(entries, scores, ref_names, tasks)
     st.clear()
-    st.update({"tasks": tasks, "seeds": seeds, "reference": ref_label, "reference_scores": scores[ref_label],
-               "rows": rows})
+    st.update({"tasks": tasks, "seeds": seeds, "reference": " / ".join(ref_names), "references": ref_names,
+               "reference_scores": best, "references_scores": {n: scores[n] for n in ref_names}, "rows": rows})
+    horizon = horizon_check(search, entries, refs, tasks, rows)
+    if horizon:
+        st["horizon"] = horizon
     search.store.write_json("validation.json", st)
     return st
 
 
-__all__ = ["run_validation", "winners", "compare", "overall"]
+def horizon_check(search, entries: list[dict], refs: list[dict], tasks: list[str], short_rows: list[dict]) -> dict:
+    """The held-out tasks again at ``validation.horizon_factor`` x the steps (each epoch that many times
+    longer: the schedule, decays and warm-up stretch with it): does the ranking hold?  {} when off."""
+    cfg = search.cfg
+    factor = int(cfg.validation.horizon_factor)
+    if factor <= 1:
+        return {}
+    seeds = [int(s) for s in cfg.validation.horizon_seeds]
+    names = {t: f"{t}@x{factor}" for t in tasks}
+    search.longer_tasks(names.values(), factor)
+    log.info("horizon check: %d winner(s) and %d reference(s) on %s at %dx the steps", len(entries), len(refs),
+             ", ".join(tasks), factor)
+    scores = _table(search, entries, refs, tasks, seeds, "horizon", names)
+    rows, best = _rows(entries, scores, [r["label"] for r in refs], tasks)
+    return {"factor": factor, "seeds": seeds, "tasks": [names[t] for t in tasks], "reference_scores": best,
+            "rows": rows, "ranking_holds": ranking_holds(short_rows, rows)}
+
+
+__all__ = ["run_validation", "winners", "compare", "overall", "best_of", "horizon_check", "ranking_holds"]

@@ -275,7 +275,9 @@ class Genome:
         if type(version) is not int or version != JSON_VERSION:      # not True, not 1.0
             raise GenomeParseError(f"field 'version' is {version!r}; this deapnos reads version "
                                    f"{JSON_VERSION}", source=source)
-        allowed = {"format", "version", "momentum", "flip", "update", "schedule", "name", "text", "note"}
+        # nearest_known and simplified: what the report writes beside a winner (deapnos.identify); not read
+        allowed = {"format", "version", "momentum", "flip", "update", "schedule", "name", "text", "note",
+                   "nearest_known", "simplified"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise GenomeParseError(f"unknown field(s) {', '.join(map(repr, unknown))} (allowed: "

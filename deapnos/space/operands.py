@@ -233,3 +233,44 @@ OPERANDS = (
     _op("agg_lam", o_agg_lam, "mean(beta*lam-g^3)", "\\overline{\\beta \\lambda - g^{3}}",
         "mean over beta in {0, 0.999, 0.9999} of beta lam - g^3 (19)", ("lam",)),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the paper: what the stronger yardsticks of the zoo need (signSGD and Signum need nothing
+# new: sign_g and sign_v_hat).  Lion's interpolation uses a second EMA of g (beta 0.99) and decoupled
+# weight decay at the usual strengths needs 1e-2 w and 1e-1 w.  Only the default space has them:
+# the compat space stays the original's 20 operands.
+# ---------------------------------------------------------------------------------------------
+
+def update_lion_m(buf, ctx):
+    # Lion's momentum, beta2 = 0.99: m <- 0.99 m + 0.01 g
+    buf.lerp_(ctx.g, 0.01)
+
+
+def o_sign_lion(ctx, out):
+    # sign(0.9 m_{t-1} + 0.1 g): the states are updated before the operands are read, so m here is
+    # m_t = 0.99 m_{t-1} + 0.01 g, and m_t + 0.1 g = (0.99/0.9) (0.9 m_{t-1} + 0.1 g), the same sign
+    return torch.sign(torch.add(ctx.state["lion_m"], ctx.g, alpha=0.1, out=out), out=out)
+
+
+def o_w_1e2(ctx, out):
+    return torch.mul(ctx.w, 1e-2, out=out)
+
+
+def o_w_1e1(ctx, out):
+    return torch.mul(ctx.w, 1e-1, out=out)
+
+
+EXTRA_STATES = (
+    StateSpec("lion_m", update_lion_m, "lion_m <- 0.99 lion_m + 0.01 g (Lion's momentum, beta2 0.99)"),
+)
+
+# not in the paper; added to the default space (not the compat one), after its 20 operands
+EXTRA_OPERANDS = (
+    _op("sign_lion", o_sign_lion, "sign(0.9*m+0.1*g)", "\\operatorname{sign}(0.9 m + 0.1 g)",
+        "Lion's direction sign(0.9 m + 0.1 g), m the EMA of g with beta 0.99 before this step's update",
+        ("lion_m",)),
+    _op("w_1e2", o_w_1e2, "10-2w", "10^{-2} w", "1e-2 w (decoupled weight decay 0.01, AdamW's default)",
+        reads_params=True),
+    _op("w_1e1", o_w_1e1, "10-1w", "10^{-1} w", "1e-1 w (decoupled weight decay 0.1)", reads_params=True),
+)

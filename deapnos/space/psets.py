@@ -295,6 +295,11 @@ def default_space(compat: bool = False) -> SearchSpace:
         space.states[state.name] = state
     for operand in _operands.OPERANDS:
         space.operands[operand.name] = operand
+    if not compat:      # the zoo's stronger yardsticks (Lion, AdamW); the original's space lacks them
+        for state in _operands.EXTRA_STATES:
+            space.states[state.name] = state
+        for operand in _operands.EXTRA_OPERANDS:
+            space.operands[operand.name] = operand
     for op in _ops.TENSOR_UNARY:
         if compat and op.name in _ops.COMPAT_STATEFUL:
             op = OpSpec(op.name, 1, _ops.COMPAT_STATEFUL[op.name], op.fmt, op.latex,

@@ -37,9 +37,10 @@ class Particles(SearchAlgorithm):
         run = self.run
         c = run.cfg.search
         n_init = c.init_factor * c.particles
-        log.info("initial population: %d random genomes on %s", n_init, ", ".join(c.init_tasks))
-        drawn = []
-        for i in range(n_init):
+        drawn = run.warm_start(n_init)          # search.seed_genomes and their mutants first
+        log.info("initial population: %d seeded + %d random genomes on %s", len(drawn), n_init - len(drawn),
+                 ", ".join(c.init_tasks))
+        for i in range(len(drawn), n_init):
             meta = {"kind": "init", "index": i, "timestep": 0}
             got = run.new_random(meta)
             if got is None:

@@ -45,8 +45,8 @@ class RegularizedEvolution(SearchAlgorithm):
         run = self.run
         c = run.cfg.search
         log.info("regularized evolution: %d random genomes on %s", self.population, ", ".join(c.tasks))
-        groups = []
-        for i in range(self.population):
+        groups = [run.request(g, lk, c.tasks, c.eval_seed, meta) for (g, lk), meta in run.warm_start(self.population)]
+        for i in range(len(groups), self.population):
             meta = {"kind": "init", "index": i, "timestep": 0}
             got = run.new_random(meta)
             if got is None:

@@ -1,0 +1,236 @@
+"""One candidate at K learning rates in one batched forward/backward pass (issue 16, item 2).
+
+Provides :func:`train_batched`: K copies of one model's parameters stacked on a leading axis,
+``torch.func.functional_call`` under ``vmap`` for the forward pass, and one :class:`EvolvedOptimizer`
+over the stacked tensors whose update is scaled per member by that member's peak LR.  Every kind of
+momentum is linear in the LR, so member k's update equals the sequential run's at LR k (to float
+rounding).  All members see the same batches (same seed).  Models vmap cannot run (batch norm in
+training mode, in-place ops on buffers, random ops) raise :class:`NotBatchable` before training, and
+the caller falls back to sequential runs.  Details: docs/evaluation.md, "Throughput".
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..optim.optimizer import EvolvedOptimizer
+from .training import TrainingTimeout, TrainOutcome, _to
+
+
+class NotBatchable(RuntimeError):
+    """The model cannot run under ``vmap``; train the members one after another instead."""
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"batch_lrs: a batch of K learning rates needs K >= 1, got {k!r}")
+    return k
+
+
+class _StackedEvolvedOptimizer(EvolvedOptimizer):
+    """An EvolvedOptimizer at peak LR 1 whose increments are multiplied per member by ``lrs[k]``."""
+
+    def __init__(self, params, genome, lrs: Sequence[float], **kwargs):
+        self.member_lrs = [float(v) for v in lrs]
+        super().__init__(params, genome, lr=1.0, **kwargs)
+
+    def _make_bucket(self, params):
+        bucket = super()._make_bucket(params)
+        # per-element LR: member k owns the contiguous k-th slice of every stacked parameter
+        lrs = torch.tensor(self.member_lrs, device=bucket.device, dtype=bucket.cdtype)
+        scale = torch.cat([lrs.repeat_interleave(p[0].numel()) for p in params])
+        scaled = torch.empty_like(scale)
+        plain = bucket.add_to_params
+        bucket.engine.direction_parts = None      # the fused addcdiv path has no per-member LR
+
+        def add_to_params(delta, alpha=1.0):
+            plain(torch.mul(delta, scale, out=scaled), alpha)
+        bucket.add_to_params = add_to_params
+        return bucket
+
+
+def _stacked_forward(model: torch.nn.Module, k: int):
+    """(params, buffers, f): stacked leaf parameters and f(params, x) -> (K, ...) outputs."""
+    from torch.func import functional_call, vmap
+    params = {n: p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).requires_grad_()
+              for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+
+    def one(p, x):
+        return functional_call(model, (p, buffers), (x,))
+    return params, vmap(one, in_dims=(0, None))
+
+
+def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_data, *, epochs: int,
+                  steps_per_epoch: int, total_steps: int, warmup_steps: int, loss_fn: Callable,
+                  accuracy_fn: Callable, device, seed: int = 0,
+                  early_stop: Callable[[int, int, dict], bool] | None = None,
+                  deadline: float | None = None) -> tuple[list[TrainOutcome], list[dict]]:
+    """Train ``model``'s initial weights at each LR of ``lrs`` at once, as :func:`training.train` would
+    one after another (loss checked every step, parameters at each epoch's end).
+
+    ``early_stop(member, epoch, record)`` stops one member.  Returns one :class:`TrainOutcome` per
+    member and each member's final parameters (by name).  Raises :class:`NotBatchable` when the first
+    forward/backward pass fails under ``vmap``.
+    """
+    k = check_k(len(lrs))
+    model.train()
+    params, forward = _stacked_forward(model, k)
+    batches = iter(train_data)
+    pending: tuple | None = None
+    try:
+        x, y = next(batches)
+    except StopIteration:
+        raise ValueError("training data yields no batches") from None
+    try:            # probe: a model vmap cannot run fails here, before any update
+        probe = forward(params, _to(x, device))
+        torch.autograd.grad(probe.float().sum(), list(params.values()), allow_unused=True)
+    except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
+        raise NotBatchable(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") \
+            from None
+    pending = (x, y)    # the probe's batch is step 0's (a new pass would reshuffle: another order)
+    plist = list(params.values())
+    opt = _StackedEvolvedOptimizer(plist, genome, lrs, total_steps=total_steps, warmup_steps=warmup_steps,
+                                   seed=seed)
+    outcomes = [TrainOutcome() for _ in range(k)]
+    active = [True] * k
+    t0 = time.perf_counter()
+    step = 0
+    fresh = False
+    for epoch in range(epochs):
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        correct = torch.zeros(k, dtype=torch.float64, device=device)
+        count = 0
+        for _ in range(steps_per_epoch):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrainingTimeout(f"wall-clock budget exhausted at step {step}")
+            try:
+                x, y = pending if pending is not None else next(batches)
+                pending = None
+            except StopIteration:
+                if fresh:
+                    raise ValueError("training data yields no batches") from None
+                batches, fresh = iter(train_data), True
+                x, y = next(batches)
+            fresh = False
+            x, y = _to(x, device), _to(y, device)
+            for p in plist:
+                p.grad = None
+            out = forward(params, x)
+            losses = torch.stack([loss_fn(out[i], y) for i in range(k)])
+            lv = losses.detach()
+            finite = torch.isfinite(lv).tolist()
+            for i in range(k):
+                if step == 0:
+                    outcomes[i].initial_loss = float(lv[i])
+                if active[i] and not finite[i]:
+                    active[i] = False
+                    outcomes[i].diverged = True
+                    outcomes[i].divergence = f"loss is {float(lv[i])} at step {step} (epoch {epoch})"
+                    outcomes[i].steps = step
+            if not any(active):
+                break
+            # a finished member's loss still flows but cannot reach another member's slice
+            torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum().backward()
+            opt.step()
+            step += 1
+            for i in range(k):
+                c, n = accuracy_fn(out[i].detach(), y)
+                correct[i] += c
+            loss_sum += lv.double() * n
+            count += n
+        if not any(active):
+            break
+        finite_params = torch.stack([torch.isfinite(p.detach().reshape(k, -1)).all(dim=1) for p in plist]).all(dim=0)
+        for i in range(k):
+            if not active[i]:
+                continue
+            outcomes[i].steps = step
+            if not bool(finite_params[i]):
+                active[i] = False
+                outcomes[i].diverged = True
+                outcomes[i].divergence = f"parameters are not finite after step {step} (epoch {epoch})"
+                continue
+            record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum[i]) / count,
+                      "train_acc": float(correct[i]) / count, "lr": lrs[i] * opt.lr_at(max(step - 1, 0))}
+            outcomes[i].curve.append(record)
+            if early_stop is not None and early_stop(i, epoch, {**record,
+                                                                "initial_loss": outcomes[i].initial_loss}):
+                outcomes[i].stopped_early = True
+                active[i] = False
+        if not any(active):
+            break
+    seconds = time.perf_counter() - t0
+    for o in outcomes:
+        o.seconds = seconds / k
+    finals = [{n: p.detach()[i] for n, p in params.items()} for i in range(k)]
+    return outcomes, finals
+
+
+def load_member(model: torch.nn.Module, weights: dict) -> torch.nn.Module:
+    """``model`` with one member's final weights copied in (to validate it)."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(weights[n])
+    return model
+
+
+__all__ = ["NotBatchable", "check_k", "train_batched", "load_member"]
+
+
+_warned_tasks: set[str] = set()
+
+
+def batched_screen(sequential, spec, task, data, seed, config, budget, device, deadline, untrained: float,
+                   on_validation: bool, screen: list):
+    """A ``screen_lrs(lrs, epochs=None)`` for the protocol that runs the LRs ``config.batch_lrs`` at a
+    time and appends the same entries as ``sequential`` (which it uses when the model cannot be batched)."""
+    import logging
+
+    from .protocol import _error, _Failure, _seeded_model, _val_score, progress
+    k = check_k(config.batch_lrs)
+    factor = config.diverge_factor
+
+    def blown(i, epoch, record):
+        initial = record.get("initial_loss")
+        return (initial is not None and math.isfinite(initial) and initial > 0
+                and record["train_loss"] > factor * initial)
+
+    def run(lrs, epochs=None):
+        lrs = list(lrs)
+        for start in range(0, len(lrs), k):
+            chunk = lrs[start:start + k]
+            model = _seeded_model(task, data, seed, device)
+            try:
+                outcomes, finals = train_batched(
+                    model, spec.genome, chunk, data.train, epochs=epochs or budget.screen_epochs,
+                    steps_per_epoch=budget.screen_steps_per_epoch, total_steps=budget.total_steps,
+                    warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
+                    device=device, seed=seed, early_stop=blown, deadline=deadline)
+            except NotBatchable as exc:
+                if task.name not in _warned_tasks:
+                    _warned_tasks.add(task.name)
+                    logging.getLogger(__name__).warning(
+                        "task %r: its model cannot be batched (%s); screening one LR at a time", task.name, exc)
+                sequential(lrs[start:], epochs)
+                return
+            except TrainingTimeout as exc:
+                raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
+            except Exception as exc:  # noqa: BLE001
+                raise _error(task, f"batched training (lrs={chunk})", exc) from None
+            for lr, outcome, weights in zip(chunk, outcomes, finals):
+                diverged = outcome.diverged or outcome.stopped_early
+                entry = {"lr": lr, "score": -factor if diverged else progress(outcome, untrained),
+                         "epochs": len(outcome.curve), "diverged": diverged, "stopped_early": outcome.stopped_early}
+                if on_validation:
+                    entry["val_score"] = None if diverged else _val_score(load_member(model, weights), task, data,
+                                                                          device)
+                if outcome.diverged:
+                    entry["divergence"] = outcome.divergence
+                elif diverged:
+                    entry["divergence"] = f"train loss above {factor:g}x the initial loss"
+                screen.append(entry)
+    return run

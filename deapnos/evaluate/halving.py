@@ -1,0 +1,54 @@
+"""Successive halving over the LR grid of the relative screen (``protocol.screen_schedule = "halving"``).
+
+Every LR of the grid gets a short screening run (``RUNG0_EPOCHS`` epochs); the best third
+(``KEEP_SHARE``, at least two) get the full screening run, and the protocol chooses among those by its
+usual rule.  Runs are ranked exactly as the protocol chooses: validation score among the LRs that
+made at least ``min_progress`` progress, then progress.  Details: docs/evaluation.md, "Throughput".
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+RUNG0_EPOCHS = 1      # epochs of the first rung's runs
+KEEP_SHARE = 1 / 3    # share of the grid that goes on to the full screening run
+MIN_KEEP = 2
+
+
+def rank_key(entry: dict, min_progress: float) -> tuple[float, float]:
+    """How the protocol ranks a screening run: its validation score if it has a finite one and made
+    ``min_progress`` progress, then its screen score (progress)."""
+    val = entry.get("val_score")
+    if val is None or not math.isfinite(val) or entry["score"] < min_progress:
+        return (-math.inf, float(entry["score"]))
+    return (float(val), float(entry["score"]))
+
+
+def survivors(entries: Sequence[dict], min_progress: float, keep: int) -> list[float]:
+    """The LRs of the ``keep`` best entries, in grid order (ties go to the earlier LR)."""
+    order = sorted(range(len(entries)), key=lambda i: (rank_key(entries[i], min_progress), -i), reverse=True)
+    chosen = sorted(order[:keep])
+    return [entries[i]["lr"] for i in chosen]
+
+
+def n_keep(n: int) -> int:
+    return min(n, max(MIN_KEEP, math.ceil(n * KEEP_SHARE)))
+
+
+def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], screen: list, epochs: int,
+                       min_progress: float) -> list[dict]:
+    """Screen ``lrs`` in two rungs through ``screen_lrs(lrs, epochs=...)`` (which appends one entry per
+    LR to ``screen``).  ``screen`` ends with the full-length runs only, the ones the protocol chooses
+    among; the first rung's entries are returned (each marked ``"rung": 0``)."""
+    lrs = list(lrs)
+    if epochs <= RUNG0_EPOCHS or len(lrs) <= MIN_KEEP:
+        screen_lrs(lrs, epochs=epochs)
+        return []
+    start = len(screen)
+    screen_lrs(lrs, epochs=RUNG0_EPOCHS)
+    rung0 = screen[start:]
+    del screen[start:]
+    for entry in rung0:
+        entry["rung"] = 0
+    screen_lrs(survivors(rung0, min_progress, n_keep(len(lrs))), epochs=epochs)
+    return rung0

@@ -1,0 +1,96 @@
+"""Batched LR screening (deapnos/evaluate/batched.py) against one run per LR."""
+import logging
+import math
+
+import pytest
+import torch
+
+from deapnos import plugins
+from deapnos.evaluate import batched
+from deapnos.evaluate.protocol import ProtocolConfig, evaluate_genome
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return plugins.all_tasks(plugins.get_plugin_manager())
+
+
+def _screens_match(a, b):
+    assert a.status == b.status == "ok" and a.lr == b.lr
+    assert [e["lr"] for e in a.screen] == [e["lr"] for e in b.screen]
+    for x, y in zip(a.screen, b.screen):
+        assert x["diverged"] == y["diverged"]
+        assert x["score"] == pytest.approx(y["score"], rel=1e-4, abs=1e-6)
+        if x.get("val_score") is not None:
+            assert x["val_score"] == pytest.approx(y["val_score"], rel=1e-4, abs=1e-6)
+    assert a.fitness == pytest.approx(b.fitness, rel=1e-5)
+
+
+@pytest.mark.parametrize("genome", ["adam", "momentum"])
+@pytest.mark.parametrize("k", [3, 7])
+def test_batched_screen_equals_sequential(tasks, genome, k):
+    task = tasks["ill-conditioned"]
+    seq = evaluate_genome(genome, task, seed=0, config=ProtocolConfig(step_scale=0.2), device="cpu")
+    bat = evaluate_genome(genome, task, seed=0, config=ProtocolConfig(step_scale=0.2, batch_lrs=k), device="cpu")
+    _screens_match(seq, bat)
+    assert any(e["diverged"] for e in seq.screen) and any(not e["diverged"] for e in seq.screen)
+
+
+def test_batched_final_params_equal_sequential_runs(tasks):
+    """train_batched's member k ends where a separate EvolvedOptimizer run at LR k ends."""
+    from deapnos.optim.optimizer import EvolvedOptimizer
+    from deapnos.evaluate.training import train
+    from deapnos import zoo
+    task = tasks["ill-conditioned"]
+    genome = zoo.get("momentum")
+    data = task.build_data(torch.device("cpu"), 0)
+    lrs = [0.3, 0.01, 1e-4]
+
+    def fresh():
+        torch.manual_seed(0)
+        data.generator.manual_seed(0)
+        return task.build_model(data.num_classes)
+    outcomes, finals = batched.train_batched(fresh(), genome, lrs, data.train, epochs=2, steps_per_epoch=5,
+                                             total_steps=10, warmup_steps=2, loss_fn=task.loss,
+                                             accuracy_fn=task.accuracy, device="cpu")
+    for lr, outcome, weights in zip(lrs, outcomes, finals):
+        model = fresh()
+        opt = EvolvedOptimizer(model.parameters(), genome, lr=lr, total_steps=10, warmup_steps=2)
+        ref = train(model, opt, data.train, epochs=2, steps_per_epoch=5, loss_fn=task.loss,
+                    accuracy_fn=task.accuracy, device="cpu")
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(weights[name], p.detach(), rtol=1e-4, atol=1e-6)
+        assert [r["train_loss"] for r in outcome.curve] == pytest.approx([r["train_loss"] for r in ref.curve],
+                                                                          rel=1e-5)
+
+
+def test_unbatchable_model_falls_back_and_says_so_once(tasks, caplog):
+    task = tasks["digits-hard"]          # batch norm in training mode: vmap cannot run it
+    batched._warned_tasks.discard(task.name)
+    seq = evaluate_genome("adam", task, seed=0, config=ProtocolConfig(step_scale=0.1), device="cpu")
+    with caplog.at_level(logging.WARNING, logger="deapnos.evaluate.batched"):
+        for _ in range(2):
+            bat = evaluate_genome("adam", task, seed=0, config=ProtocolConfig(step_scale=0.1, batch_lrs=4),
+                                  device="cpu")
+    msgs = [r.getMessage() for r in caplog.records if "cannot be batched" in r.getMessage()]
+    assert len(msgs) == 1 and "digits-hard" in msgs[0] and "\n" not in msgs[0]
+    assert [e["score"] for e in bat.screen] == [e["score"] for e in seq.screen]
+    assert bat.fitness == seq.fitness
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_batch_size_is_one_line_error(bad):
+    with pytest.raises(ValueError, match="batch_lrs") as info:
+        ProtocolConfig(batch_lrs=bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="K >= 1"):
+        batched.check_k(0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_screen_on_cuda(tasks):
+    task = tasks["ill-conditioned"]
+    seq = evaluate_genome("adam", task, seed=0, config=ProtocolConfig(step_scale=0.2), device="cuda")
+    bat = evaluate_genome("adam", task, seed=0, config=ProtocolConfig(step_scale=0.2, batch_lrs=7), device="cuda")
+    assert bat.device == "cuda" and math.isfinite(bat.fitness)
+    _screens_match(seq, bat)

@@ -1,0 +1,53 @@
+"""Successive halving over the LR grid (protocol.screen_schedule = "halving")."""
+import math
+
+import pytest
+
+from deapnos import plugins
+from deapnos.evaluate.halving import n_keep, rank_key, survivors
+from deapnos.evaluate.protocol import ProtocolConfig, evaluate_genome
+
+
+def _e(lr, score, val=None):
+    e = {"lr": lr, "score": score}
+    if val is not None:
+        e["val_score"] = val
+    return e
+
+
+def test_ranking_is_the_protocols_choice_rule():
+    # validation score counts only with enough progress; then progress; ties go to the earlier LR
+    entries = [_e(10.0, -3.0), _e(1.0, 0.5, 0.7), _e(0.1, 0.01, 0.99), _e(0.01, 0.4, 0.7), _e(1e-3, 0.3, 0.6)]
+    assert rank_key(entries[2], 0.02) == (-math.inf, 0.01)
+    assert survivors(entries, 0.02, 2) == [1.0, 0.01]
+    assert survivors(entries, 0.02, 3) == [1.0, 0.01, 1e-3]
+    assert survivors(entries, 0.0, 1) == [0.1]            # with min_progress 0 its 0.99 counts
+    assert [n_keep(n) for n in (1, 2, 3, 7, 9)] == [1, 2, 2, 3, 3]
+
+
+@pytest.fixture(scope="module")
+def ill_conditioned():
+    return plugins.all_tasks(plugins.get_plugin_manager())["ill-conditioned"]
+
+
+def test_halving_screens_the_best_third_fully_and_agrees_with_the_grid(ill_conditioned):
+    grid = evaluate_genome("adam", ill_conditioned, seed=0, config=ProtocolConfig(), device="cpu")
+    halving = evaluate_genome("adam", ill_conditioned, seed=0, config=ProtocolConfig(screen_schedule="halving"),
+                              device="cpu")
+    assert grid.status == halving.status == "ok"
+    assert len(grid.screen) == 7 and len(halving.screen) == 3
+    full = ProtocolConfig().screen_epochs
+    assert all(e["epochs"] == full for e in halving.screen if not e["stopped_early"])
+    assert halving.lr in [e["lr"] for e in halving.screen]
+    # the survivors ran exactly as the grid's runs at the same LR (same seed, same steps)
+    by_lr = {e["lr"]: e for e in grid.screen}
+    for e in halving.screen:
+        assert e["score"] == by_lr[e["lr"]]["score"]
+    assert halving.lr == grid.lr and halving.fitness == grid.fitness
+
+
+def test_a_bad_schedule_is_a_one_line_error():
+    with pytest.raises(ValueError) as exc:
+        ProtocolConfig.from_dict({"screen_schedule": "fast"})
+    assert str(exc.value) == ("config field protocol.screen_schedule: screen_schedule must be one of grid, "
+                              "halving, got 'fast'")
