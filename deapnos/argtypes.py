@@ -76,3 +76,13 @@ def writable_folder_problem(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return f"cannot write in {probe}: {exc.strerror or exc}"
     return None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> str:
+    """A logging level name (any case), returned upper-case."""
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a logging level; one of {', '.join(LOG_LEVELS)}")
+    return text.upper()

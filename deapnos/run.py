@@ -128,6 +128,7 @@ def print_interrupted(run_dir: Path | None, signum: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    from .argtypes import log_level, positive_float, positive_int
     """The options of ``deapnos run``; with ``argv``, also those of the plugins it loads
     (``deapnos_addoption``: autoloaded plugins and ``-p NAME``, as pytest reads ``-p`` early)."""
     from deapnos.plugins import add_plugin_options, builtin_algorithms
@@ -139,7 +140,7 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
     parser.add_argument("--run-dir", metavar="DIR", help="run in DIR (created; a DIR with a config continues)")
     parser.add_argument("--backend", metavar="NAME", help=f"map backend (config run.backend): "
                         f"{', '.join(BACKENDS.names())}, or one a plugin adds (see `deapnos plugins`)")
-    parser.add_argument("--workers", "-n", type=int, metavar="N", help="worker processes (config run.workers)")
+    parser.add_argument("--workers", "-n", type=positive_int, metavar="N", help="worker processes (config run.workers)")
     parser.add_argument("--algorithm", metavar="NAME", help=f"search algorithm (config run.algorithm): "
                         f"{', '.join(builtin_algorithms().names())}, or one a plugin adds")
     parser.add_argument("--seed", type=int, help="config run.seed")
@@ -148,9 +149,9 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live view (progress bar on a terminal, "
                         "progress log lines otherwise)")
-    parser.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--progress-interval", type=positive_float, default=30.0, metavar="SECONDS",
                         help="off a terminal, a progress log line every SECONDS (default 30)")
-    parser.add_argument("--log-level", default=None, help="logging level (INFO, DEBUG, ...)")
+    parser.add_argument("--log-level", default=None, type=log_level, help="logging level (INFO, DEBUG, ...)")
     add_plugin_options(parser)
     if argv is not None:
         _add_plugin_cli_options(parser, argv)
