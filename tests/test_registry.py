@@ -87,7 +87,7 @@ class _Everything:
 
     @hookimpl
     def deapnos_zoo_optimizers(self):
-        return [zoo.ZooEntry("signsgd", "baseline", "none ~ sign_g", "U = sign(g)", "signSGD")]
+        return [zoo.ZooEntry("plugin_signsgd", "baseline", "none ~ sign_g", "U = sign(g)", "signSGD")]
 
     @hookimpl
     def deapnos_config_sections(self):
@@ -121,13 +121,13 @@ def test_plugin_additions_go_into_the_runs_registries_only():
     ctx = _ctx(every=_Everything())
     assert ctx.backends.names() == ["serial", "pool", "scoop", "echo"] and ctx.backends.owner("echo") == "every"
     assert "hill" in ctx.algorithms and ctx.algorithms.owner("hill") == "every"
-    assert zoo.get("signsgd", registry=ctx.zoo).to_text() == "none ~ sign_g"
+    assert zoo.get("plugin_signsgd", registry=ctx.zoo).to_text() == "none ~ sign_g"
     assert isinstance(make_backend("echo", backends=ctx.backends, context=ctx), _Backend)
     # the built-in registries did not change
-    assert "echo" not in BACKENDS and "signsgd" not in zoo.names() and "hill" not in build_context(
+    assert "echo" not in BACKENDS and "plugin_signsgd" not in zoo.names() and "hill" not in build_context(
         autoload=False).algorithms
-    with pytest.raises(UnknownNameError, match="signsgd"):
-        zoo.get("signsgd")
+    with pytest.raises(UnknownNameError, match="plugin_signsgd"):
+        zoo.get("plugin_signsgd")
 
 
 def test_clashes_name_both_plugins():
@@ -145,7 +145,7 @@ def test_plugins_lists_backends_algorithms_and_sections():
     pm.register_plugin(_Everything(), "every")
     row = {r["name"]: r for r in plugin_info(pm)}["every"]
     assert (row["backends"], row["algorithms"], row["zoo_optimizers"], row["sections"]) == (
-        ["echo"], ["hill"], ["signsgd"], ["every"])
+        ["echo"], ["hill"], ["plugin_signsgd"], ["every"])
     from deapnos.plugins import describe
     assert "map backends: echo" in describe(row) and "search algorithms: hill" in describe(row)
     assert "run options" in describe(row)
@@ -183,10 +183,10 @@ def test_backend_and_algorithm_are_checked_against_the_run_registries(monkeypatc
     with pytest.raises(ConfigError, match="run.algorithm = 'hil'.*did you mean hill.*particles"):
         check_against_plugins(config_from_dict(base, ["run.algorithm=hil"]), ctx)
     # a plugin's zoo entry can be the reference and a baseline of the run; the built-in zoo lacks it
-    check_against_plugins(config_from_dict(base, ['fitness.reference="signsgd"',
-                                                  'elimination.baselines=["signsgd"]']), ctx)
-    with pytest.raises(ConfigError, match="fitness.reference = 'signsgd': not a zoo optimizer"):
-        check_against_plugins(config_from_dict(base, ['fitness.reference="signsgd"']), _ctx())
+    check_against_plugins(config_from_dict(base, ['fitness.reference="plugin_signsgd"',
+                                                  'elimination.baselines=["plugin_signsgd"]']), ctx)
+    with pytest.raises(ConfigError, match="fitness.reference = 'plugin_signsgd': not a zoo optimizer"):
+        check_against_plugins(config_from_dict(base, ['fitness.reference="plugin_signsgd"']), _ctx())
 
 
 # -- pluggy calls the hooks ----------------------------------------------------------------------
