@@ -185,7 +185,7 @@ def test_backend_and_algorithm_are_checked_against_the_run_registries(monkeypatc
     # a plugin's zoo entry can be the reference and a baseline of the run; the built-in zoo lacks it
     check_against_plugins(config_from_dict(base, ['fitness.reference="plugin_signsgd"',
                                                   'elimination.baselines=["plugin_signsgd"]']), ctx)
-    with pytest.raises(ConfigError, match="fitness.reference = 'plugin_signsgd': not a zoo optimizer"):
+    with pytest.raises(ConfigError, match="fitness.reference: 'plugin_signsgd' is not a zoo optimizer"):
         check_against_plugins(config_from_dict(base, ['fitness.reference="plugin_signsgd"']), _ctx())
 
 
