@@ -168,7 +168,7 @@ def test_malicious_cifar_files_are_never_executed(tmp_path):
     assert not marker.exists()
     # every loader of the python-format CIFAR files (CIFAR-10 and CIFAR-100) refuses them
     from deapnos.evaluate.tasks import TaskDataError
-    from plugins.cifar10 import read_cifar_file
+    from deapnos_plugins.cifar10 import read_cifar_file
     for name, key in (("data_batch_1", b"labels"), ("test_batch", b"labels")):
         for proto in (0, 2, 4, 5):
             (folder / name).write_bytes(evil_pickle(marker, protocol=proto))
@@ -183,7 +183,7 @@ def test_real_cifar_pickles_still_load(tmp_path):
     import numpy as np
 
     from fake_data import write_cifar10
-    from plugins.cifar10 import read_cifar10, read_cifar_file
+    from deapnos_plugins.cifar10 import read_cifar10, read_cifar_file
     folder = write_cifar10(tmp_path)
     x, y, xt, yt = read_cifar10(folder, test=True)
     assert x.shape == (120, 3, 32, 32) and xt.shape == (20, 3, 32, 32)
