@@ -22,7 +22,7 @@ def test_builtin_configs_load():
     quick = load_config()
     # the quickstart selects on two suite tasks, relative to a tuned Adam, and validates on the others
     assert quick.search.tasks == ["digits-hard", "ill-conditioned"] and quick.run.workers == 2
-    assert quick.fitness.relative and quick.fitness.reference == "adam" and quick.validation.enabled
+    assert quick.fitness.relative and quick.fitness.reference == ["adam", "momentum"] and quick.validation.enabled
     assert "adam" in quick.elimination.baselines
 
 
