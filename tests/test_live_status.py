@@ -176,6 +176,7 @@ def run_on_a_terminal(args, cols=140, timeout=240):
     return rc, out.decode("utf-8", "replace")
 
 
+@pytest.mark.slow   # a whole search under a pseudo-terminal: about 30 s
 def test_on_a_terminal_a_bar_with_status_lines(tmp_path):
     rc, out = run_on_a_terminal(["run", "--config", tiny_config(tmp_path), "--run-dir", tmp_path / "tty",
                                  "search.timesteps=4"])

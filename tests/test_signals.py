@@ -146,7 +146,8 @@ def stop_with_signal(tmp_path, reference, backend: str, signame: str, resume_bac
     assert_same_records(run_dir, reference)
 
 
-@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("signame", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow),
+                                     pytest.param("SIGHUP", marks=pytest.mark.slow)])
 def test_stop_signal_takes_the_scoop_run_down(reference, tmp_path, signame):
     stop_with_signal(tmp_path, reference, "scoop", signame, "scoop" if signame == "SIGINT" else "serial")
 
@@ -197,7 +198,7 @@ def test_two_resumes_at_once_one_writer(reference, tmp_path):
     assert_same_records(run_dir, reference)
 
 
-@pytest.mark.parametrize("tear", ["half-line", "nul-padded"])
+@pytest.mark.parametrize("tear", ["half-line", pytest.param("nul-padded", marks=pytest.mark.slow)])
 def test_a_torn_log_is_repaired_before_appending(reference, tmp_path, tear):
     """A killed writer's torn last line (cut mid-record, or a NUL-padded tail as a crashed file system
     leaves it) is cut back on open: the resumed run holds exactly the uninterrupted run's records."""
