@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None, argv)
     args = parser.parse_args(argv)
+    args._argv = ["deapnos", *argv]          # as typed, for the run lock's record of the command
     import warnings
     warnings.filterwarnings("default", message="deapnos", category=DeprecationWarning)   # old spellings: say so
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

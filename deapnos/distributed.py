@@ -22,6 +22,7 @@ from deapnos.evaluate.worker import (_ENV_MARK, _WORKER, WorkerEnvironmentError,
                                      call_reporting_environment, check_workers, claim_device,
                                      environment_differences, environment_fingerprint, environment_message,
                                      evaluate_payload, make_payload, under_scoop, worker_id, worker_setup)
+from deapnos.processes import alive, set_death_signal
 from deapnos.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -55,23 +56,9 @@ class SerialBackend:
 # processes that end with the run
 # ----------------------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie (dead, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True
+    return alive(pid)
 
 
 def exit_with_parent(watch_pids=(), interval: float = 0.5) -> None:
@@ -86,16 +73,8 @@ def exit_with_parent(watch_pids=(), interval: float = 0.5) -> None:
     if "watchdog" in _WORKER:
         return
     import signal
-    import sys
-    import threading
     parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):      # no prctl: the thread below still watches
-            pass
+    set_death_signal(signal.SIGKILL)          # where there is no prctl, the thread below still watches
     watch = [int(p) for p in watch_pids if p]
     if parent == 1 or not all(_alive(p) for p in watch):     # already orphaned before we looked
         os._exit(1)
@@ -235,9 +214,13 @@ class ScoopBackend:
         self._expected = (fingerprint, tuple(plugins), bool(compat))
         self._checked.update(checked)
 
+    def unheard(self) -> int:
+        """How many of the job's workers have not been checked (none answered from them yet)."""
+        return max(0, int(self.workers or 1) - len(self._checked))
+
     def _verify(self, answer: dict):
         wid, fp = answer.get("worker", "?"), answer[_ENV_MARK]
-        if wid not in self._checked:
+        if wid not in self._checked or answer.get("refused"):
             # only map() after expect_environment() asks the workers for their fingerprint
             assert self._expected is not None, "a worker fingerprint came before expect_environment()"
             expected = self._expected[0]
@@ -284,8 +267,8 @@ class ScoopBackend:
         self._pending = len(items)
         self._start_watchdog()
         if self._expected is not None:
-            _, plugins, compat = self._expected
-            fs = [futures.submit(call_reporting_environment, fn, item, plugins, compat) for item in items]
+            expected, plugins, compat = self._expected
+            fs = [futures.submit(call_reporting_environment, fn, item, plugins, compat, expected) for item in items]
         else:
             fs = [futures.submit(fn, item) for item in items]
         index = {id(f): i for i, f in enumerate(fs)}

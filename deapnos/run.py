@@ -1,9 +1,10 @@
-"""The search entry point: ``deapnos run`` and the file SCOOP runs on every worker.
+"""``deapnos run``: the command line, the run folder and the search in this process.
 
-Provides :func:`main` / :func:`run_command`: under SCOOP (on the root) they run the search; from the
-command line with the SCOOP backend they launch ``python -m scoop`` on ``deapnos/scoop_entry/main.py`` and
-check ``status.json``, since SCOOP exits 0 even when the program failed.  At import the module only
-prepares a SCOOP worker.  The three ways in: docs/search.md, "What deapnos run does with SCOOP".
+:func:`run_search_job` is the one code path of ``deapnos run`` and :func:`deapnos.run_search`:
+:func:`prepare` reads the config, checks it against the plugins and takes the run folder (its lock,
+config.toml, a first checkpoint); then either :func:`deapnos.launch.launch_scoop` starts SCOOP, which
+runs this module's :func:`main` on its origin, or :func:`execute` runs the search here.  The three
+ways in: docs/search.md, "What deapnos run does with SCOOP".
 """
 from __future__ import annotations
 
@@ -14,19 +15,21 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import traceback
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
-from deapnos.evaluate.stats import difference_text
-from deapnos.distributed import (BACKENDS, check_workers, make_backend, scoop_exit_with_launcher,
-                                 under_scoop, worker_setup)
+from deapnos.distributed import BACKENDS, check_workers, make_backend, under_scoop, worker_setup
+# the launcher's names, importable from here as before the split
+from deapnos.launch import (ENTRY_FILE, FINAL_STATES, RUN_TOKEN_ENV, STOP_SIGNALS, RunInterrupted,  # noqa: F401
+                            check_hostfile, launch_scoop, mark_interrupted, print_interrupted, resume_command,
+                            scoop_worker_import, signal_name, stop_signals, wait_for_job)
+from deapnos.outcome import print_outcome, print_validation  # noqa: F401
+from deapnos.processes import stop_group  # noqa: F401
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,
                                    apply_overrides, config_fingerprint, config_from_dict, fingerprint_differences,
                                    load_config, validate)
@@ -38,99 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deapnos.run")
 
-ENTRY_FILE = Path(__file__).resolve().parent / "scoop_entry" / "main.py"   # the file SCOOP runs
-RUN_TOKEN_ENV = "DEAPNOS_RUN_LOCK_TOKEN"      # the `deapnos run` launcher's run lock, held for its SCOOP job
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-def scoop_worker_import() -> None:
-    """What every SCOOP process does when it imports the entry file: one torch thread and, with
-    GPUs, one GPU for its lifetime; exit when its parent (or the `deapnos run` launcher of the job)
-    dies.  Nothing outside SCOOP."""
-    if under_scoop():
-        scoop_exit_with_launcher()
-        if "DEAPNOS_DEVICE" in os.environ:        # set by `deapnos run` for the processes it starts on this host
-            worker_setup(int(os.environ.get("DEAPNOS_TORCH_THREADS", "1")), os.environ["DEAPNOS_DEVICE"])
-        # else a worker on another host (ssh passes no environment) or of `python -m scoop` by hand: it
-        # takes run.device and run.torch_threads from its first task (worker_setup in evaluate_payload)
-
-
-# ----------------------------------------------------------------------------------------------
-# stopping: SIGINT, SIGTERM, SIGHUP
-# ----------------------------------------------------------------------------------------------
-
-class RunInterrupted(KeyboardInterrupt):
-    """A stop signal reached the launcher; the run is taken down and can be resumed."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.run_dir: Path | None = None      # set once the run folder is known
-        super().__init__(signal_name(signum))
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
-    """While inside: SIGINT, SIGTERM and SIGHUP raise :class:`RunInterrupted` in the main thread,
-    once (a second signal during the clean-up is remembered, not raised)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen: list[int] = []
-
-    def handler(signum, frame):
-        seen.append(signum)
-        if len(seen) == 1:
-            raise RunInterrupted(signum)
-
-    old = {}
-    try:
-        for sig in STOP_SIGNALS:
-            old[sig] = signal.signal(sig, handler)
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-def resume_command(run_dir: Path) -> str:
-    return f"deapnos run --resume {shlex.quote(str(Path(run_dir).resolve()))}"
-
-
-def mark_interrupted(run_dir: Path, signum: int) -> None:
-    """status.json of a stopped run: ``interrupted``, the signal and the resume command (a
-    finished run keeps its ``ok``)."""
-    try:
-        store = RunStore(run_dir)
-        status = store.read_status() or {}
-        if status.get("status") in ("ok", "interrupted"):
-            return
-        store.write_status("interrupted", f"stopped by {signal_name(signum)}", signal=signal_name(signum),
-                           resume=resume_command(run_dir))
-    except (OSError, StoreError) as exc:
-        log.warning("could not write the interrupted status of %s: %s", run_dir, exc)
-
-
-def print_interrupted(run_dir: Path | None, signum: int) -> int:
-    where = f"; continue with: {resume_command(run_dir)}" if run_dir is not None else ""
-    print(f"interrupted by {signal_name(signum)}: the run stopped (status 'interrupted'){where}", file=sys.stderr)
-    return 128 + int(signum)
-
-
-# ----------------------------------------------------------------------------------------------
-# command line
-# ----------------------------------------------------------------------------------------------
 
 def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
-    from .argtypes import log_level, positive_float, positive_int
     """The options of ``deapnos run``; with ``argv``, also those of the plugins it loads
     (``deapnos_addoption``: autoloaded plugins and ``-p NAME``, as pytest reads ``-p`` early)."""
+    from .argtypes import log_level, positive_float, positive_int
     from deapnos.plugins import add_plugin_options, builtin_algorithms
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"TOML config: a file or a built-in name ({', '.join(BUILTIN_CONFIGS)}); "
@@ -181,50 +96,16 @@ def _flag_overrides(args) -> list[str]:
     return [o.replace("'", '"') for o in out]
 
 
-def check_hostfile(path: str | None, backend: str) -> None:
-    """A ``--hostfile`` that SCOOP can use: an existing regular file of ``hostname [workers]`` lines,
-    with the scoop backend."""
-    if not path:
-        return
-    if backend != "scoop":
-        raise ConfigError(f"--hostfile {path}: a hostfile is for the scoop backend; add --backend scoop "
-                          f"(this run's backend is {backend!r})")
-    p = Path(path)
-    how = "a SCOOP hostfile lists one host per line as 'hostname workers', e.g. 'node1 4'"
-    if not p.exists():
-        raise ConfigError(f"--hostfile {path}: no such file; {how}")
-    if not p.is_file():
-        raise ConfigError(f"--hostfile {path}: not a regular file; {how}")
-    try:
-        with open(p, "rb") as fh:
-            raw = fh.read((1 << 20) + 1)
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--hostfile {path}: cannot read it ({exc}); {how}") from None
-    if len(raw) > 1 << 20:
-        raise ConfigError(f"--hostfile {path}: larger than 1 MiB, not a hostfile; {how}")
-    hosts = 0
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if "[" in line or (len(parts) <= 2 and (len(parts) == 1 or parts[1].isdigit())):
-            hosts += 1
-            continue
-        raise ConfigError(f"--hostfile {path} line {n}: {line.strip()!r} is not 'hostname workers'; {how}")
-    if not hosts:
-        raise ConfigError(f"--hostfile {path}: no host in it; {how}")
-
-
-def _lock_run_dir(run_dir: Path, locks: list) -> None:
+def _lock_run_dir(run_dir: Path, locks: list, argv: list[str] | None = None) -> None:
     """Take the folder's run lock for this invocation, unless this is the SCOOP origin of a
-    `deapnos run` launcher that holds it for its job (same token).  Raises RunLockError naming the
+    `deapnos run` launcher that holds it for its job (same token).  ``argv``: the command as typed,
+    recorded in the lock for the message a second run gets.  Raises RunLockError naming the
     holder's pid and host."""
     lock = FolderLock(run_dir / RUN_LOCK)
     token = os.environ.get(RUN_TOKEN_ENV)
     if token and under_scoop() and lock.holder(retry=False).get("token") == token and lock.is_held():
         return
-    command = " ".join(shlex.quote(a) for a in (["deapnos", "run"] + sys.argv[1:]))[:500]
+    command = " ".join(shlex.quote(str(a)) for a in argv)[:500] if argv else "deapnos.run_search(...)"
     locks.append(lock.acquire("deapnos run", token=uuid.uuid4().hex, command=command))
 
 
@@ -340,7 +221,7 @@ def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config,
         check_hostfile(hostfile, cfg.run.backend)
         check_backend_flags(cfg, given)
         ctx = preflight(cfg, args, plugin_objects)
-        _lock_run_dir(run_dir, locks)
+        _lock_run_dir(run_dir, locks, getattr(args, "_argv", None))
         doc = store.read_checkpoint()
         if doc is not None and doc.get("config") is not None:
             diff = fingerprint_differences(doc["config"], cfg)
@@ -349,6 +230,9 @@ def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config,
                                   f"({'; '.join(diff)}): a resumed run keeps its config (only "
                                   f"{', '.join(RESUME_OVERRIDABLE)} may change); undo the edit, or start a new "
                                   f"run with it: deapnos run --config {shlex.quote(str(run_dir / CONFIG))}")
+        # the log is checked here too, so that a log of another config (or a corrupt one) stops the
+        # run with one line and exit 2 before SCOOP starts
+        store.bind_config(config_fingerprint(cfg))
         if overrides:
             store.write_config(cfg.to_toml())
         return cfg, run_dir, ctx
@@ -370,7 +254,7 @@ def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config,
         run_dir = new_run_dir(cfg.run.output_dir, cfg.run.name)
     store = RunStore(run_dir, create=True)
     store.check_files()
-    _lock_run_dir(run_dir, locks)
+    _lock_run_dir(run_dir, locks, getattr(args, "_argv", None))
     store.write_config(cfg.to_toml())
     if store.read_checkpoint() is None:
         store.save_checkpoint(None, config=config_fingerprint(cfg))     # the fingerprint from the start
@@ -466,13 +350,13 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         print(f"error: {exc}", file=sys.stderr)
         return 1
     store.remove_temporary()
-    handler = logging.FileHandler(run_dir / "search.log")
+    handler = QuietFileHandler(run_dir / "search.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("deapnos").addHandler(handler)
     if logging.getLogger("deapnos").level == logging.NOTSET:
         logging.getLogger("deapnos").setLevel(logging.INFO)
     backend = None
-    stopped = False
+    stopped = finished = False
     live = None
     t0 = time.time()
     try:
@@ -506,11 +390,14 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
                  cfg.run.backend, getattr(backend, "workers", 1))
         with live, live.redirect_logging():
             summary = search.run()
+            if cfg.run.backend == "scoop":
+                check_late_workers(backend, cfg)
             progress.finish()
         outcome: dict[str, Any] = {"seconds": time.time() - t0, "best": summary.get("best"),
                                    "leaderboard": summary.get("leaderboard"), "backend": running["backend"],
                                    "workers": running["workers"]}
         store.write_status("ok", **outcome)
+        finished = True
         if cfg.run.report:
             from deapnos.report import write_report
             try:
@@ -522,8 +409,9 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         return 0
     except KeyboardInterrupt as exc:
         stopped = True
-        name = signal_name(getattr(exc, "signum", signal.SIGINT))
-        store.write_status("interrupted", f"stopped by {name}", signal=name, resume=resume_command(run_dir))
+        if not finished:       # a stop while the report is written leaves a finished search "ok"
+            name = signal_name(getattr(exc, "signum", signal.SIGINT))
+            store.write_status("interrupted", f"stopped by {name}", signal=name, resume=resume_command(run_dir))
         raise
     except BaseException as exc:   # noqa: BLE001 - the status file must say what happened
         msg = f"{type(exc).__name__}: {exc}"
@@ -544,6 +432,38 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         writer.release()
 
 
+def check_late_workers(backend, cfg: Config) -> None:
+    """At the end of a SCOOP search, the workers never heard from (they started after the start-up
+    check and got no task) are checked now: a run never ends "ok" beside a worker whose environment
+    differs (WorkerEnvironmentError).  Waits at least 30 s for them."""
+    if not getattr(backend, "unheard", lambda: 0)():
+        return
+    from deapnos.evaluate.worker import WORKER_CHECK_WAIT_ENV
+    wait = max(30.0, float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60))
+    log.info("checking the environment of %d SCOOP worker(s) not heard from during the search", backend.unheard())
+    check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device, wait=wait)
+
+
+class QuietFileHandler(logging.FileHandler):
+    """The run's search.log: a write that fails (a full disk) is said once on stderr, in one line,
+    instead of a traceback per log record; the store reports the disk fault itself."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            exc = sys.exc_info()[1]
+            print(f"warning: cannot write {self.baseFilename}: {getattr(exc, 'strerror', None) or exc}; "
+                  "the search goes on without its log file", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            super().close()          # flushes: fails again on a full disk, after closing the file
+        except OSError:
+            pass
+
+
 def stop_stalled(store: RunStore, run_dir: Path, message: str) -> None:
     """End a run whose workers went silent (called from the backend's watchdog thread): record the
     failure with the resume command, then leave at once, since the main thread waits inside SCOOP
@@ -552,205 +472,6 @@ def stop_stalled(store: RunStore, run_dir: Path, message: str) -> None:
                        resume=resume_command(run_dir))
     logging.shutdown()
     os._exit(1)
-
-
-def _die_with_launcher(parent: int):
-    """``preexec_fn`` of the SCOOP launcher: the kernel kills it when this launcher dies (Linux,
-    ``prctl(PR_SET_PDEATHSIG)``; the function is looked up here, before the fork)."""
-    prctl = None
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            prctl = ctypes.CDLL(None).prctl
-        except (OSError, AttributeError):
-            prctl = None
-
-    def preexec():
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        if prctl is not None:
-            prctl(1, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-    return preexec
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """Take down the process group of ``proc`` (its leader): SIGTERM, then SIGKILL after ``grace``
-    seconds; returns when the group is empty (or after another 10 s)."""
-    pgid = proc.pid
-    for sig, wait_s in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            proc.poll()                  # reap the leader, so that the group can empty
-            if not _group_alive(pgid):
-                proc.poll()
-                return
-            time.sleep(0.05)
-    proc.poll()
-
-
-FINAL_STATES = ("ok", "failed", "interrupted")
-
-
-def wait_for_job(proc: subprocess.Popen, store: RunStore, grace: float = 30.0) -> int:
-    """Wait for the SCOOP job; once the search has written its outcome, give the job ``grace``
-    seconds to exit, then end its process group (SCOOP can wait forever on a host that died)."""
-    final_since = None
-    while True:
-        try:
-            return proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            state = (store.read_status() or {}).get("status")
-        except StoreError:
-            state = None
-        if state not in FINAL_STATES:
-            final_since = None
-        elif final_since is None:
-            final_since = time.monotonic()
-        elif time.monotonic() - final_since > grace:
-            log.warning("the SCOOP job wrote its outcome (%s) but did not exit within %.0f s: ending it", state, grace)
-            stop_group(proc)
-            return proc.wait()
-
-
-def launch_scoop(cfg: Config, run_dir: Path, hostfile: str | None = None, verbose: bool = False,
-                 lock: FolderLock | None = None, quiet: bool = False, interval: float = 30.0) -> int:
-    """Run the search under SCOOP in a child process group and check its outcome (status.json).
-
-    The SCOOP job runs in a process group of its own; a stop signal (SIGINT, SIGTERM, SIGHUP)
-    takes the whole group down, marks the run ``interrupted`` and prints the resume command.  Every
-    process of the job also exits when this launcher dies (even by SIGKILL)."""
-    run_dir = Path(run_dir).resolve()
-    store = RunStore(run_dir)
-    status_path = store.path("status.json")
-    # a writer left by a launcher killed with SIGKILL exits within a second or so (its processes
-    # watch the launcher): wait for it rather than start a second writer beside it
-    FolderLock(run_dir / WRITER_LOCK).acquire("a check of deapnos run", wait=15.0).release()
-    if status_path.exists():
-        status_path.unlink()
-    cmd = [sys.executable, "-m", "scoop", "-n", str(cfg.run.workers)]
-    if hostfile:
-        cmd += ["--hostfile", str(Path(hostfile).resolve())]
-    cmd += [str(ENTRY_FILE), "--run-dir", str(run_dir)]
-    if verbose:
-        cmd += ["--log-level", "DEBUG"]
-    cmd += ["--quiet"] if quiet else ["--progress-interval", str(interval)]
-    env = dict(os.environ)
-    env["DEAPNOS_RUN_TOKEN"] = uuid.uuid4().hex
-    env["DEAPNOS_TORCH_THREADS"] = str(cfg.run.torch_threads)
-    env["DEAPNOS_DEVICE"] = cfg.run.device
-    env["DEAPNOS_LAUNCHER_PID"] = str(os.getpid())
-    env["DEAPNOS_LAUNCHER_HOST"] = socket.gethostname()
-    if lock is not None and lock.info.get("token"):
-        env[RUN_TOKEN_ENV] = lock.info["token"]
-    log.info("launching: %s", " ".join(cmd))
-    proc = None
-    try:
-        # no stop signal between the fork and knowing the child's pid (it would orphan the job)
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            proc = subprocess.Popen(cmd, env=env, process_group=0, preexec_fn=_die_with_launcher(os.getpid()))
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        returncode = wait_for_job(proc, store)
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        if proc is not None:
-            stop_group(proc)
-        mark_interrupted(run_dir, signum)
-        written = store.read_status() or {}
-        if written.get("status") == "ok":
-            return 0
-        return print_interrupted(run_dir, signum)
-    finally:
-        if proc is not None and proc.poll() is None:
-            stop_group(proc)
-    status = store.read_status()
-    if status is None:
-        print(f"error: the SCOOP run exited with code {returncode} before the search wrote "
-              f"{status_path} (see the output above); continue with: {resume_command(run_dir)}",
-              file=sys.stderr)
-        return 1
-    state = status.get("status")
-    if state == "running":
-        print(f"error: the SCOOP origin (pid {status.get('pid', '?')}) ended while the search was running, without "
-              f"writing its outcome (SCOOP exit code {returncode}; see the output above and "
-              f"{run_dir / 'search.log'}); continue with: {resume_command(run_dir)}", file=sys.stderr)
-        return 1
-    if state == "interrupted":
-        print(f"error: the search was interrupted ({status.get('error') or 'stopped'}); continue with: "
-              f"{resume_command(run_dir)}", file=sys.stderr)
-        return 1
-    if state != "ok":
-        print(f"error: the search failed: {status.get('error') or state}", file=sys.stderr)
-        if status.get("traceback") and verbose:
-            print(status["traceback"], file=sys.stderr)
-        return 1
-    return 0
-
-
-def print_outcome(run_dir: Path) -> None:
-    try:
-        status = RunStore(run_dir).read_status() or {}
-    except StoreError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-        status = {}
-    board = status.get("leaderboard") or []
-    print(f"run folder: {run_dir}")
-    if board:
-        print(f"leaderboard on {board[0].get('task')} (absolute mean: final score over seeds; Δ: relative mean, "
-              f"paired difference to {board[0].get('reference')} ± 95% interval):")
-        for row in board:
-            ci = row.get("vs_reference_ci")
-            vs = ""
-            if ci and not row["baseline"]:
-                vs = f"  Δ {difference_text(ci)} ({row.get('verdict')})"
-            mean = "failed" if row["mean"] is None else f"{row['mean']:.4f}"
-            failed = f" (failed on {row['failed']} seed(s))" if row.get("failed") else ""
-            print(f"  {row['rank']:2d}. {row['label']:10s} {mean}{vs}{failed}  {row['genome']}")
-    print_validation(run_dir)
-    if (run_dir / "report.md").exists():
-        print(f"report: {run_dir / 'report.md'}")
-
-
-def print_validation(run_dir: Path) -> None:
-    """The held-out validation in a few lines (validation.json)."""
-    try:
-        val = RunStore(run_dir).read_json("validation.json", {}, kind=dict)
-    except StoreError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-        return
-    if not val.get("rows"):
-        return
-    print(f"held-out validation on {', '.join(val['tasks'])} (seeds {val['seeds']}): score minus the best tuned "
-          f"reference's ({val['reference']}) per seed, relative mean ± 95% interval; 'better' only when the "
-          "interval excludes zero")
-    for row in val["rows"]:
-        print(f"  {row['label']:10s} {difference_text(row['overall'].get('difference')):20s} "
-              f"{row['overall']['verdict']}")
-    h = val.get("horizon") or {}
-    if h.get("rows"):
-        holds = {True: "holds", False: "does not hold", None: "cannot be judged"}[h.get("ranking_holds")]
-        print(f"horizon check at {h['factor']}x the steps: the ranking {holds}")
-        for row in h["rows"]:
-            print(f"  {row['label']:10s} {difference_text(row['overall'].get('difference')):20s} "
-                  f"{row['overall']['verdict']}")
 
 
 class RunError(Exception):
@@ -838,14 +559,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deapnos run", description="run an optimizer search")
     configure_parser(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._argv = ["deapnos", "run", *(sys.argv[1:] if argv is None else argv)]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.log_level:
         logging.getLogger("deapnos").setLevel(args.log_level.upper())
     return run_command(args)
 
-
-scoop_worker_import()
 
 if __name__ == "__main__":      # python -m deapnos.run
     sys.exit(main())

@@ -60,12 +60,13 @@ def _json(store: RunStore, name: str, kind, notes: list):
         return None
 
 
-def _alive(pid) -> bool | None:
-    """Whether pid runs on this host (None: cannot tell)."""
+def _alive(pid, since=None) -> bool | None:
+    """Whether pid runs on this host and is the process that started at ``since`` or before (a
+    reused pid is not); None: cannot tell."""
     if not isinstance(pid, int) or pid <= 0:
         return None
-    from .distributed import _alive as alive
-    return alive(pid)
+    from .processes import alive
+    return alive(pid, since if isinstance(since, (int, float)) else None)
 
 
 def _validation_tasks(cfg, plugins, notes: list) -> list[str] | None:
@@ -87,7 +88,8 @@ def _validation_tasks(cfg, plugins, notes: list) -> list[str] | None:
 
 def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict:
     """The view's snapshot (:meth:`SearchProgress.snapshot`) of the run in ``run_dir``, plus
-    ``run_dir``, ``state`` (running, stopped, finished, failed, interrupted, not started),
+    ``run_dir``, ``state`` (starting: SCOOP is starting; running, stopped, finished, failed,
+    interrupted, not started),
     ``pid``, ``host``, ``message``, ``resume``, ``timesteps_done`` and ``notes`` (files that could
     not be read).  ``plugins``: None loads none; a list (``-p``) loads the installed plugins and
     those, to count the held-out validation tasks.  Raises StoreError when ``run_dir`` is not a
@@ -116,8 +118,15 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
 
     workers = (live or {}).get("workers", {}).get("available") or \
         (cfg.run.workers if cfg is not None and cfg.run.backend != "serial" else 1)
-    progress = SearchProgress(cfg, workers, validation_tasks=_validation_tasks(cfg, plugins, notes),
-                              clock=lambda: now)
+    # the held-out tasks: from the run's own files where they say it (the live plan, validation.json);
+    # loading the plugins to find them (seconds: they import torch) only where they do not
+    if live and isinstance(live.get("plan"), dict):
+        held_out = None
+    else:
+        done = _json(store, "validation.json", dict, notes) or {}
+        held_out = done.get("tasks") if isinstance(done.get("tasks"), list) else \
+            _validation_tasks(cfg, plugins, notes)
+    progress = SearchProgress(cfg, workers, validation_tasks=held_out, clock=lambda: now)
     if live and isinstance(live.get("plan"), dict):
         progress.plan = dict(live["plan"])
         progress.rungs = sum(1 for k in progress.plan if str(k).startswith("rung:"))
@@ -138,17 +147,17 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
     state = status.get("status")
     pid, host = status.get("pid"), status.get("host")
     out_state, message = "not started", ""
-    if state == "ok" or state_doc.get("phase") == "done" and state != "running":
+    if state == "ok" or state_doc.get("phase") == "done" and state not in ("running", "starting"):
         out_state = "finished"
         progress.finish()
-    elif state == "running":
-        alive = _alive(pid) if host == socket.gethostname() else None
+    elif state in ("running", "starting"):
+        alive = _alive(pid, status.get("started")) if host == socket.gethostname() else None
         if alive is False:
             out_state = "stopped"
-            message = (f"status.json says running, but its process (pid {pid} on {host}) is gone: the run was "
+            message = (f"status.json says {state}, but its process (pid {pid} on {host}) is gone: the run was "
                        f"killed")
         else:
-            out_state = "running"
+            out_state = state
     elif state in ("failed", "interrupted"):
         out_state = state
         message = status.get("error") or ""
@@ -202,6 +211,8 @@ def header(snap: dict) -> str:
         text += f" (pid {snap.get('pid')} on {snap.get('host')}"
         text += (f", progress updated {duration(ago)} ago" + (", quiet since" if ago > STALE_AFTER else "")
                  if ago is not None else ", no progress published yet") + ")"
+    elif state == "starting":
+        text += f" (launched by pid {snap.get('pid')} on {snap.get('host')}: SCOOP is starting its workers)"
     if snap.get("message"):
         text += f": {snap['message']}"
     if snap.get("resume"):

@@ -310,11 +310,15 @@ def environment_message(origin_host: str, problems: dict) -> str:
             "the same DEAPNOS_* variables (docs/search.md, 'Several hosts')")
 
 
-def call_reporting_environment(fn, item, plugins=(), compat=False):
+def call_reporting_environment(fn, item, plugins=(), compat=False, expected: dict | None = None):
     """A SCOOP task that also reports this worker's fingerprint with its first result (for workers
-    that started after the start-up check)."""
-    result = fn(item)
+    that started after the start-up check).  With ``expected`` (the origin's fingerprint), a worker
+    whose environment differs refuses the task and reports only its fingerprint: it does no work
+    before the origin has checked it."""
     if _WORKER.get("reported"):
-        return result
+        return fn(item)
     _WORKER["reported"] = True
-    return {_ENV_MARK: environment_fingerprint(plugins, compat), "worker": worker_id(), "result": result}
+    mine = environment_fingerprint(plugins, compat)
+    if expected is not None and environment_differences(expected, mine)[0]:
+        return {_ENV_MARK: mine, "worker": worker_id(), "result": None, "refused": True}
+    return {_ENV_MARK: mine, "worker": worker_id(), "result": fn(item)}

@@ -3,8 +3,8 @@ scoop`` hands to SCOOP), the project root's ``deapnos.run`` and the ``deapnos.ru
 ``deapnos init`` writes into a workspace.
 
 SCOOP takes the path of a file, imports it on every worker and runs it as ``__main__`` on the origin.
-Importing this package imports :mod:`deapnos.run`, which prepares a SCOOP worker; :func:`run_entry`
-runs the search on the origin.  ``main.py`` sits in a folder of its own, so that the folder SCOOP
+Importing this package prepares a SCOOP worker (:func:`deapnos.launch.scoop_worker_import`);
+:func:`run_entry` runs the search on the origin.  ``main.py`` sits in a folder of its own, so that the folder SCOOP
 puts first on ``sys.path`` holds no module that could shadow another.
 """
 from __future__ import annotations
@@ -15,7 +15,10 @@ import signal
 import sys
 
 from deapnos.distributed import under_scoop
-from deapnos.run import RUN_TOKEN_ENV, main
+from deapnos.launch import RUN_TOKEN_ENV, scoop_worker_import
+from deapnos.run import main
+
+scoop_worker_import()      # on every process of the job, when SCOOP imports the entry file
 
 
 def run_entry(argv: list[str] | None = None) -> None:
