@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 from deap import base
 
+from ..errors import SearchError     # defined low (the algorithms raise it too); importable from here
 from ..space.genome import Genome
 from .cache import DedupCache, Lookup
 from .config import Config
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
     from ..registry import Registry
 
 log = logging.getLogger(__name__)
-
-
-class SearchError(RuntimeError):
-    pass
 
 
 class SearchRun:
@@ -138,7 +135,7 @@ class SearchRun:
             self.notify("deapnos_evaluation_finished", result=result)
 
     def _log_reject(self, genome: Genome, status: str, reason: str, seconds: float, meta: dict) -> None:
-        from ..evaluate.worker import worker_id
+        from ..evaluate.ident import worker_id
         self.state.stats[f"candidates_{status}"] += 1
         if self.live is not None:
             self.live.rejected(status)
