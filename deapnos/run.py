@@ -131,7 +131,8 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
     from .argtypes import log_level, positive_float, positive_int
     """The options of ``deapnos run``; with ``argv``, also those of the plugins it loads
     (``deapnos_addoption``: autoloaded plugins and ``-p NAME``, as pytest reads ``-p`` early)."""
-    from deapnos.plugins import add_plugin_options, builtin_algorithms
+    from deapnos.plugins import add_plugin_options
+    from deapnos.search.algorithms import ALGORITHMS
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"TOML config: a file or a built-in name ({', '.join(BUILTIN_CONFIGS)}); "
                              "default quickstart")
@@ -142,7 +143,7 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
                         f"{', '.join(BACKENDS.names())}, or one a plugin adds (see `deapnos plugins`)")
     parser.add_argument("--workers", "-n", type=positive_int, metavar="N", help="worker processes (config run.workers)")
     parser.add_argument("--algorithm", metavar="NAME", help=f"search algorithm (config run.algorithm): "
-                        f"{', '.join(builtin_algorithms().names())}, or one a plugin adds")
+                        f"{', '.join(ALGORITHMS.names())}, or one a plugin adds")
     parser.add_argument("--seed", type=int, help="config run.seed")
     parser.add_argument("--hostfile", metavar="FILE", help="SCOOP hostfile for a multi-host run "
                         "(lines 'hostname workers'); passed to python -m scoop")
@@ -162,11 +163,12 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
 def _add_plugin_cli_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """The options that plugins add (``deapnos_addoption``): the plugins named with ``-p`` in
     ``argv`` and the autoloaded ones; a plugin that fails to load is left to the run to report."""
-    from deapnos.plugins import add_options, get_plugin_manager
+    from deapnos.context import build_context
+    from deapnos.plugins import add_options
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("-p", dest="plugins", action="append", default=[])
     known, _ = early.parse_known_args(argv)
-    add_options(get_plugin_manager(known.plugins, strict=False), parser)
+    add_options(build_context(known.plugins, strict=False, eager=False).pm, parser)
 
 
 def _flag_overrides(args) -> list[str]:
