@@ -482,7 +482,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         store.write_status("running", **running)
         if ctx is None:
             ctx = preflight(cfg, options, plugin_objects)
-        pm, space, checks, tasks = ctx.pm, ctx.space, ctx.checks, ctx.tasks
+        tasks = ctx.tasks
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device,
@@ -497,8 +497,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         from deapnos.search.fitness import validation_tasks
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
-        search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress,
-                           algorithms=ctx.algorithms, zoo=ctx.zoo)
+        search = SearchRun(cfg, store, backend, ctx, live=progress)
         if plugin_objects:     # objects cannot go into config.toml: the serial worker gets them directly
             search.evaluator.payload_base["plugins"] = [*cfg.run.plugins, *plugin_objects]
         progress.best_source = lambda: hof_best(search.hof)
