@@ -138,10 +138,10 @@ def read_search_result(run_dir: str | Path, plugins: Sequence[Any] = ()) -> Sear
     report = run_dir / "report.md"
     space = None
     try:
-        from . import plugins as _plugins
+        from .context import build_context
         cfg = store.read_config()
-        pm = _plugins.get_plugin_manager([*cfg.get("run", {}).get("plugins", []), *plugins], strict=False)
-        space = _plugins.build_space(pm, compat=bool(cfg.get("run", {}).get("compat", False)))
+        space = build_context([*cfg.get("run", {}).get("plugins", []), *plugins], strict=False, eager=False,
+                              compat=bool(cfg.get("run", {}).get("compat", False))).space
     except Exception:   # noqa: BLE001 - the paper's space still reads most genomes
         space = None
     return SearchResult(run_dir=run_dir, report=report if report.exists() else None, leaderboard=board,
@@ -192,8 +192,9 @@ def compare(optimizers: str | Sequence[str], task: str | Sequence[str] = "digits
     ``lrs``, default 10 ... 1e-5, LR chosen on validation) or ``screen``; ``lr``: one fixed LR, no
     tuning.  The other keywords are the command's options (``--epochs``, ``--step-scale``, ...);
     ``out``: also write results.json and curves.png there.  Raises ValueError for a bad argument."""
-    from . import plugins as _plugins
+    from .context import build_context
     from .evaluate import compare as C
+    from .plugins import notify
     from .evaluate.protocol import ProtocolConfig, default_device, resolve_optimizer
     opts = [optimizers] if isinstance(optimizers, str) else list(optimizers)
     names = [task] if isinstance(task, str) else list(task)
@@ -204,13 +205,13 @@ def compare(optimizers: str | Sequence[str], task: str | Sequence[str] = "digits
     if tuning not in ("grid", "screen"):
         raise ValueError(f"tuning {tuning!r}: grid or screen")
     plugin_names, objects = _split_plugins(plugins)
-    pm = _plugins.get_plugin_manager(extra_plugins=[*plugin_names, *objects])
-    space, zoo_registry = _plugins.build_space(pm), _plugins.zoo_optimizers(pm)
+    ctx = build_context([*plugin_names, *objects], eager=False)
+    space, zoo_registry = ctx.space, ctx.zoo
     try:
-        tasks = C._find_tasks(names, pm)
+        tasks = C._find_tasks(names, ctx.pm)
     except SystemExit as exc:          # the command's one-line message
         raise ValueError(str(exc)) from None
-    checks = _plugins.integrity_checks(pm) if integrity else None
+    checks = ctx.checks if integrity else None
     specs = [resolve_optimizer(s, space, zoo_registry) for s in opts]
     ref = resolve_optimizer(reference, space, zoo_registry) if reference else specs[0]
     if ref.name not in [s.name for s in specs]:
@@ -229,7 +230,7 @@ def compare(optimizers: str | Sequence[str], task: str | Sequence[str] = "digits
     t0 = time.perf_counter()
     runs, results, chosen = C.run_jobs(
         tasks, specs, seed_list, config, grid, dev, checks=checks, no_progress=not progress,
-        on_result=lambda r: _plugins.notify(pm, "deapnos_evaluation_finished", result=r))
+        on_result=lambda r: notify(ctx.pm, "deapnos_evaluation_finished", result=r))
     rows = C.summarize(results, reference=ref.name)
     doc = {"format": "deapnos.evaluate", "version": 2, "device": dev, "seeds": seed_list, "tuning": how,
            "lrs": list(grid) if how == "grid" else None, "chosen_lr": chosen, "reference": ref.name,

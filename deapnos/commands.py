@@ -22,9 +22,11 @@ def _resolve(target: str, space=None, zoo_registry=None):
 def _read_target(command: str, args):
     """``(genome, zoo registry)`` of ``args.target``, read with the installed plugins and ``-p``
     (as ``deapnos evaluate`` reads its optimizers); None after a one-line error on stderr."""
-    from .plugins import PluginError, genome_space, with_plugin_hint
+    from .context import build_context
+    from .plugins import PluginError, with_plugin_hint
     try:
-        space, zoo_registry = genome_space(args.plugins)
+        ctx = build_context(args.plugins, eager=False)
+        space, zoo_registry = ctx.space, ctx.zoo
     except PluginError as exc:
         print(f"deapnos {command}: {exc}", file=sys.stderr)
         return None

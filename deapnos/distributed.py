@@ -22,6 +22,7 @@ from deapnos.evaluate.worker import (_ENV_MARK, _WORKER, WorkerEnvironmentError,
                                      call_reporting_environment, check_workers, claim_device,
                                      environment_differences, environment_fingerprint, environment_message,
                                      evaluate_payload, make_payload, under_scoop, worker_id, worker_setup)
+from deapnos.hookspecs import hookimpl
 from deapnos.processes import alive, set_death_signal
 from deapnos.registry import Registry
 
@@ -314,6 +315,13 @@ BACKENDS: Registry[BackendFactory] = Registry("map backend")
 BACKENDS.register("serial", _serial)
 BACKENDS.register("pool", _pool)
 BACKENDS.register("scoop", _scoop)
+
+
+@hookimpl
+def deapnos_map_backends() -> dict[str, BackendFactory]:
+    """The built-in map backends (:data:`BACKENDS`, never changed), as a plugin: deapnos.context
+    registers this module, as pytest registers its default plugins."""
+    return dict(BACKENDS.items())
 
 
 def make_backend(name: str, workers: int = 1, threads: int = 1, device: str = "auto",

@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, cast
 from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 
 import pluggy
 from pluggy import HookImpl
@@ -392,59 +393,85 @@ def all_tasks(pm: pluggy.PluginManager) -> Registry:
     return out
 
 
-def _named(pm: pluggy.PluginManager, hook_name: str, base: Registry) -> Registry:
-    """A copy of ``base`` extended by every plugin's ``hook_name`` (``{name: obj}`` or a list of
-    objects with a ``name``); a clash is a :class:`PluginError` naming both plugins."""
-    reg = base.copy()
-    for plugin, result in call_each(pm, hook_name):
+# -- deapnos's own plugins (pytest's "default plugins") -------------------------------------------
+
+#: the prefix of the names under which deapnos's own hook modules are registered
+BUILTIN_PREFIX = "deapnos:"
+
+
+def is_builtin(plugin_name: str | None) -> bool:
+    """Whether ``plugin_name`` is one of deapnos's own modules (see :func:`register_builtins`)."""
+    return bool(plugin_name) and str(plugin_name).startswith(BUILTIN_PREFIX)
+
+
+def register_builtins(pm: pluggy.PluginManager, modules: Sequence[ModuleType]) -> None:
+    """Register deapnos's own modules that implement hooks (the map backends, search algorithms
+    and zoo) as plugins named ``deapnos:MODULE``, as pytest registers its default plugins.  What
+    they return is owned by ``deapnos`` (built in) and comes first in every registry.  The caller
+    (the top layer, :mod:`deapnos.context`) passes the modules, so this one imports none of them.
+    Idempotent; a module that ``-p`` already loaded under its own name is registered as built in."""
+    for module in modules:
+        name = BUILTIN_PREFIX + module.__name__.removeprefix("deapnos.")
+        if pm.has_plugin(name):
+            continue
+        if pm.is_registered(module):
+            other = pm.get_name(module)
+            pm.unregister(module)
+            getattr(pm, "sources", {}).pop(other, None)
+        pm.register(module, name=name)
+
+
+def _named(pm: pluggy.PluginManager, hook_name: str, kind: str) -> Registry:
+    """A registry of what every plugin's ``hook_name`` returns (``{name: obj}`` or a list of
+    objects with a ``name``): deapnos's own (:func:`register_builtins`) first, as ``deapnos``;
+    a clash is a :class:`PluginError` naming both plugins."""
+    reg: Registry = Registry(kind)
+    results = sorted(call_each(pm, hook_name), key=lambda pr: not is_builtin(pr[0]))   # stable
+    for plugin, result in results:
         if result is None:
             continue
+        owner = BUILTIN if is_builtin(plugin) else plugin
         pairs = result.items() if isinstance(result, dict) else [(getattr(x, "name", None), x) for x in result]
         for name, obj in pairs:
             if not isinstance(name, str) or not name:
-                raise PluginError(plugin, f"hook {hook_name} returned a {base.kind} without a name: {obj!r}")
+                raise PluginError(plugin, f"hook {hook_name} returned a {kind} without a name: {obj!r}")
             try:
-                if name in reg and reg.owner(name) != plugin:   # even the same object: two providers
-                    raise RegistryClash(base.kind, name, (reg.owner(name), plugin))
-                reg.register(name, obj, plugin=plugin)
+                if name in reg and reg.owner(name) != owner:   # even the same object: two providers
+                    raise RegistryClash(kind, name, (reg.owner(name), owner))
+                reg.register(name, obj, plugin=owner)
             except RegistryClash as exc:
                 owners = " and ".join(f"plugin {o!r}" if o != BUILTIN else "deapnos (built in)" for o in exc.owners)
-                raise PluginError(plugin, f"{base.kind} {name!r} is provided by both {owners}") from None
+                raise PluginError(plugin, f"{kind} {name!r} is provided by both {owners}") from None
     return reg
 
 
 def map_backends(pm: pluggy.PluginManager) -> Registry:
-    """The built-in map backends plus those of ``deapnos_map_backends`` (a new registry)."""
-    from .distributed import BACKENDS
-    return _named(pm, "deapnos_map_backends", BACKENDS)
+    """The map backends of ``deapnos_map_backends``: the built-in ones (``deapnos.distributed``,
+    when registered with :func:`register_builtins`) and the plugins' (a new registry)."""
+    return _named(pm, "deapnos_map_backends", "map backend")
 
 
 def search_algorithms(pm: pluggy.PluginManager) -> Registry:
-    """The built-in search algorithms plus those of ``deapnos_search_algorithms`` (a new registry)."""
-    return _named(pm, "deapnos_search_algorithms", builtin_algorithms())
-
-
-def builtin_algorithms() -> Registry:
-    """``deapnos.search.algorithms.ALGORITHMS`` (imported lazily: it pulls in the whole search)."""
-    from .search.algorithms import ALGORITHMS
-    return ALGORITHMS
+    """The search algorithms of ``deapnos_search_algorithms``: the built-in ones
+    (``deapnos.search.algorithms``) and the plugins' (a new registry)."""
+    return _named(pm, "deapnos_search_algorithms", "search algorithm")
 
 
 def zoo_optimizers(pm: pluggy.PluginManager) -> Registry:
-    """The zoo's optimizers plus those of ``deapnos_zoo_optimizers`` (a new registry)."""
-    from . import zoo
-    return _named(pm, "deapnos_zoo_optimizers", zoo.OPTIMIZERS)
+    """The zoo optimizers of ``deapnos_zoo_optimizers``: the built-in zoo (``deapnos.zoo``) and the
+    plugins' entries (a new registry)."""
+    return _named(pm, "deapnos_zoo_optimizers", "zoo optimizer")
 
 
 def zoo_schedules(pm: pluggy.PluginManager) -> Registry:
-    """The zoo's LR schedules plus those of ``deapnos_zoo_schedules`` (a new registry)."""
-    from . import zoo
-    return _named(pm, "deapnos_zoo_schedules", zoo.SCHEDULES)
+    """The LR schedules of ``deapnos_zoo_schedules``: the built-in ones (``deapnos.zoo``) and the
+    plugins' (a new registry)."""
+    return _named(pm, "deapnos_zoo_schedules", "zoo schedule")
 
 
 def config_sections(pm: pluggy.PluginManager) -> Registry:
     """``[plugin.NAME]`` config tables: ``{NAME: dataclass}`` of ``deapnos_config_sections``."""
-    return _named(pm, "deapnos_config_sections", Registry("config section"))
+    return _named(pm, "deapnos_config_sections", "config section")
 
 
 def add_options(pm: pluggy.PluginManager, parser: argparse.ArgumentParser) -> None:
@@ -543,7 +570,7 @@ def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
     from .space import psets
     rows: dict[str, dict] = {}
     for name, plugin in pm.list_name_plugin():
-        if plugin is None:
+        if plugin is None or is_builtin(name):     # deapnos's own modules are not listed as plugins
             continue
         src = getattr(pm, "sources", {}).get(name) or PluginSource(name, getattr(plugin, "__name__", "?"),
                                                                  "register")
@@ -612,8 +639,17 @@ PLUGIN_HINT = ("if it is a plugin primitive, install its plugin (installed plugi
 
 def genome_space(extra_plugins: Sequence[Any] = (), compat: bool = False) -> tuple[Any, Registry]:
     """``(space, zoo registry)`` that commands read genomes with: the installed (entry-point)
-    plugins plus ``extra_plugins`` (``-p``, a run's ``run.plugins``), as ``deapnos evaluate`` does."""
+    plugins plus ``extra_plugins`` (``-p``, a run's ``run.plugins``), as ``deapnos evaluate`` does.
+
+    Deprecated: ``deapnos.context.build_context(extra_plugins, compat=compat, eager=False)`` gives
+    both (``ctx.space``, ``ctx.zoo``)."""
+    import warnings
+
+    from . import zoo   # below this module (zoo knows optim and space only)
+    warnings.warn("deapnos.plugins.genome_space is deprecated: use deapnos.context.build_context(plugins, "
+                  "eager=False) and its .space and .zoo", DeprecationWarning, stacklevel=2)
     pm = get_plugin_manager(extra_plugins)
+    register_builtins(pm, [zoo])
     return build_space(pm, compat=compat), zoo_optimizers(pm)
 
 

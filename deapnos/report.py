@@ -588,24 +588,26 @@ def _run_plugins(cfg: dict, load_plugins: bool = True, extra=()):
     primitives, the tasks give the schedules' horizon.  (None, {}) when they cannot be loaded.
     Without ``load_plugins`` only installed plugins and ``extra`` (``-p``) load (no module a run
     folder names is imported unless it is an installed plugin)."""
-    from .plugins import all_tasks, build_space, get_plugin_manager, installed_only
+    from .context import build_context
+    from .plugins import installed_only
     space = None
     tasks: Mapping[str, Any] = {}
     named = cfg.get("run", {}).get("plugins", [])
     named = list(named) if isinstance(named, list) else []
     try:
-        pm = get_plugin_manager([*(named if load_plugins else installed_only(named)), *extra], strict=False)
-        for name, message in pm.failed.items():
+        ctx = build_context([*(named if load_plugins else installed_only(named)), *extra], strict=False,
+                            eager=False, compat=cfg.get("run", {}).get("compat", False))
+        for name, message in ctx.pm.failed.items():
             log.warning("plugin %s not loaded: %s", name, message)
     except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
         log.warning("could not load the run's plugins (%s); using the paper's space", exc)
         return space, tasks
     try:
-        space = build_space(pm, compat=cfg.get("run", {}).get("compat", False))
+        space = ctx.space
     except Exception as exc:   # noqa: BLE001 - the paper's space still reads most genomes
         log.warning("could not build the run's plugin space (%s); using the paper's", exc)
     try:
-        tasks = all_tasks(pm)
+        tasks = ctx.tasks
     except Exception:   # noqa: BLE001 - the plots fall back to a nominal horizon
         pass
     return space, tasks

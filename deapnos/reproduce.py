@@ -407,7 +407,8 @@ def _split_names(values) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from . import plugins, zoo
+    from . import zoo
+    from .context import build_context
     from .evaluate.compare import parse_lrs, run_jobs, write_outputs
     from .evaluate.protocol import default_device, protocol_config
 
@@ -422,9 +423,8 @@ def run_command(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: {problem}")
     try:
         lrs = parse_lrs(args.lrs)
-        pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
-        space = plugins.build_space(pm, compat=args.compat)
-        installed = plugins.all_tasks(pm)
+        ctx = build_context(args.plugins, compat=args.compat, eager=False)
+        space, installed = ctx.space, ctx.tasks
     except Exception as exc:  # noqa: BLE001 - a bad grid or a broken plugin: say which
         return fail(str(exc))
     names = _split_names(args.optimizers) if args.optimizers else published() + published_schedules()

@@ -46,7 +46,8 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
     """The options of ``deapnos run``; with ``argv``, also those of the plugins it loads
     (``deapnos_addoption``: autoloaded plugins and ``-p NAME``, as pytest reads ``-p`` early)."""
     from .argtypes import log_level, positive_float, positive_int
-    from deapnos.plugins import add_plugin_options, builtin_algorithms
+    from deapnos.plugins import add_plugin_options
+    from deapnos.search.algorithms import ALGORITHMS
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"TOML config: a file or a built-in name ({', '.join(BUILTIN_CONFIGS)}); "
                              "default quickstart")
@@ -57,7 +58,7 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
                         f"{', '.join(BACKENDS.names())}, or one a plugin adds (see `deapnos plugins`)")
     parser.add_argument("--workers", "-n", type=positive_int, metavar="N", help="worker processes (config run.workers)")
     parser.add_argument("--algorithm", metavar="NAME", help=f"search algorithm (config run.algorithm): "
-                        f"{', '.join(builtin_algorithms().names())}, or one a plugin adds")
+                        f"{', '.join(ALGORITHMS.names())}, or one a plugin adds")
     parser.add_argument("--seed", type=int, help="config run.seed")
     parser.add_argument("--hostfile", metavar="FILE", help="SCOOP hostfile for a multi-host run "
                         "(lines 'hostname workers'); passed to python -m scoop")
@@ -77,11 +78,12 @@ def configure_parser(parser: argparse.ArgumentParser, argv: list[str] | None = N
 def _add_plugin_cli_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """The options that plugins add (``deapnos_addoption``): the plugins named with ``-p`` in
     ``argv`` and the autoloaded ones; a plugin that fails to load is left to the run to report."""
-    from deapnos.plugins import add_options, get_plugin_manager
+    from deapnos.context import build_context
+    from deapnos.plugins import add_options
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("-p", dest="plugins", action="append", default=[])
     known, _ = early.parse_known_args(argv)
-    add_options(get_plugin_manager(known.plugins, strict=False), parser)
+    add_options(build_context(known.plugins, strict=False, eager=False).pm, parser)
 
 
 def _flag_overrides(args) -> list[str]:
@@ -364,7 +366,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         store.write_status("running", **running)
         if ctx is None:
             ctx = preflight(cfg, options, plugin_objects)
-        pm, space, checks, tasks = ctx.pm, ctx.space, ctx.checks, ctx.tasks
+        tasks = ctx.tasks
         if cfg.run.backend == "serial":
             worker_setup(cfg.run.torch_threads, cfg.run.device)
         backend = make_backend(cfg.run.backend, cfg.run.workers, cfg.run.torch_threads, cfg.run.device,
@@ -379,8 +381,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         from deapnos.search.fitness import validation_tasks
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
-        search = SearchRun(cfg, store, backend, pm, space, checks, tasks=tasks, live=progress,
-                           algorithms=ctx.algorithms, zoo=ctx.zoo)
+        search = SearchRun(cfg, store, backend, ctx, live=progress)
         if plugin_objects:     # objects cannot go into config.toml: the serial worker gets them directly
             search.evaluator.payload_base["plugins"] = [*cfg.run.plugins, *plugin_objects]
         progress.best_source = lambda: hof_best(search.hof)

@@ -76,11 +76,12 @@ def _validation_tasks(cfg, plugins, notes: list) -> list[str] | None:
     if plugins is None or cfg is None or not cfg.validation.enabled or cfg.validation.tasks:
         return None
     try:
-        from .plugins import all_tasks, get_plugin_manager, installed_only
+        from .context import build_context
+        from .plugins import installed_only
         from .search.fitness import validation_tasks
-        pm = get_plugin_manager([*installed_only(cfg.run.plugins), *plugins], strict=False)
-        notes.extend(f"plugin {name} not loaded: {message}" for name, message in pm.failed.items())
-        return validation_tasks(cfg, all_tasks(pm))
+        ctx = build_context([*installed_only(cfg.run.plugins), *plugins], strict=False, eager=False)
+        notes.extend(f"plugin {name} not loaded: {message}" for name, message in ctx.pm.failed.items())
+        return validation_tasks(cfg, ctx.tasks)
     except Exception as exc:   # noqa: BLE001 - plugin code; the view goes on without the count
         notes.append(f"plugins: {exc}")
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from .hookspecs import hookimpl
 from .optim.horizon import OPT4_UPDATE, horizon_problem
 from .registry import Registry, UnknownNameError
 from .space.genome import Genome, parse_tree, tree_text
@@ -408,3 +409,17 @@ def _check_registry() -> None:
     for s in (SCHEDULES.get(n) for n in SCHEDULES):
         if tree_text(parse_tree(s.text, "schedule")) != s.text:
             raise AssertionError(f"zoo schedule {s.name}: text {s.text!r} is not canonical")
+
+
+# -- the built-in zoo as a plugin (registered by deapnos.context, as pytest registers its own) ------
+
+@hookimpl
+def deapnos_zoo_optimizers() -> dict[str, ZooEntry]:
+    """The built-in zoo optimizers (:data:`OPTIMIZERS`, which is never changed)."""
+    return dict(OPTIMIZERS.items())
+
+
+@hookimpl
+def deapnos_zoo_schedules() -> dict[str, ScheduleEntry]:
+    """The built-in LR schedules (:data:`SCHEDULES`)."""
+    return dict(SCHEDULES.items())

@@ -101,8 +101,13 @@ def test_export_and_show_read_an_installed_plugin_primitive(installed, cli, tmp_
 
     # the exported module reproduces EvolvedOptimizer bit for bit
     from deapnos import EvolvedOptimizer, Genome
+    from deapnos.context import build_context
     from deapnos.plugins import genome_space
-    space, _ = genome_space()
+    space = build_context(eager=False).space
+    with pytest.warns(DeprecationWarning, match="genome_space is deprecated"):   # the old name still works
+        old_space, old_zoo = genome_space()
+    assert Genome.load(genome_file, space=old_space).to_text() == Genome.load(genome_file, space=space).to_text()
+    assert old_zoo.names() == build_context(eager=False).zoo.names()
     genome = Genome.load(genome_file, space=space)
     exported = _load(out)
     ours = _trained(lambda ps: EvolvedOptimizer(ps, genome, lr=0.05, total_steps=10, warmup_steps=2))

@@ -180,11 +180,10 @@ def test_dedup_is_per_particle_exact_text_without_result_reuse():
 
 
 def test_compat_search_uses_the_per_particle_dedup(tmp_path):
-    from deapnos import plugins
+    from deapnos.context import build_context
     from deapnos.search.config import config_from_dict
     from deapnos.search.runner import SearchRun
     from deapnos.search.store import RunStore
-    pm = plugins.get_plugin_manager(["sphere"], autoload=False)
 
     def fake_map(fn, items, on_result=None):
         out = []
@@ -201,9 +200,8 @@ def test_compat_search_uses_the_per_particle_dedup(tmp_path):
                                            "init_task": "digits", "task": "digits"},
                                 "elimination": {"enabled": False}, "fitness": {"relative": False},
                                 "validation": {"enabled": False}, "run": {"compat": compat}})
-        space = plugins.build_space(pm, compat=compat)
-        s = SearchRun(cfg, RunStore(tmp_path / f"c{compat}", create=True), None, None, space,
-                           plugins.integrity_checks(pm), map_fn=fake_map)
+        ctx = build_context(["sphere"], compat=compat, autoload=False)
+        s = SearchRun(cfg, RunStore(tmp_path / f"c{compat}", create=True), None, ctx, map_fn=fake_map)
         s.run()
         return s
     s = run(True)

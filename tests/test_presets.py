@@ -128,10 +128,10 @@ def test_a_worker_runs_a_torch_spec():
 
 
 def test_the_ladder_runs_torch_and_zoo_baselines_by_the_candidates_procedure(tmp_path):
-    from deapnos import plugins
+    from deapnos.context import build_context
     from deapnos.search.runner import SearchRun
     from deapnos.search.store import RunStore
-    pm = plugins.get_plugin_manager(["sphere"], autoload=False)
+    ctx = build_context(["sphere"], autoload=False)
     seen = []
 
     def fake_map(fn, items, on_result=None):
@@ -152,8 +152,7 @@ def test_the_ladder_runs_torch_and_zoo_baselines_by_the_candidates_procedure(tmp
                             "elimination": {"candidates": 2, "baselines": ["torch:Adam", "torch:SGD(momentum=0.9)",
                                                                              "qhm"],
                                             "rungs": [{"task": "digits", "seeds": [1, 2], "keep": 1.0}]}})
-    s = SearchRun(cfg, RunStore(tmp_path / "run", create=True), None, None,
-                       plugins.build_space(pm), plugins.integrity_checks(pm), map_fn=fake_map)
+    s = SearchRun(cfg, RunStore(tmp_path / "run", create=True), None, ctx, map_fn=fake_map)
     s.run()
     st = s.state.elimination
     # labels are plain names (they may name files in the run folder); the spec is the genome and key

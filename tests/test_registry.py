@@ -151,6 +151,19 @@ def test_plugins_lists_backends_algorithms_and_sections():
     assert "run options" in describe(row)
 
 
+def test_the_builtins_are_plugins_of_the_context_but_not_listed_as_plugins():
+    # registered early or late, the built-ins come first and are owned by deapnos
+    pm = get_plugin_manager(autoload=False)
+    pm.register_plugin(_Everything(), "every")
+    ctx = Context.from_manager(pm)
+    assert {"deapnos:distributed", "deapnos:search.algorithms", "deapnos:zoo"} <= {n for n, _ in pm.list_name_plugin()}
+    assert ctx.backends.names() == ["serial", "pool", "scoop", "echo"] and ctx.backends.owner("serial") == "deapnos"
+    assert ctx.zoo.names()[:len(zoo.names())] == zoo.names() and ctx.schedules.names() == zoo.schedule_names()
+    assert [r["name"] for r in plugin_info(pm)] == ["every"]
+    Context.from_manager(pm)                 # registering them again changes nothing
+    assert len(pm.list_name_plugin()) == 4
+
+
 def test_config_sections_and_options_reach_the_plugin_through_the_context():
     ctx = _ctx(every=_Everything())
     parser = argparse.ArgumentParser()

@@ -34,19 +34,21 @@ REGULARIZED = ["run.algorithm=regularized", f"search.population={P}", f"search.s
 
 @pytest.fixture(scope="module")
 def env():
-    from deapnos import plugins
-    pm = plugins.get_plugin_manager(["sphere"], autoload=False)
-    return pm, plugins.build_space(pm), plugins.integrity_checks(pm)
+    """The run's Context: the sphere plugin's checks, the built-in algorithms and zoo, no tasks."""
+    from deapnos.context import build_context
+    return build_context(["sphere"], autoload=False)
 
 
 def fake_run(env, tmp_path, fake, *overrides, algorithms=None, name="run"):
-    pm, space, checks = env
+    from deapnos.context import Context
+    ctx = env if algorithms is None else Context.from_manager(env.pm, space=env.space, checks=env.checks,
+                                                              tasks=env.tasks, algorithms=algorithms)
     cfg = config_from_dict({"search": {"particles": 2, "timesteps": 3, "mutants": 2, "init_factor": 2,
                                        "init_task": "digits", "task": "digits"},
                             "elimination": {"enabled": False}, "validation": {"enabled": False},
                             "fitness": {"relative": False}}, list(overrides))
     store = RunStore(tmp_path / name, create=True)
-    return SearchRun(cfg, store, None, None, space, checks, map_fn=fake, algorithms=algorithms), store
+    return SearchRun(cfg, store, None, ctx, map_fn=fake), store
 
 
 def test_the_builtin_registry():
@@ -72,6 +74,22 @@ def test_the_run_takes_its_strategy_from_the_given_registry(env, tmp_path):
     assert calls == [1, 2, 3]
     with pytest.raises(UnknownNameError, match="search algorithm 'regularized'"):
         fake_run(env, tmp_path, FakeMap(), "run.algorithm=regularized", algorithms=reg, name="other")
+
+
+def test_the_old_signature_warns_and_still_runs(env, tmp_path):
+    """SearchRun(cfg, store, backend, pm, space, checks, map_fn=..., algorithms=...): the form before
+    the Context, deprecated; it runs the same search as the Context form."""
+    new, _ = fake_run(env, tmp_path, FakeMap(), name="new")
+    new.run()
+    cfg = new.cfg
+    store = RunStore(tmp_path / "old", create=True)
+    with pytest.warns(DeprecationWarning, match=r"SearchRun\(cfg, store, backend, pm, space, .*is deprecated"):
+        old = SearchRun(cfg, store, None, None, env.space, env.checks, map_fn=FakeMap(), algorithms=ALGORITHMS)
+    assert old.space is env.space and old.checks is env.checks and type(old.algorithm) is Particles
+    old.run()
+    assert hof(tmp_path / "old") == hof(tmp_path / "new")
+    with pytest.raises(TypeError, match="unexpected or repeated keyword argument 'colour'"):
+        SearchRun(cfg, store, None, None, env.space, colour=1)
 
 
 class Declining:
@@ -105,7 +123,7 @@ def test_aging_removes_the_oldest_even_when_it_is_the_best(env, tmp_path):
     kids = [r for r in store.read_log() if r.get("kind") == "mutant" and r["event"] == "evaluation"]
     assert kids and all(r["parent"] == min(r["sample"]) for r in kids)
     # a resumed run continues the count
-    again = SearchRun(run.cfg, store, None, None, env[1], env[2], map_fn=Declining())
+    again = SearchRun(run.cfg, store, None, env, map_fn=Declining())
     assert again.resumed and again.algorithm.born == 15 and [p.index for p in again.state.particles] == [12, 13, 14]
 
 
@@ -119,13 +137,13 @@ def test_a_checkpoint_from_before_the_new_fields_still_loads(env, tmp_path):
         del fields[key]
     doc["config"]["sha256"] = "0" * 64
     store.path("checkpoint.json").write_text(json.dumps(doc))
-    again = SearchRun(run.cfg, store, None, None, env[1], env[2], map_fn=FakeMap())
+    again = SearchRun(run.cfg, store, None, env, map_fn=FakeMap())
     assert again.resumed and again.state.timestep == 1
     # a field that an older run had at another value is still a different config
     fields["search.sample"] = 4
     store.path("checkpoint.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="search.sample: 4 -> 5"):
-        SearchRun(run.cfg, store, None, None, env[1], env[2], map_fn=FakeMap())
+        SearchRun(run.cfg, store, None, env, map_fn=FakeMap())
 
 
 def test_a_damaged_algorithm_state_names_the_field(env, tmp_path):
@@ -135,7 +153,7 @@ def test_a_damaged_algorithm_state_names_the_field(env, tmp_path):
     doc["state"]["algorithm"] = {"born": "many"}
     store.path("checkpoint.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="checkpoint.json: field state.algorithm"):
-        SearchRun(run.cfg, store, None, None, env[1], env[2], map_fn=Declining())
+        SearchRun(run.cfg, store, None, env, map_fn=Declining())
 
 
 # -- regularized evolution for real ---------------------------------------------------------------

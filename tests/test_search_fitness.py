@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 
+from deapnos.context import Context
 from deapnos.evaluate.stats import interval, paired_difference, t95
 from deapnos.search.config import ConfigError, config_from_dict
 from deapnos.search.fitness import aggregate, combine, validation_tasks
@@ -48,7 +49,8 @@ def make_search(env, tmp_path, fake, **sections):
     cfg = config_from_dict(data)
     store = RunStore(tmp_path / "run", create=True)
     store.write_config(cfg.to_toml())
-    return SearchRun(cfg, store, None, None, space, checks, map_fn=fake, tasks=INSTALLED), store
+    ctx = Context.from_manager(pm, space=space, checks=checks, tasks=INSTALLED)
+    return SearchRun(cfg, store, None, ctx, map_fn=fake), store
 
 
 def fake_score(genome: str, seed: int) -> float:
@@ -278,7 +280,7 @@ def test_references_are_reused_after_a_resume(env, tmp_path):
     before = [r for r in store.read_log() if r.get("kind") == "reference"]
     assert len(before) == 4
     fake = FakeMap()
-    resumed = SearchRun(s.cfg, store, None, None, s.space, s.checks, map_fn=fake, tasks=INSTALLED)
+    resumed = SearchRun(s.cfg, store, None, s.context, map_fn=fake)
     assert resumed.resumed and resumed.reference("a", 0)["name"] in ("adam", "momentum")
     resumed.run()
     after = [r for r in store.read_log() if r.get("kind") == "reference"]

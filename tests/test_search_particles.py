@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from deapnos.context import Context
 from deapnos.search.config import config_from_dict
 from deapnos.search.runner import SearchRun
 from deapnos.search.store import RunStore
@@ -59,7 +60,8 @@ def search(env, tmp_path, fake, *overrides, name="run"):
                             "elimination": {"enabled": False}, "fitness": {"relative": False}},
                            list(overrides))
     store = RunStore(tmp_path / name, create=True)
-    return SearchRun(cfg, store, None, None, space, checks, map_fn=fake), store
+    ctx = Context.from_manager(pm, space=space, checks=checks, tasks={})
+    return SearchRun(cfg, store, None, ctx, map_fn=fake), store
 
 
 def rows(store, t=None):

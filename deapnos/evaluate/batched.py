@@ -190,7 +190,7 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
     time and appends the same entries as ``sequential`` (which it uses when the model cannot be batched)."""
     import logging
 
-    from .protocol import _error, _Failure, _seeded_model, _val_score, progress
+    from .run_parts import _error, _Failure, _seeded_model, _val_score, progress
     k = check_k(config.batch_lrs)
     factor = config.diverge_factor
 

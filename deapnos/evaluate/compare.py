@@ -286,7 +286,7 @@ def write_outputs(out: str | Path, doc: dict, results: list[EvalResult]) -> None
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .. import plugins
+    from .. import plugins, zoo
     from .protocol import ProtocolConfig, default_device, resolve_optimizer
     from ..argtypes import writable_folder_problem
     if args.seeds < 1:
@@ -297,6 +297,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     try:
         pm = plugins.get_plugin_manager(extra_plugins=args.plugins)
+        plugins.register_builtins(pm, [zoo])        # the built-in zoo: below this layer (deapnos.context is above)
         space, zoo_registry = plugins.build_space(pm), plugins.zoo_optimizers(pm)   # plugin primitives, entries
         tasks = _find_tasks(args.task or ["digits-hard"], pm)
         checks = plugins.integrity_checks(pm) if args.integrity else None

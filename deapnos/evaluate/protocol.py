@@ -14,7 +14,6 @@ import math
 import os
 import re
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Iterable
@@ -25,9 +24,10 @@ from ..optim.schedules import base_lr_table
 from ..space.genome import Genome
 from .protocol_config import COMPAT_PROTOCOL, SCREENS, ProtocolConfig, protocol_config, protocol_table
 from .result import EvalResult
-from .tasks import Task, TaskDataError
+from .tasks import Task
 from .training import TrainingTimeout, train
-from .worker import worker_id
+from .ident import worker_id
+from .run_parts import _error, _Failure, _seeded_model, _val_score, _where, progress  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -173,32 +173,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class _Failure(Exception):
-    """Internal: ends an evaluation with a status and message."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def _where(exc: BaseException) -> str:
-    """``file:line in function`` of the innermost frame of ``exc``'s traceback."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    if not tb:
-        return ""
-    fr = tb[-1]
-    return f" [at {os.path.basename(fr.filename)}:{fr.lineno} in {fr.name}]"
-
-
-def _error(task: Task | None, phase: str, exc: BaseException) -> _Failure:
-    if isinstance(exc, TaskDataError):
-        return _Failure("error", str(exc))
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    who = f"task {task.name!r} (plugin {task.provider!r})" if task is not None else "evaluation"
-    return _Failure("error", f"{who}: {phase} raised {type(exc).__name__}" + (f": {msg}" if msg else "")
-                    + _where(exc))
-
-
 def evaluate_genome(genome, task: Task, seed: int = 0, config: ProtocolConfig | None = None,
                     device: str | torch.device | None = None, integrity_checks=None) -> EvalResult:
     """Evaluate ``genome`` on ``task`` under the protocol (module docstring).  Never raises.
@@ -341,26 +315,6 @@ class _BlowUpStop:
         return self.fired
 
 
-def progress(outcome, untrained: float) -> float:
-    """Share of the untrained model's loss that the best epoch removed: ``1 - best / untrained``
-    (0 when the loss never fell; negative when it rose)."""
-    losses = [r["train_loss"] for r in outcome.curve if math.isfinite(r.get("train_loss", math.nan))]
-    if not losses or not math.isfinite(untrained) or untrained <= 0:
-        return 0.0
-    return 1.0 - min(losses) / untrained
-
-
-def _seeded_model(task: Task, data, seed: int, device) -> torch.nn.Module:
-    """A fresh model from ``seed``, with the data order re-seeded too (common random numbers)."""
-    torch.manual_seed(seed)
-    if data.generator is not None:
-        data.generator.manual_seed(seed)
-    try:
-        return task.build_model(data.num_classes).to(device)
-    except Exception as exc:  # noqa: BLE001
-        raise _error(task, "building the model", exc) from None
-
-
 @torch.no_grad()
 def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
     """Mean training loss of the untrained model over the first ``steps`` batches: the same model
@@ -459,16 +413,6 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         if max(choice) > -math.inf:
             return screen[choose_lr(choice)]["lr"]
     return screen[choose_lr(scores)]["lr"]
-
-
-def _val_score(model, task: Task, data, device) -> float | None:
-    """The validation score of ``model`` (None when it cannot be computed: not finite)."""
-    from .training import validate
-    try:
-        value = validate(model, data.val, device, task.loss, task.accuracy, task.metric)["val_score"]
-    except Exception as exc:  # noqa: BLE001
-        raise _error(task, "validating a screening run", exc) from None
-    return float(value) if math.isfinite(value) else None
 
 
 def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,

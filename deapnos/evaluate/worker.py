@@ -14,6 +14,8 @@ import time
 import traceback
 from typing import Any
 
+from .ident import worker_id   # defined low (the protocol stamps results too); importable from here
+
 log = logging.getLogger(__name__)
 
 # Per-process worker state (the plugin manager, space and tasks are built once per process).
@@ -23,10 +25,6 @@ _WORKER: dict = {}
 # ----------------------------------------------------------------------------------------------
 # worker side
 # ----------------------------------------------------------------------------------------------
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
 
 def under_scoop() -> bool:
     try:

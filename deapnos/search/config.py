@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError     # defined low (config_file raises it too); importable from here
 from ..evaluate.protocol_config import ProtocolConfig, protocol_config, protocol_table
 from ..space.psets import MOMENTUM_KINDS
 
@@ -23,9 +24,6 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BUILTIN_CONFIGS = ("quickstart", "paper", "authors-code")
 DEFAULT_CONFIG = "quickstart"
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the field."""
 
 
 # The backend of a config that names no run.backend but asks for several workers: the local process

@@ -7,13 +7,14 @@ import stat
 import tomllib
 from pathlib import Path
 
+from ..errors import ConfigError
+
 MAX_CONFIG_BYTES = 1 << 20      # 1 MiB: far above any real config, far below what could exhaust memory
 MAX_DEPTH = 32                  # tables and arrays inside each other; real configs use 3
 
 
 def read_config_file(path: str | Path) -> dict:
     """The TOML document of the config file ``path`` (module docstring)."""
-    from .config import ConfigError
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))    # a FIFO must not block the open

@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass, field, fields
 from typing import cast
 
+from ..evaluate.ident import worker_id
 from ..evaluate.result import EvalResult
-from ..evaluate.worker import evaluate_payload, worker_id
+from ..evaluate.worker import evaluate_payload
 
 log = logging.getLogger(__name__)
 

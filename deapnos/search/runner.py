@@ -10,10 +10,13 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from deap import base
 
+from ..errors import SearchError     # defined low (the algorithms raise it too); importable from here
 from ..space.genome import Genome
 from .cache import DedupCache, Lookup
 from .config import Config
@@ -23,34 +26,104 @@ from .state import HallOfFame, SearchState
 
 if TYPE_CHECKING:
     from ..registry import Registry
+    from ..space.psets import SearchSpace
 
 log = logging.getLogger(__name__)
 
 
-class SearchError(RuntimeError):
-    pass
+@runtime_checkable
+class RunContext(Protocol):
+    """What a search takes from the run's :class:`deapnos.context.Context` (typed here: the context
+    sits above the search, which does not import it)."""
+
+    @property
+    def pm(self) -> Any: ...
+
+    @property
+    def space(self) -> SearchSpace: ...
+
+    @property
+    def checks(self) -> Mapping[str, Any]: ...
+
+    @property
+    def tasks(self) -> Mapping[str, Any]: ...
+
+    @property
+    def algorithms(self) -> Registry: ...
+
+    @property
+    def zoo(self) -> Registry: ...
+
+
+@dataclass
+class _Parts:
+    """The pieces of the deprecated form ``SearchRun(cfg, store, backend, pm, space, checks, ...)``."""
+    pm: Any = None
+    space: Any = None
+    checks: Mapping[str, Any] | None = None
+    tasks: Mapping[str, Any] | None = None
+    algorithms: Registry | None = None
+    zoo: Registry | None = None
+
+
+#: the old signature after ``backend`` (positional order), and the parts among it
+_OLD_ARGS = ("pm", "space", "checks", "map_fn", "tasks", "live", "algorithms", "zoo")
+_OLD_PARTS = ("pm", "space", "checks", "tasks", "algorithms", "zoo")
+
+
+def _old_form(ctx: Any, args: tuple, kwargs: dict, live: Any, map_fn: Any) -> tuple[_Parts, Any, Any]:
+    """``(parts, live, map_fn)`` of a call in the deprecated form, with a DeprecationWarning."""
+    import warnings
+    if len(args) > len(_OLD_ARGS) - 1:
+        raise TypeError(f"SearchRun() takes at most {len(_OLD_ARGS) + 3} positional arguments")
+    given = dict(zip(_OLD_ARGS, (ctx, *args)))
+    for key, value in kwargs.items():
+        if key not in _OLD_PARTS or key in given:
+            raise TypeError(f"SearchRun() got an unexpected or repeated keyword argument {key!r}")
+        given[key] = value
+    warnings.warn("SearchRun(cfg, store, backend, pm, space, checks, map_fn, tasks, live, algorithms, zoo) is "
+                  "deprecated: pass the run's Context, SearchRun(cfg, store, backend, ctx, live=None, map_fn=None) "
+                  "(deapnos.context.build_context, or Context.from_manager(pm, space=..., checks=..., tasks=...))",
+                  DeprecationWarning, stacklevel=3)
+    return (_Parts(**{k: given.get(k) for k in _OLD_PARTS}),
+            given.get("live", live), given.get("map_fn", map_fn))
 
 
 class SearchRun:
     """Runs (or resumes) one search in a run folder with the strategy ``cfg.run.algorithm``.
 
-    ``backend``: a map backend (:mod:`deapnos.distributed`); ``pm``: the plugin manager (observers);
-    ``space``: the built space; ``checks``: ``{name: IntegrityCheck}``; ``tasks``: installed tasks by
-    name; ``live``: a :class:`deapnos.live.SearchProgress`; ``algorithms``: the registry the strategy
-    is taken from (default: the built-in :data:`deapnos.search.algorithms.ALGORITHMS`).
+    ``backend``: a map backend (:mod:`deapnos.distributed`); ``ctx``: the run's
+    :class:`deapnos.context.Context` (:class:`RunContext`): its plugin manager (observers), built
+    space, integrity checks, installed tasks, search algorithms and zoo; None: the paper's space and
+    the built-ins, no plugins.  ``live``: a :class:`deapnos.live.SearchProgress`; ``map_fn``: the map
+    to evaluate with (default: the backend's).  The old form ``SearchRun(cfg, store, backend, pm,
+    space, checks, map_fn=..., tasks=..., live=..., algorithms=..., zoo=...)`` still works, with a
+    DeprecationWarning.
     """
 
-    def __init__(self, cfg: Config, store, backend, pm=None, space=None, checks=None, map_fn=None, tasks=None,
-                 live=None, algorithms: Registry | None = None, zoo: Registry | None = None):
+    def __init__(self, cfg: Config, store, backend, ctx: RunContext | None = None, *args: Any,
+                 live=None, map_fn=None, **kwargs: Any):
         from .. import zoo as _zoo
         from ..space.psets import builtin_space
         from .algorithms import ALGORITHMS
+        parts: RunContext | _Parts | None = ctx
+        if kwargs or not (isinstance(ctx, RunContext) or (ctx is None and not args)):
+            parts, live, map_fn = _old_form(ctx, args, kwargs, live, map_fn)
+        elif args:                               # SearchRun(cfg, store, backend, ctx, live, map_fn)
+            if len(args) > 2:
+                raise TypeError("SearchRun() takes at most 6 positional arguments")
+            live, map_fn = args[0], (args[1] if len(args) == 2 else map_fn)
+        self.context = parts                    # the run's Context (None: no plugins)
+        algorithms = parts.algorithms if parts is not None else None
+        zoo = parts.zoo if parts is not None else None
+        space = parts.space if parts is not None else None
         self.zoo = zoo if zoo is not None else _zoo.OPTIMIZERS   # reference and baselines: the run's zoo
-        self.cfg, self.store, self.backend, self.pm = cfg, store, backend, pm
+        self.cfg, self.store, self.backend, self.pm = cfg, store, backend, (parts.pm if parts is not None else None)
         self.live = live                        # deapnos.live.SearchProgress, or None
-        self.installed_tasks = tasks or {}      # name -> Task: resolves the default held-out tasks
+        # name -> Task: resolves the default held-out tasks
+        self.installed_tasks = (parts.tasks if parts is not None else None) or {}
         self.space = space.build() if space is not None else builtin_space(cfg.run.compat)
-        self.checks = checks or {}
+        self.checks = (parts.checks if parts is not None else None) or {}
         self.enabled_checks = list(cfg.search.integrity_checks)
         self.rng = random.Random(cfg.run.seed)
         self._t_mark = time.time()              # elapsed time counts from here (and each run())
@@ -138,7 +211,7 @@ class SearchRun:
             self.notify("deapnos_evaluation_finished", result=result)
 
     def _log_reject(self, genome: Genome, status: str, reason: str, seconds: float, meta: dict) -> None:
-        from ..evaluate.worker import worker_id
+        from ..evaluate.ident import worker_id
         self.state.stats[f"candidates_{status}"] += 1
         if self.live is not None:
             self.live.rejected(status)

@@ -5,6 +5,7 @@ own class, a :class:`SearchAlgorithm` taking the run (docs/search.md, "Search al
 """
 from __future__ import annotations
 
+from ...hookspecs import hookimpl
 from ...registry import Registry
 from .base import SearchAlgorithm
 from .particles import Particles
@@ -15,5 +16,12 @@ ALGORITHMS: Registry[type[SearchAlgorithm]] = Registry("search algorithm")
 ALGORITHMS.register("particles", Particles)
 ALGORITHMS.register("random", RandomSearch)
 ALGORITHMS.register("regularized", RegularizedEvolution)
+
+
+@hookimpl
+def deapnos_search_algorithms() -> dict[str, type[SearchAlgorithm]]:
+    """The built-in algorithms (:data:`ALGORITHMS`, never changed), as a plugin: deapnos.context
+    registers this package, as pytest registers its default plugins."""
+    return dict(ALGORITHMS.items())
 
 __all__ = ["ALGORITHMS", "SearchAlgorithm", "Particles", "RandomSearch", "RegularizedEvolution"]

@@ -44,7 +44,7 @@ class Particles(SearchAlgorithm):
             meta = {"kind": "init", "index": i, "timestep": 0}
             got = run.new_random(meta)
             if got is None:
-                from ..runner import SearchError
+                from ...errors import SearchError
                 raise SearchError(f"no random genome passed the integrity checks and the cache in "
                                   f"{c.max_tries} draws (search.max_tries)")
             drawn.append((got, meta))

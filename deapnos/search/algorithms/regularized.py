@@ -50,7 +50,7 @@ class RegularizedEvolution(SearchAlgorithm):
             meta = {"kind": "init", "index": i, "timestep": 0}
             got = run.new_random(meta)
             if got is None:
-                from ..runner import SearchError
+                from ...errors import SearchError
                 raise SearchError(f"no random genome passed the integrity checks and the cache in "
                                   f"{c.max_tries} draws (search.max_tries)")
             groups.append(run.request(got[0], got[1], c.tasks, c.eval_seed, meta))
