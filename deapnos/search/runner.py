@@ -18,7 +18,9 @@ from ..space.genome import Genome
 from .cache import DedupCache, Lookup
 from .config import Config
 from .evaluator import EvalRequest, Evaluator
-from .mutation import MutationContext, make_mutant, mutate, random_genome, random_valid_genome
+from .genomes import random_genome, random_valid_genome
+from .mutation_context import MutationContext
+from .operators import make_mutant, mutate
 from .state import HallOfFame, SearchState
 
 if TYPE_CHECKING:
