@@ -59,11 +59,8 @@ def run_show_command(args) -> int:
     if args.json:
         print(genome.to_json())
         return 0
-    if args.target in zoo.names():
-        print(f"{args.target}: {zoo.describe(args.target)}")
-    elif args.target in zoo.names(registry=zoo_registry):
-        print(f"{args.target}: {zoo.info(args.target, registry=zoo_registry).formula} "
-              f"(plugin {zoo_registry.owner(args.target)})")
+    if args.target in zoo.names(registry=zoo_registry):      # a built-in or plugin zoo entry
+        print(f"{args.target}: {zoo.describe(args.target, registry=zoo_registry)}")
     print(f"text     : {genome.to_text()}")
     print(f"equation : {genome}")
     print(f"LaTeX    : {genome.to_latex()}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .hookspecs import hookimpl
 from .optim.horizon import OPT4_UPDATE, horizon_problem
-from .registry import Registry, UnknownNameError
+from .registry import BUILTIN, Registry, UnknownNameError
 from .space.genome import Genome, parse_tree, tree_text
 from .space.psets import SearchSpace, builtin_space
 
@@ -347,22 +347,29 @@ COMPAT_REFUSED = {
 }
 
 
-def describe(name: str) -> str:
-    """The documentation of an optimizer or LR schedule: formula, genome text, source, notes."""
-    if name in SCHEDULES:
-        s = SCHEDULES.get(name)
+def describe(name: str, registry: Registry[ZooEntry] | None = None,
+             schedules: Registry[ScheduleEntry] | None = None) -> str:
+    """The documentation of an optimizer or LR schedule: formula, genome text, source, notes, and the
+    plugin that registered it.  ``registry`` / ``schedules``: a run's copies with plugin entries
+    (default :data:`OPTIMIZERS` / :data:`SCHEDULES`)."""
+    optimizers = OPTIMIZERS if registry is None else registry
+    schedules = SCHEDULES if schedules is None else schedules
+    if name in schedules:
+        s, owner = schedules.get(name), schedules.owner(name)
         lines = [f"{s.name}: LR schedule multiplier", f"  formula: {s.formula}", f"  tree:    {s.text}",
                  f"  source:  {s.source}", f"  usage:   eta_t = lr x base(t) x ({s.formula})"]
         notes = " ".join(filter(None, [s.notes, _SCHEDULE_NOTE]))
-    elif name in OPTIMIZERS:
-        e = OPTIMIZERS.get(name)
+    elif name in optimizers:
+        e, owner = optimizers.get(name), optimizers.owner(name)
         lines = [f"{e.name} ({e.kind})", f"  formula: {e.formula}", f"  genome:  {e.text}",
                  f"  source:  {e.source}"]
         if e.no_decay_text is not None:
             lines.append(f"  use_decay=False: {e.no_decay_text}")
         notes = e.notes
     else:
-        raise _unknown(name, names() + schedule_names(), "name", {}, "")
+        raise _unknown(name, optimizers.names() + schedules.names(), "name", {}, "")
+    if owner != BUILTIN:
+        lines.append(f"  plugin:  {owner}")
     if notes:
         lines.append(f"  notes:   {notes}")
     return "\n".join(lines)

@@ -267,3 +267,43 @@ def test_mutant_resets_flip_except_in_compat():
     assert child.flip is False
     child, _, _ = M.make_mutant(parent, _ctx(seed=14, compat=True))
     assert child.flip is True
+
+
+# names defined in deapnos/search/mutation.py before it was split into trees, limits, expressions, genomes
+# and operators (issue 17): the module re-exports every one of them
+_OLD_NAMES = """random dataclass field torch gp decay_is_valid tree_table Genome tree_text DECAY_ON_BRANCH
+MOMENTUM_KINDS Decay Schedule SearchSpace Tensor InitConfig MutationConfig OPERATORS PHENOTYPE_T MIN_PHENOTYPE_DISTANCE
+_HIDDEN Vocabulary MutationContext subtree_slice children depths nodes_height well_typed op_nodes unwrap is_branch
+decay_positions _splice _nodes _ancestors phenotype compat_decay_is_valid _decay_valid op_count schedule_is_valid
+within_limits fits genome_problems _scalar_hidden _random_scalar_expr random_decay random_schedule _TensorGen
+random_update_tree random_genome _mutate_expr_once mutate_expression _limited _leaf_positions _new_operand _new_arg
+mut_op mut_branch free_hidden_nodes _compat_root_branch _move_leaf mut_toggle mut_momentum mut_decay mut_schedule
+OPERATOR_FUNCS choose_operator mutate _same_genes make_mutant random_valid_genome""".split()
+
+
+def test_mutation_module_keeps_every_old_name():
+    from deapnos.search import expressions, genomes, limits, mutation_context, operators, trees
+    missing = [n for n in _OLD_NAMES if not hasattr(M, n)]
+    assert not missing, missing
+    assert M.MutationContext is mutation_context.MutationContext and M.children is trees.children
+    assert M.within_limits is limits.within_limits and M.mutate_expression is expressions.mutate_expression
+    assert M.random_genome is genomes.random_genome and M.make_mutant is operators.make_mutant
+    # old private names of helpers that are public in their new modules
+    assert M._decay_valid is limits.decay_valid and M._nodes is trees.subtree_nodes
+    assert M._splice is trees.splice and M._TensorGen is genomes.TensorGen
+
+
+def test_the_limits_are_checked_once():
+    """within_limits is "no limit problems"; genome_problems reports the same limits, plus types and values."""
+    tight = MutationConfig(max_height=4, max_size=12, decay_max_height=1, schedule_max_height=2)
+    ctx = _ctx(seed=5, schedule=0.3)
+    seen = collections.Counter()
+    for _ in range(150):
+        g = M.random_genome(ctx)
+        for _ in range(3):
+            M.mutate(g, ctx)
+        problems = M.limit_problems(g, tight)
+        assert M.within_limits(g, tight) == (not problems)
+        assert set(problems) <= set(M.genome_problems(g, tight))
+        seen[not problems] += 1
+    assert seen[True] and seen[False], seen

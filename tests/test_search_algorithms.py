@@ -92,6 +92,15 @@ def test_the_old_signature_warns_and_still_runs(env, tmp_path):
         SearchRun(cfg, store, None, None, env.space, colour=1)
 
 
+def test_run_ctx_is_the_deprecated_name_of_mutation_ctx(env, tmp_path):
+    from deapnos.search.mutation_context import MutationContext
+    run, _ = fake_run(env, tmp_path, FakeMap())
+    assert isinstance(run.mutation_ctx, MutationContext) and run.mutation_ctx.rng is run.rng
+    with pytest.warns(DeprecationWarning, match="SearchRun.ctx is deprecated: use SearchRun.mutation_ctx"):
+        assert run.ctx is run.mutation_ctx
+    assert "mutate" not in vars(run.toolbox) and "individual" not in vars(run.toolbox)   # only `map` is used
+
+
 class Declining:
     """Every evaluation scores lower than the one before: the oldest member is always the best."""
 

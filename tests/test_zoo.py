@@ -93,6 +93,50 @@ def test_describe_documents_every_entry():
         zoo.describe("lr33")
 
 
+class _ZooPlugin:
+    """A plugin with a zoo optimizer and a zoo schedule."""
+
+    @deapnos.hookimpl
+    def deapnos_zoo_optimizers(self):
+        return [zoo.ZooEntry("plugin_signsgd", "baseline", "none ~ sign_g", "U = sign(g)", "signSGD",
+                             notes="a test plugin's entry")]
+
+    @deapnos.hookimpl
+    def deapnos_zoo_schedules(self):
+        return [zoo.ScheduleEntry("plugin_tanh", "tanh(a6)", "tanh(a6)", "a test plugin")]
+
+
+def test_describe_reads_a_runs_registries_with_plugin_entries():
+    from deapnos import plugins
+    pm = plugins.get_plugin_manager(["digits"], autoload=False)
+    pm.register_plugin(_ZooPlugin(), "zooplug")
+    optimizers, schedules = plugins.zoo_optimizers(pm), plugins.zoo_schedules(pm)
+    doc = zoo.describe("plugin_signsgd", registry=optimizers)
+    assert doc.startswith("plugin_signsgd (baseline)")
+    assert all(s in doc for s in ("U = sign(g)", "none ~ sign_g", "signSGD", "plugin:  zooplug", "a test plugin's"))
+    doc = zoo.describe("plugin_tanh", schedules=schedules)
+    assert "LR schedule multiplier" in doc and "tanh(a6)" in doc and "plugin:  zooplug" in doc
+    assert zoo.describe("adam", registry=optimizers) == zoo.describe("adam")       # built-ins: no plugin line
+    assert "plugin:" not in zoo.describe("adam")
+    with pytest.raises(KeyError, match="plugin_signsgd"):   # the built-in registries did not change
+        zoo.describe("plugin_signsgd")
+
+
+def test_show_describes_a_plugin_zoo_entry(tmp_path, monkeypatch, capsys):
+    from deapnos.cli import main
+    (tmp_path / "deapnos_h17_zoo_plugin.py").write_text(
+        "from deapnos import hookimpl, zoo\n\n\n"
+        "@hookimpl\n"
+        "def deapnos_zoo_optimizers():\n"
+        "    return [zoo.ZooEntry('plugin_signsgd', 'baseline', 'none ~ sign_g', 'U = sign(g)', 'signSGD')]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["show", "-p", "deapnos_h17_zoo_plugin", "plugin_signsgd"]) == 0
+    out = capsys.readouterr().out
+    assert "plugin_signsgd: plugin_signsgd (baseline)" in out and "formula: U = sign(g)" in out
+    assert "source:  signSGD" in out and "plugin:  deapnos_h17_zoo_plugin" in out
+    assert "text     : none ~ sign_g" in out
+
+
 def test_registry_texts_are_canonical():
     zoo._check_registry()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from ..space.genome import Genome
 from .cache import DedupCache, Lookup
 from .config import Config
 from .evaluator import EvalRequest, Evaluator
-from .mutation import MutationContext, make_mutant, mutate, random_genome, random_valid_genome
+from .genomes import random_valid_genome
+from .mutation_context import MutationContext
+from .operators import make_mutant
 from .state import HallOfFame, SearchState
 
 if TYPE_CHECKING:
@@ -137,14 +140,13 @@ class SearchRun:
         self.state = state
         if state.cache is not None:             # compat: per-particle exact-text dedup, no result reuse
             state.cache.compat = cfg.run.compat
-        self.ctx = MutationContext(self.space, self.rng, cfg.mutation, cfg.init, tuple(cfg.search.momentum_kinds),
-                                   cfg.run.compat)
-        # DEAP's toolbox: `map` is the one seam to the machines (serial, pool, SCOOP)
+        self.mutation_ctx = MutationContext(self.space, self.rng, cfg.mutation, cfg.init,
+                                            tuple(cfg.search.momentum_kinds), cfg.run.compat)
+        # DEAP's toolbox holds only `map`, the one seam to the machines (serial, pool, SCOOP); mutants and
+        # random genomes come from new_mutant / new_random, which also run the checks and the cache
         self.toolbox = base.Toolbox()
         if backend is not None:
             self.toolbox.register("map", backend.map)
-        self.toolbox.register("mutate", mutate, ctx=self.ctx)
-        self.toolbox.register("individual", random_genome, self.ctx)
         if map_fn is None and backend is not None:
             map_fn = self.toolbox.map
         resume_results = store.result_cache() if (self.resumed or store.read_log()) else {}
@@ -167,6 +169,13 @@ class SearchRun:
     @property
     def cache(self) -> DedupCache:
         return cast(DedupCache, self.state.cache)      # None only in a state never run
+
+    @property
+    def ctx(self) -> MutationContext:
+        """Deprecated name of :attr:`mutation_ctx` (``ctx`` is a run's Context elsewhere)."""
+        warnings.warn("SearchRun.ctx is deprecated: use SearchRun.mutation_ctx (the MutationContext)",
+                      DeprecationWarning, stacklevel=2)
+        return self.mutation_ctx
 
     @property
     def hof(self) -> HallOfFame:
@@ -247,19 +256,19 @@ class SearchRun:
         """A random genome that passes the integrity checks and is new to the cache (rejections are
         logged with ``meta``); None after ``search.max_tries`` draws."""
         accept, holder = self._acceptor(meta)
-        g, _ = random_valid_genome(self.ctx, accept, self.cfg.search.max_tries)
+        g, _ = random_valid_genome(self.mutation_ctx, accept, self.cfg.search.max_tries)
         if g is None:
             return None
         self.cache.add(g, holder["lookup"])
         return g, holder["lookup"]
 
     def new_mutant(self, parent: Genome, meta: dict) -> tuple[Genome, Lookup, str] | None:
-        """A mutant of ``parent`` (DEAP-style operators, :mod:`deapnos.search.mutation`) that passes
+        """A mutant of ``parent`` (DEAP-style operators, :mod:`deapnos.search.operators`) that passes
         the checks and is new to the cache, with the operator's name; None after ``max_tries`` draws.
         ``meta["particle"]`` scopes the dedup in compat mode."""
         self.cache.enter(parent, meta.get("particle"))
         accept, holder = self._acceptor(meta, parent.flip)
-        child, op, _ = make_mutant(parent, self.ctx, accept, self.cfg.search.max_tries)
+        child, op, _ = make_mutant(parent, self.mutation_ctx, accept, self.cfg.search.max_tries)
         if child is None:
             return None
         self.cache.add(child, holder["lookup"])
