@@ -23,6 +23,7 @@ from .search import algorithms as _algorithms
 
 if TYPE_CHECKING:
     from .plugins import DeapnosPluginManager
+    from .search.config import Config
     from .space.psets import SearchSpace
 
 #: deapnos's own modules that implement hooks (their built-ins), registered in every context
@@ -115,6 +116,76 @@ class Context:
         self.sections = {name: build_section(cls, tables.get(name, {}), f"plugin.{name}")
                          for name, cls in self.section_types.items()}
         self.options = options
+
+    def check_config(self, cfg: Config, launching: bool = False) -> None:
+        """Config fields that name plugin things, against this context: backend, algorithm, tasks,
+        checks, protocol fields, baselines, ``[plugin.NAME]`` sections.  Raises ConfigError.
+        Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
+        config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)  ``launching``:
+        the check of a launcher that starts SCOOP itself, before any worker exists."""
+        from .distributed import under_scoop
+        from .errors import ConfigError
+        from .plugins import TASK_KINDS
+        ctx, checks, tasks = self, self.checks, self.tasks
+        for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
+                                     ("run.algorithm", cfg.run.algorithm, ctx.algorithms)):
+            if name not in registry:
+                raise ConfigError(f"config field {path} = {name!r}: {registry.unknown(name)}")
+        known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
+        named = [("search.init_task", n) for n in cfg.search.init_tasks]
+        named += [("search.task", n) for n in cfg.search.tasks]
+        named += [("validation.tasks", n) for n in cfg.validation.tasks]
+        named += [(f"elimination.rungs[{i}].task", rung.task) for i, rung in enumerate(cfg.elimination.rungs)]
+        for path, name in named:
+            if name not in tasks:
+                raise _unknown_task(path, name, tasks)
+            if getattr(tasks[name], "kind", None) not in TASK_KINDS.values():
+                raise ConfigError(f"config field {path} = {name!r}: task kind {getattr(tasks[name], 'kind', None)!r} "
+                                  f"is neither of {', '.join(TASK_KINDS.values())} (a task comes from "
+                                  f"deapnos_surrogates or deapnos_fitness_tasks)")
+        if not cfg.fitness.relative:
+            # raw scores rank failures (-1) below every trained candidate only when scores stay above -1
+            raw = [n for n in cfg.search.tasks if tasks[n].metric == "log_loss"]
+            if raw:
+                raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
+                                  "can fall below a failure's -1; use fitness.relative = true")
+        from .search.fitness import reference_problem       # the run's zoo: built-ins and plugin entries
+        if reference_problem(cfg.fitness.reference, ctx.zoo):
+            raise ConfigError(reference_problem(cfg.fitness.reference, ctx.zoo))
+        for name in cfg.tasks:
+            if name not in tasks:
+                raise ConfigError(f"config section [tasks.{name}]: no such task; allowed values: {known}")
+        for name in cfg.search.integrity_checks:
+            if name not in checks:
+                raise ConfigError(f"config field search.integrity_checks: {name!r} is not installed; allowed values: "
+                                  f"{', '.join(sorted(checks)) or 'none'}")
+        from .search.elimination import baseline_problem
+        for name in cfg.elimination.baselines:
+            problem = baseline_problem(name, cfg.run.compat, ctx.zoo)
+            if problem:
+                raise ConfigError(f"config field elimination.baselines: {problem}")
+        from .search.fitness import validation_tasks
+        used = cfg.search.init_tasks + cfg.search.tasks + [r.task for r in cfg.elimination.rungs]
+        used += validation_tasks(cfg, tasks) if cfg.validation.enabled else []
+        for name in dict.fromkeys(used):
+            task = tasks[name].replace(**cfg.tasks[name]) if name in cfg.tasks else tasks[name]
+            try:
+                task.check_available()
+            except Exception as exc:   # noqa: BLE001 - TaskDataError or a plugin's own: names the path and how to get it
+                raise ConfigError(f"{exc} (config: run.data_dir or [tasks.\"{name}\"] data_path)") from None
+        if cfg.run.backend == "scoop" and not under_scoop() and not launching:
+            raise ConfigError("run.backend = 'scoop' needs SCOOP: use `deapnos run` (it launches SCOOP) or "
+                              "`python -m scoop -n N deapnos.run ...`")
+
+
+def _unknown_task(path: str, name: str, tasks) -> Exception:
+    """A one-line error for a task name that no loaded plugin provides: close matches first."""
+    import difflib
+    close = difflib.get_close_matches(str(name), list(tasks), n=3)
+    guess = f" (did you mean {', '.join(close)}?)" if close else ""
+    known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
+    from .errors import ConfigError
+    return ConfigError(f"config field {path} = {name!r}: no such task{guess}; allowed values: {known}")
 
 
 def build_context(plugins: Sequence[Any] = (), compat: bool = False, autoload: bool | None = None,

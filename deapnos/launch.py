@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from collections.abc import Iterator
 
-from deapnos.distributed import scoop_exit_with_launcher, under_scoop, worker_setup
+from deapnos.distributed import check_workers, scoop_exit_with_launcher, under_scoop, worker_setup
 from deapnos.processes import death_signal_call, stop_group, PR_SET_PDEATHSIG
 from deapnos.search.config import ConfigError
 from deapnos.search.store import REPORT, WRITER_LOCK, FolderLock, RunStore, StoreError
@@ -164,6 +164,18 @@ def _read_status(run_dir: Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 # the SCOOP job
 # ----------------------------------------------------------------------------------------------
+
+def check_late_workers(backend, cfg: Config) -> None:
+    """At the end of a SCOOP search, the workers never heard from (they started after the start-up
+    check and got no task) are checked now: a run never ends "ok" beside a worker whose environment
+    differs (WorkerEnvironmentError).  Waits at least 30 s for them."""
+    if not getattr(backend, "unheard", lambda: 0)():
+        return
+    from deapnos.evaluate.worker import WORKER_CHECK_WAIT_ENV
+    wait = max(30.0, float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60))
+    log.info("checking the environment of %d SCOOP worker(s) not heard from during the search", backend.unheard())
+    check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device, wait=wait)
+
 
 def check_hostfile(path: str | None, backend: str) -> None:
     """A ``--hostfile`` that SCOOP can use: an existing regular file of ``hostname [workers]`` lines,

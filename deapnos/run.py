@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from deapnos.distributed import BACKENDS, check_workers, make_backend, under_scoop, worker_setup
 # the launcher's names, importable from here as before the split
 from deapnos.launch import (ENTRY_FILE, FINAL_STATES, RUN_TOKEN_ENV, STOP_SIGNALS, RunInterrupted,  # noqa: F401
-                            check_hostfile, launch_scoop, mark_interrupted, print_interrupted, resume_command,
-                            scoop_worker_import, signal_name, stop_signals, wait_for_job)
+                            check_hostfile, check_late_workers, launch_scoop, mark_interrupted, print_interrupted,
+                            resume_command, scoop_worker_import, signal_name, stop_signals, wait_for_job)
 from deapnos.outcome import print_outcome, print_validation  # noqa: F401
 from deapnos.processes import stop_group  # noqa: F401
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,
@@ -165,7 +165,7 @@ def preflight(cfg: Config, options=None, plugin_objects=()) -> Context:
         os.environ["DEAPNOS_DATA"] = cfg.run.data_dir
     ctx = build_context([*cfg.run.plugins, *plugin_objects], compat=cfg.run.compat)
     ctx.configure(cfg.plugin, options)
-    check_against_plugins(cfg, ctx, launching=True)
+    ctx.check_config(cfg, launching=True)
     return ctx
 
 
@@ -263,71 +263,9 @@ def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config,
     return cfg, run_dir, ctx
 
 
-def _unknown_task(path: str, name: str, tasks) -> ConfigError:
-    """A one-line error for a task name that no loaded plugin provides: close matches first."""
-    import difflib
-    close = difflib.get_close_matches(str(name), list(tasks), n=3)
-    guess = f" (did you mean {', '.join(close)}?)" if close else ""
-    known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
-    return ConfigError(f"config field {path} = {name!r}: no such task{guess}; allowed values: {known}")
-
-
 def check_against_plugins(cfg: Config, ctx: Context, launching: bool = False) -> None:
-    """Config fields that name plugin things, against the run's :class:`~deapnos.context.Context`:
-    backend, algorithm, tasks, checks, protocol fields, baselines, ``[plugin.NAME]`` sections.
-    Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
-    config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)  ``launching``:
-    the check of a launcher that starts SCOOP itself, before any worker exists."""
-    from deapnos.plugins import TASK_KINDS
-    checks, tasks = ctx.checks, ctx.tasks
-    for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
-                                 ("run.algorithm", cfg.run.algorithm, ctx.algorithms)):
-        if name not in registry:
-            raise ConfigError(f"config field {path} = {name!r}: {registry.unknown(name)}")
-    known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
-    named = [("search.init_task", n) for n in cfg.search.init_tasks] + [("search.task", n) for n in cfg.search.tasks]
-    named += [("validation.tasks", n) for n in cfg.validation.tasks]
-    named += [(f"elimination.rungs[{i}].task", rung.task) for i, rung in enumerate(cfg.elimination.rungs)]
-    for path, name in named:
-        if name not in tasks:
-            raise _unknown_task(path, name, tasks)
-        if getattr(tasks[name], "kind", None) not in TASK_KINDS.values():
-            raise ConfigError(f"config field {path} = {name!r}: task kind {getattr(tasks[name], 'kind', None)!r} "
-                              f"is neither of {', '.join(TASK_KINDS.values())} (a task comes from "
-                              f"deapnos_surrogates or deapnos_fitness_tasks)")
-    if not cfg.fitness.relative:
-        # raw scores rank failures (-1) below every trained candidate only when scores stay above -1
-        raw = [n for n in cfg.search.tasks if tasks[n].metric == "log_loss"]
-        if raw:
-            raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
-                              "can fall below a failure's -1; use fitness.relative = true")
-    from deapnos.search.fitness import reference_problem       # the run's zoo: built-ins and plugin entries
-    if reference_problem(cfg.fitness.reference, ctx.zoo):
-        raise ConfigError(reference_problem(cfg.fitness.reference, ctx.zoo))
-    for name in cfg.tasks:
-        if name not in tasks:
-            raise ConfigError(f"config section [tasks.{name}]: no such task; allowed values: {known}")
-    for name in cfg.search.integrity_checks:
-        if name not in checks:
-            raise ConfigError(f"config field search.integrity_checks: {name!r} is not installed; allowed values: "
-                              f"{', '.join(sorted(checks)) or 'none'}")
-    from deapnos.search.elimination import baseline_problem
-    for name in cfg.elimination.baselines:
-        problem = baseline_problem(name, cfg.run.compat, ctx.zoo)
-        if problem:
-            raise ConfigError(f"config field elimination.baselines: {problem}")
-    from deapnos.search.fitness import validation_tasks
-    used = cfg.search.init_tasks + cfg.search.tasks + [r.task for r in cfg.elimination.rungs]
-    used += validation_tasks(cfg, tasks) if cfg.validation.enabled else []
-    for name in dict.fromkeys(used):
-        task = tasks[name].replace(**cfg.tasks[name]) if name in cfg.tasks else tasks[name]
-        try:
-            task.check_available()
-        except Exception as exc:   # noqa: BLE001 - TaskDataError or a plugin's own: names the path and how to get it
-            raise ConfigError(f"{exc} (config: run.data_dir or [tasks.\"{name}\"] data_path)") from None
-    if cfg.run.backend == "scoop" and not under_scoop() and not launching:
-        raise ConfigError("run.backend = 'scoop' needs SCOOP: use `deapnos run` (it launches SCOOP) or "
-                          "`python -m scoop -n N deapnos.run ...`")
+    """The config against the run's plugins: :meth:`deapnos.context.Context.check_config`."""
+    ctx.check_config(cfg, launching=launching)
 
 
 def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30.0,
@@ -431,18 +369,6 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         logging.getLogger("deapnos").removeHandler(handler)
         handler.close()
         writer.release()
-
-
-def check_late_workers(backend, cfg: Config) -> None:
-    """At the end of a SCOOP search, the workers never heard from (they started after the start-up
-    check and got no task) are checked now: a run never ends "ok" beside a worker whose environment
-    differs (WorkerEnvironmentError).  Waits at least 30 s for them."""
-    if not getattr(backend, "unheard", lambda: 0)():
-        return
-    from deapnos.evaluate.worker import WORKER_CHECK_WAIT_ENV
-    wait = max(30.0, float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60))
-    log.info("checking the environment of %d SCOOP worker(s) not heard from during the search", backend.unheard())
-    check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device, wait=wait)
 
 
 class QuietFileHandler(logging.FileHandler):

@@ -148,7 +148,7 @@ def test_scoop_warnings_are_cut_to_one_short_line():
     for f in logger.filters:
         f.filter(record)
     text = record.getMessage()
-    assert text.startswith("Lost track of future xxx") and len(text) < 260 and "1323 more characters" in text
+    assert text.startswith("Lost track of future xxx") and len(text) < 260 and "1338 more characters" in text
 
 
 def test_a_full_disk_under_search_log_is_one_warning_not_a_traceback(capsys):

@@ -252,7 +252,9 @@ def test_hosts_with_another_environment_stop_the_run_at_start(config, tmp_path):
         assert f"host node2: deapnos {deapnos.__version__} here, {deapnos.__version__}+other there" in error
         assert not any(r["event"] == "evaluation" for r in raw_log(run)) if (run / "evaluations.jsonl").exists() \
             else True
-        # a worker that starts after the check (here: no wait at all) is checked by its first result
+        # a worker that starts after the check (here: no wait at all) refuses its first task, or, when the
+        # origin and node0 did all the work (a loaded machine), is checked when the search ends: either
+        # way the run stops, and no result of node1 or node2 is in the log
         run2 = tmp_path / "run2"
         proc = on_node0(h, deapnos_run(h, "--config", config, "--run-dir", run2, "--backend", "scoop", "--workers", 3,
                                        "--hostfile", h.hostfile(1), "--quiet"),
