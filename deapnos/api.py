@@ -208,7 +208,7 @@ def compare(optimizers: str | Sequence[str], task: str | Sequence[str] = "digits
     ctx = build_context([*plugin_names, *objects], eager=False)
     space, zoo_registry = ctx.space, ctx.zoo
     try:
-        tasks = C._find_tasks(names, ctx.pm)
+        tasks = C.find_tasks(names, ctx.tasks)
     except SystemExit as exc:          # the command's one-line message
         raise ValueError(str(exc)) from None
     checks = ctx.checks if integrity else None

@@ -1,7 +1,9 @@
-"""The ``deapnos`` command: run | evaluate | show | export | report | status | reproduce | plugins.
+"""The ``deapnos`` command: run | evaluate | show | export | report | status | reproduce | plugins | repair | init.
 
-Each subcommand lives in the module that owns its job; this file only wires them.  A module
-provides ``configure_parser(parser)`` and ``run_command(args) -> int``.
+Each subcommand lives in one module, named in :data:`COMMANDS`: the module that owns its job (run,
+report, status, reproduce, repair, init), else its own module under deapnos/commands/ (show,
+export, evaluate, plugins); this file only wires them.  A module provides
+``configure_parser(parser)`` and ``run_command(args) -> int``.
 """
 from __future__ import annotations
 
@@ -11,16 +13,19 @@ import inspect
 import logging
 import sys
 
+#: command -> (its module, its help line).  The one place that says where each command lives.
 COMMANDS = {
     "run": ("deapnos.run", "run an optimizer search (SCOOP, process pool or serial)"),
-    "evaluate": ("deapnos.evaluate.compare", "compare optimizers on a task under the paper's protocol"),
-    "show": ("deapnos.commands", "show a zoo optimizer or genome file: text, LaTeX, state"),
-    "export": ("deapnos.commands", "export a genome as a standalone PyTorch optimizer module"),
+    # the comparison itself is deapnos.evaluate.compare (also deapnos.compare, the Python API)
+    "evaluate": ("deapnos.commands.evaluate", "compare optimizers on a task under the paper's protocol"),
+    "show": ("deapnos.commands.show", "show a zoo optimizer or genome file: text, LaTeX, state"),
+    "export": ("deapnos.commands.export", "export a genome as a standalone PyTorch optimizer module"),
     "report": ("deapnos.report", "write the markdown report of a search run"),
     "status": ("deapnos.status", "show a search's progress from its run folder (running or finished)"),
     "reproduce": ("deapnos.reproduce", "the paper's final comparison (published optimizers and LR schedules vs "
                   "baselines) on its tasks where their data is found, else on a named stand-in"),
-    "plugins": ("deapnos.plugins", "list installed plugins and what they provide"),
+    # the plugin manager itself is deapnos.plugins
+    "plugins": ("deapnos.commands.plugins", "list installed plugins and what they provide"),
     "repair": ("deapnos.repair", "move the bad lines of a run's logs aside (into a quarantine file) so it can resume"),
     "init": ("deapnos.workspace", "write a workspace: SCOOP's entry file deapnos.run, a config, a task template"),
 }

@@ -1,56 +1,41 @@
-"""The plugin manager (pluggy), and the ``deapnos plugins`` command.
+"""The plugin manager (pluggy): loading the plugins, and the options every command shares.
 
 Provides :func:`get_plugin_manager` (entry points of the ``deapnos`` group, then ``-p NAME`` / the
 config's ``plugins``; ``-p no:NAME`` blocks one; ``DEAPNOS_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry
-points), the per-hook collectors (:func:`integrity_checks`, :func:`all_tasks`, :func:`build_space`, ...)
-and :class:`PluginError`, which names the plugin.  Details: docs/plugins.md, "Registering a plugin", "Errors".
+points), the space plugins extend (:func:`build_space`) and ``-p`` (:func:`add_plugin_options`).
+Calling hooks and the per-hook collectors (:func:`integrity_checks`, :func:`all_tasks`, ...) live in
+:mod:`deapnos.hookcalls` and are re-exported here, with :class:`PluginError`, which names the
+plugin.  The ``deapnos plugins`` command is :mod:`deapnos.commands.plugins`.  Details:
+docs/plugins.md, "Registering a plugin", "Errors".
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.metadata
-import json
 import logging
 import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, cast
-from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
+from typing import Any
+from collections.abc import Sequence
 
 import pluggy
-from pluggy import HookImpl
 
 from . import hookspecs
+from .hookcalls import (BUILTIN_PREFIX, TASK_KINDS, PluginError, _first_line, _impls, _per_plugin,  # noqa: F401
+                        all_tasks, call_each, config_sections, fitness_tasks, integrity_checks, is_builtin,
+                        map_backends, notify, register_builtins, search_algorithms, surrogates, zoo_optimizers,
+                        zoo_schedules)
 from .hookspecs import PROJECT, hookimpl  # noqa: F401  (re-exported for plugin authors)
-from .registry import BUILTIN, Registry, RegistryClash
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "deapnos"
 DISABLE_AUTOLOAD_ENV = "DEAPNOS_DISABLE_PLUGIN_AUTOLOAD"
 _FALSE_VALUES = ("", "0", "false", "no", "off")
-
-#: the hooks that contribute named objects, and how their objects are called in messages
-_COLLECT_HOOKS = {
-    "deapnos_integrity_checks": "integrity check",
-    "deapnos_surrogates": "surrogate",
-    "deapnos_fitness_tasks": "fitness task",
-}
-#: the task kind that each task hook gives what it returns (``Task.kind``)
-TASK_KINDS = {"deapnos_surrogates": "surrogate", "deapnos_fitness_tasks": "fitness"}
-
-
-class PluginError(RuntimeError):
-    """An error in, or between, plugins.  ``plugin`` names the plugin at fault (for a clash: the
-    one registered later; the message names both)."""
-
-    def __init__(self, plugin: str, message: str):
-        self.plugin = plugin
-        self.message = message
-        super().__init__(f"plugin {plugin!r}: {message}")
 
 
 @dataclass
@@ -119,11 +104,6 @@ def _dist_of(ep) -> tuple[str | None, str | None]:
 def _ep_module(ep) -> str:
     """The module an entry point loads (``module`` of ``module:attr``)."""
     return ep.value.split(":")[0].strip()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _load_entry_point(pm: DeapnosPluginManager, ep, strict: bool, origin: str = "entry point") -> None:
@@ -264,215 +244,7 @@ def get_plugin_manager(extra_plugins: Sequence[Any] = (), autoload: bool | None 
     return pm
 
 
-# -- calling hooks: through pluggy, one plugin at a time --------------------------------------
-
-def _impls(pm: pluggy.PluginManager, hook_name: str) -> list[HookImpl]:
-    """The non-wrapper implementations of a hook, in registration order."""
-    caller = getattr(pm.hook, hook_name)
-    return [impl for impl in caller.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
-
-
-def _per_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[HookImpl, Callable[..., list]]]:
-    """``(implementation, caller)`` per plugin: ``caller(**kwargs)`` runs the hook through pluggy with
-    only that plugin's implementation (and every wrapper), so each result and each error has its
-    plugin (pluggy's ``subset_hook_caller``)."""
-    impls = _impls(pm, hook_name)
-    for impl in impls:
-        others = [o.plugin for o in impls if o is not impl]
-        yield impl, pm.subset_hook_caller(hook_name, remove_plugins=others)
-
-
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook_name`` plugin by plugin; returns ``[(plugin name, result)]`` in registration order.
-    An exception in plugin code is a :class:`PluginError` naming the plugin."""
-    out = []
-    for impl, caller in _per_plugin(pm, hook_name):
-        try:
-            results = caller(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - plugin code
-            raise PluginError(impl.plugin_name, f"hook {hook_name} raised {_first_line(exc)}") from exc
-        out.append((impl.plugin_name, results[0] if results else None))
-    return out
-
-
-def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[PluginError]:
-    """Call an observer hook on every plugin; an observer that raises is logged by name and the
-    others still run.  Returns the errors (empty when all went well)."""
-    errors = []
-    for impl, caller in _per_plugin(pm, hook_name):
-        try:
-            caller(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - plugin code must not stop a search
-            err = PluginError(impl.plugin_name, f"observer {hook_name} raised {_first_line(exc)}")
-            log.warning("%s", err, exc_info=log.isEnabledFor(logging.DEBUG))
-            errors.append(err)
-    return errors
-
-
-def _items(plugin: str, hook_name: str, result: Any) -> list:
-    if result is None:
-        return []
-    if isinstance(result, dict):
-        result = list(result.values())
-    elif not isinstance(result, (list, tuple)):
-        result = [result]
-    kind = _COLLECT_HOOKS[hook_name]
-    for item in result:
-        name = getattr(item, "name", None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(plugin, f"hook {hook_name} returned a {kind} without a name: {item!r}")
-    return list(result)
-
-
-def _tag(item: Any, plugin: str, kind: str | None = None) -> None:
-    """Set ``item.plugin`` (and a task's ``kind``) when the object allows it (for messages)."""
-    try:
-        if not getattr(item, "plugin", ""):
-            item.plugin = plugin
-        if kind is not None:
-            item.kind = kind
-    except (AttributeError, TypeError):   # frozen dataclass, slots, read-only property: leave it
-        pass
-
-
-def _collect(pm: pluggy.PluginManager, hook_name: str, owner: dict | None = None) -> Registry:
-    """A :class:`Registry` of the objects of every plugin's ``hook_name``; ``owner`` (name ->
-    (plugin, kind)) may be shared between calls to make several hooks one namespace."""
-    kind = _COLLECT_HOOKS[hook_name]
-    out: Registry = Registry(kind)
-    owner = {} if owner is None else owner
-    for plugin, result in call_each(pm, hook_name):
-        for item in _items(plugin, hook_name, result):
-            prev = owner.get(item.name)
-            if prev is not None:
-                prev_plugin, prev_kind = prev
-                if prev_plugin != plugin:
-                    what = kind if prev_kind == kind else f"task (a {prev_kind} there, a {kind} here)"
-                    raise PluginError(plugin, f"{what} {item.name!r} is provided by both plugin "
-                                              f"{prev_plugin!r} and plugin {plugin!r}")
-                if item.name in out:
-                    raise PluginError(plugin, f"{kind} {item.name!r} is returned twice by hook {hook_name}")
-            owner[item.name] = (plugin, kind)
-            _tag(item, plugin, TASK_KINDS.get(hook_name))
-            out.register(item.name, item, plugin=plugin)
-    return out
-
-
-def integrity_checks(pm: pluggy.PluginManager) -> Registry:
-    """The installed integrity checks by name (each check's ``plugin`` is set)."""
-    return _collect(pm, "deapnos_integrity_checks")
-
-
-def surrogates(pm: pluggy.PluginManager) -> Registry:
-    """The surrogate tasks by name (cheap tasks used inside the search loop; ``kind``
-    ``"surrogate"``)."""
-    return _collect(pm, "deapnos_surrogates")
-
-
-def fitness_tasks(pm: pluggy.PluginManager) -> Registry:
-    """The fitness tasks by name (elimination ladder, ``deapnos evaluate``; ``kind``
-    ``"fitness"``)."""
-    return _collect(pm, "deapnos_fitness_tasks")
-
-
-def all_tasks(pm: pluggy.PluginManager) -> Registry:
-    """Surrogates and fitness tasks in one registry: one namespace.  The same name from two
-    plugins is an error; one plugin may offer a task both ways (the surrogate entry is kept, with
-    ``kind`` ``"surrogate"``)."""
-    owner: dict[str, tuple[str, str]] = {}
-    surrogate = _collect(pm, "deapnos_surrogates", owner)
-    fitness = _collect(pm, "deapnos_fitness_tasks", owner)
-    out: Registry = Registry("task")
-    for reg in (surrogate, fitness):
-        for name, task in reg.items():
-            if name not in out:
-                out.register(name, task, plugin=reg.owner(name))
-    for name, (_, kind) in owner.items():   # the same object may have come back from both hooks
-        if kind == "surrogate":
-            _tag(out[name], out[name].plugin, "surrogate")
-    return out
-
-
-# -- deapnos's own plugins (pytest's "default plugins") -------------------------------------------
-
-#: the prefix of the names under which deapnos's own hook modules are registered
-BUILTIN_PREFIX = "deapnos:"
-
-
-def is_builtin(plugin_name: str | None) -> bool:
-    """Whether ``plugin_name`` is one of deapnos's own modules (see :func:`register_builtins`)."""
-    return bool(plugin_name) and str(plugin_name).startswith(BUILTIN_PREFIX)
-
-
-def register_builtins(pm: pluggy.PluginManager, modules: Sequence[ModuleType]) -> None:
-    """Register deapnos's own modules that implement hooks (the map backends, search algorithms
-    and zoo) as plugins named ``deapnos:MODULE``, as pytest registers its default plugins.  What
-    they return is owned by ``deapnos`` (built in) and comes first in every registry.  The caller
-    (the top layer, :mod:`deapnos.context`) passes the modules, so this one imports none of them.
-    Idempotent; a module that ``-p`` already loaded under its own name is registered as built in."""
-    for module in modules:
-        name = BUILTIN_PREFIX + module.__name__.removeprefix("deapnos.")
-        if pm.has_plugin(name):
-            continue
-        if pm.is_registered(module):
-            other = pm.get_name(module)
-            pm.unregister(module)
-            getattr(pm, "sources", {}).pop(other, None)
-        pm.register(module, name=name)
-
-
-def _named(pm: pluggy.PluginManager, hook_name: str, kind: str) -> Registry:
-    """A registry of what every plugin's ``hook_name`` returns (``{name: obj}`` or a list of
-    objects with a ``name``): deapnos's own (:func:`register_builtins`) first, as ``deapnos``;
-    a clash is a :class:`PluginError` naming both plugins."""
-    reg: Registry = Registry(kind)
-    results = sorted(call_each(pm, hook_name), key=lambda pr: not is_builtin(pr[0]))   # stable
-    for plugin, result in results:
-        if result is None:
-            continue
-        owner = BUILTIN if is_builtin(plugin) else plugin
-        pairs = result.items() if isinstance(result, dict) else [(getattr(x, "name", None), x) for x in result]
-        for name, obj in pairs:
-            if not isinstance(name, str) or not name:
-                raise PluginError(plugin, f"hook {hook_name} returned a {kind} without a name: {obj!r}")
-            try:
-                if name in reg and reg.owner(name) != owner:   # even the same object: two providers
-                    raise RegistryClash(kind, name, (reg.owner(name), owner))
-                reg.register(name, obj, plugin=owner)
-            except RegistryClash as exc:
-                owners = " and ".join(f"plugin {o!r}" if o != BUILTIN else "deapnos (built in)" for o in exc.owners)
-                raise PluginError(plugin, f"{kind} {name!r} is provided by both {owners}") from None
-    return reg
-
-
-def map_backends(pm: pluggy.PluginManager) -> Registry:
-    """The map backends of ``deapnos_map_backends``: the built-in ones (``deapnos.distributed``,
-    when registered with :func:`register_builtins`) and the plugins' (a new registry)."""
-    return _named(pm, "deapnos_map_backends", "map backend")
-
-
-def search_algorithms(pm: pluggy.PluginManager) -> Registry:
-    """The search algorithms of ``deapnos_search_algorithms``: the built-in ones
-    (``deapnos.search.algorithms``) and the plugins' (a new registry)."""
-    return _named(pm, "deapnos_search_algorithms", "search algorithm")
-
-
-def zoo_optimizers(pm: pluggy.PluginManager) -> Registry:
-    """The zoo optimizers of ``deapnos_zoo_optimizers``: the built-in zoo (``deapnos.zoo``) and the
-    plugins' entries (a new registry)."""
-    return _named(pm, "deapnos_zoo_optimizers", "zoo optimizer")
-
-
-def zoo_schedules(pm: pluggy.PluginManager) -> Registry:
-    """The LR schedules of ``deapnos_zoo_schedules``: the built-in ones (``deapnos.zoo``) and the
-    plugins' (a new registry)."""
-    return _named(pm, "deapnos_zoo_schedules", "zoo schedule")
-
-
-def config_sections(pm: pluggy.PluginManager) -> Registry:
-    """``[plugin.NAME]`` config tables: ``{NAME: dataclass}`` of ``deapnos_config_sections``."""
-    return _named(pm, "deapnos_config_sections", "config section")
-
+# -- what plugins add: run options and primitives ------------------------------------------------
 
 def add_options(pm: pluggy.PluginManager, parser: argparse.ArgumentParser) -> None:
     """Let every plugin add ``deapnos run`` options (``deapnos_addoption``), in one argument group."""
@@ -527,111 +299,7 @@ def build_space(pm: pluggy.PluginManager, compat: bool = False):
     return psets.build_space(lambda sp: extend_space(pm, sp), compat=compat)
 
 
-# -- what each plugin provides ---------------------------------------------------------------
-
-_PROV_KINDS = {"operand": "operand", "unary": "op", "binary": "op", "decay": "decay", "state": "state"}
-
-#: plugin_info keys of the hooks that return named things, and their words in `deapnos plugins`
-_PROVIDES = (("deapnos_integrity_checks", "checks", "integrity checks"),
-             ("deapnos_surrogates", "surrogates", "surrogates"),
-             ("deapnos_fitness_tasks", "tasks", "fitness tasks"),
-             ("deapnos_map_backends", "backends", "map backends"),
-             ("deapnos_search_algorithms", "algorithms", "search algorithms"),
-             ("deapnos_zoo_optimizers", "zoo_optimizers", "zoo optimizers"),
-             ("deapnos_zoo_schedules", "zoo_schedules", "zoo schedules"),
-             ("deapnos_config_sections", "sections", "config sections"))
-_OBSERVERS = ("deapnos_evaluation_finished", "deapnos_timestep_finished", "deapnos_run_finished")
-
-
-def _row(name: str, src: PluginSource, hooks: list[str]) -> dict:
-    row: dict[str, Any] = {"name": name, "module": src.module, "origin": src.origin, "dist": src.dist,
-                           "version": src.version, "hooks": hooks}
-    row.update({key: [] for _, key, _ in _PROVIDES})
-    row.update({"primitives": [], "error": None})
-    return row
-
-
-def _names_of(result: Any) -> list[str]:
-    if result is None:
-        return []
-    items = result.items() if isinstance(result, dict) else [(getattr(x, "name", None), x) for x in result]
-    names = [name for name, _ in items]
-    if not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"returned something without a name: {result!r}")
-    return cast(list[str], names)   # every name is a non-empty str: checked just above
-
-
-def plugin_info(pm: DeapnosPluginManager) -> list[dict]:
-    """One dict per plugin: ``name``, ``module``, ``origin``, ``dist``, ``version``, ``hooks``,
-    ``checks``, ``surrogates``, ``tasks``, ``backends``, ``algorithms``, ``zoo_optimizers``,
-    ``zoo_schedules``, ``sections``, ``primitives`` (e.g. ``operand slow_v_hat``) and ``error``
-    (why it failed to load or to answer a hook; None when fine).  Plugins that failed to load
-    (``pm.failed``) are listed too."""
-    from .space import psets
-    rows: dict[str, dict] = {}
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None or is_builtin(name):     # deapnos's own modules are not listed as plugins
-            continue
-        src = getattr(pm, "sources", {}).get(name) or PluginSource(name, getattr(plugin, "__name__", "?"),
-                                                                 "register")
-        rows[name] = _row(name, src, sorted(c.name for c in (pm.get_hookcallers(plugin) or [])))
-    errors: dict[str, list[str]] = {}
-    for hook_name, key, _ in _PROVIDES:
-        for impl, caller in _per_plugin(pm, hook_name):
-            try:
-                names = _names_of((caller() or [None])[0])
-            except Exception as exc:  # noqa: BLE001 - plugin code
-                errors.setdefault(impl.plugin_name, []).append(f"{hook_name}: {_first_line(exc)}")
-                continue
-            if impl.plugin_name in rows:
-                rows[impl.plugin_name][key] = names
-    space = psets.default_space()
-    for impl, caller in _per_plugin(pm, "deapnos_add_primitives"):
-        try:
-            caller(space=_PluginSpace(space, impl.plugin_name))
-        except Exception as exc:  # noqa: BLE001 - plugin code
-            errors.setdefault(impl.plugin_name, []).append(f"deapnos_add_primitives failed: {_first_line(exc)}")
-    for key, source in space.provenance.items():
-        kind, prim = key.split(":", 1)
-        if source in rows:
-            rows[source]["primitives"].append(f"{_PROV_KINDS.get(kind, kind)} {prim}")
-    for name, msgs in errors.items():
-        if name in rows:
-            rows[name]["error"] = "; ".join(msgs)
-    for name, message in getattr(pm, "failed", {}).items():
-        src = getattr(pm, "sources", {}).get(name) or PluginSource(name, name, "-p")
-        rows.setdefault(name, _row(name, src, []))["error"] = f"not loaded: {message}"
-    return list(rows.values())
-
-
-def describe(row: dict) -> str:
-    """What a plugin provides, in words (one line)."""
-    parts = []
-    for key, label in [(key, label) for _, key, label in _PROVIDES] + [("primitives", "primitives")]:
-        if row.get(key):
-            parts.append(f"{label}: {', '.join(row[key])}")
-    if "deapnos_addoption" in row["hooks"]:
-        parts.append("run options")
-    observers = [h for h in row["hooks"] if h in _OBSERVERS]
-    if observers:
-        parts.append(f"observers: {', '.join(h[len('deapnos_'):] for h in observers)}")
-    if row.get("error"):
-        parts.append(f"ERROR: {row['error']}")
-    return "; ".join(parts) or "nothing"
-
-
-def format_table(rows: list[dict]) -> str:
-    """The plugin table of ``deapnos plugins``."""
-    header = ("PLUGIN", "DISTRIBUTION", "VERSION", "LOADED BY", "PROVIDES")
-    body = [(r["name"], r["dist"] or "-", r["version"] or "-", r["origin"], describe(r)) for r in rows]
-    widths = [max(len(str(line[i])) for line in [header] + body) for i in range(4)]
-    lines = []
-    for line in [header] + body:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
-    return "\n".join(lines)
-
-
-# -- reading genomes: the same plugins in every command ----------------------------------------
+# -- what every command shares: reading genomes with the same plugins, and -p ---------------------
 
 PLUGIN_HINT = ("if it is a plugin primitive, install its plugin (installed plugins load by default) or "
                "load its module with -p MODULE")
@@ -668,8 +336,6 @@ def with_plugin_hint(message: str) -> str:
     return f"{message}; {PLUGIN_HINT}" if re.search(r"unknown \w+ name '", message) else message
 
 
-# -- the `deapnos plugins` command -----------------------------------------------------------
-
 def add_plugin_options(parser: argparse.ArgumentParser) -> None:
     """``-p NAME`` (repeatable), for every command that builds a plugin manager."""
     from .listargs import ListAppend
@@ -680,31 +346,23 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
                              f"is off when {DISABLE_AUTOLOAD_ENV}=1")
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    add_plugin_options(parser)
-    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+# -- moved: the `deapnos plugins` command is deapnos.commands.plugins ---------------------------
+
+#: its names that were importable from here: old imports still work, with a DeprecationWarning
+_MOVED_TO_COMMAND = ("plugin_info", "describe", "format_table", "configure_parser", "run_command", "main")
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """List every plugin with its distribution, version and what it provides.  Returns 1 when a
-    plugin failed to load or to answer, else 0."""
-    pm = get_plugin_manager(getattr(args, "plugins", None) or (), strict=False)
-    rows = plugin_info(pm)
-    if getattr(args, "json", False):
-        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
-    else:
-        if not pm.autoload:
-            print(f"{DISABLE_AUTOLOAD_ENV} is set: installed plugins are not loaded unless named with -p")
-        print(format_table(rows) if rows else "no plugins loaded")
-    return 1 if any(r["error"] for r in rows) else 0
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_COMMAND:
+        import warnings
+
+        from .commands import plugins as command   # upward on purpose: tests/test_layering.py, EXCEPTIONS
+        warnings.warn(f"deapnos.plugins.{name} is deprecated: use deapnos.commands.plugins.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(command, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deapnos.plugins",
-                                     description="list installed plugins and what they provide")
-    configure_parser(parser)
-    return run_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":      # `python -m deapnos.plugins`: now `deapnos plugins`
+    from deapnos.commands.plugins import main as _main
+    sys.exit(_main())

@@ -50,7 +50,8 @@ def test_example_declares_the_entry_point_and_deapnos_does_not_know_dask():
 def test_the_plugin_provides_the_backend(installed_dask, monkeypatch):
     from deapnos.context import build_context
     from deapnos.distributed import BACKENDS
-    from deapnos.plugins import get_plugin_manager, plugin_info
+    from deapnos.commands.plugins import plugin_info
+    from deapnos.plugins import get_plugin_manager
     ctx = build_context(["dask"], autoload=False)       # the installed entry point, named as with -p
     assert ctx.backends.names()[:4] == ["serial", "pool", "scoop", "dask"] and ctx.backends.owner("dask") == "dask"
     assert "dask" not in BACKENDS                       # the built-in registry is never changed

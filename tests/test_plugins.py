@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from deapnos import plugins
+from deapnos.commands import plugins as plugins_command
+from deapnos.commands.plugins import plugin_info
 from deapnos.hookspecs import hookimpl
 from deapnos.plugins import (DISABLE_AUTOLOAD_ENV, PluginError, all_tasks, build_space, fitness_tasks,
-                             get_plugin_manager, integrity_checks, plugin_info, surrogates)
+                             get_plugin_manager, integrity_checks, surrogates)
 from deapnos.space import Genome, builtin_space
 
 torch.set_num_threads(1)
@@ -411,8 +413,8 @@ def test_example_clash_names_both_plugins(example):
 
 def _run(argv, capsys):
     parser = argparse.ArgumentParser()
-    plugins.configure_parser(parser)
-    rc = plugins.run_command(parser.parse_args(argv))
+    plugins_command.configure_parser(parser)
+    rc = plugins_command.run_command(parser.parse_args(argv))
     return rc, capsys.readouterr().out
 
 
@@ -449,6 +451,17 @@ def test_deapnos_cli_plugins(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert _row(out, "sphere")[1:3] == ["deapnos", DEAPNOS_VERSION]
+
+
+def test_the_command_s_old_names_in_deapnos_plugins_still_work_and_warn():
+    for name in ("plugin_info", "describe", "format_table", "configure_parser", "run_command", "main"):
+        with pytest.warns(DeprecationWarning, match=f"deapnos.plugins.{name} is deprecated: use deapnos.commands"):
+            assert getattr(plugins, name) is getattr(plugins_command, name)
+    with pytest.warns(DeprecationWarning):
+        from deapnos.plugins import plugin_info as old
+    assert old is plugin_info
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        plugins.nothing_here  # noqa: B018
 
 
 def test_python_m_deapnos_plugins_in_a_fresh_process(example):

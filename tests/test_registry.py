@@ -11,7 +11,8 @@ from deapnos import zoo
 from deapnos.context import Context, build_context
 from deapnos.distributed import BACKENDS, SerialBackend, make_backend
 from deapnos.hookspecs import hookimpl
-from deapnos.plugins import PluginError, add_options, all_tasks, get_plugin_manager, notify, plugin_info
+from deapnos.commands.plugins import plugin_info
+from deapnos.plugins import PluginError, add_options, all_tasks, get_plugin_manager, notify
 from deapnos.registry import Registry, RegistryClash, UnknownNameError
 from deapnos.search.config import ConfigError, config_from_dict
 
@@ -146,7 +147,7 @@ def test_plugins_lists_backends_algorithms_and_sections():
     row = {r["name"]: r for r in plugin_info(pm)}["every"]
     assert (row["backends"], row["algorithms"], row["zoo_optimizers"], row["sections"]) == (
         ["echo"], ["hill"], ["plugin_signsgd"], ["every"])
-    from deapnos.plugins import describe
+    from deapnos.commands.plugins import describe
     assert "map backends: echo" in describe(row) and "search algorithms: hill" in describe(row)
     assert "run options" in describe(row)
 

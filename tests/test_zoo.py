@@ -109,6 +109,7 @@ class _ZooPlugin:
 def test_describe_reads_a_runs_registries_with_plugin_entries():
     from deapnos import plugins
     pm = plugins.get_plugin_manager(["digits"], autoload=False)
+    plugins.register_builtins(pm, [zoo])     # the built-in zoo is a plugin too (what a Context registers)
     pm.register_plugin(_ZooPlugin(), "zooplug")
     optimizers, schedules = plugins.zoo_optimizers(pm), plugins.zoo_schedules(pm)
     doc = zoo.describe("plugin_signsgd", registry=optimizers)
