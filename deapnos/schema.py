@@ -78,14 +78,16 @@ def _copy(value):
 
 @dataclass(frozen=True)
 class Rules:
-    """How strict :func:`parse` is with numbers.  ``exact`` (data deapnos wrote itself, e.g. a
-    checkpoint): an integer in a float field stays an integer, and inf/NaN are accepted."""
-    exact: bool = False
+    """How :func:`parse` treats numbers.  ``keep_ints``: an integer in a float field stays an integer
+    (as written: what a fingerprint or a checkpoint hashes and writes back); ``finite``: inf and NaN
+    are refused (a config), or accepted (data deapnos wrote itself, e.g. a checkpoint's -inf)."""
+    keep_ints: bool = False
+    finite: bool = True
     table: str = "a table"          # what a dict is called in the messages ("an object" for JSON)
 
 
 CONFIG_RULES = Rules()
-JSON_RULES = Rules(exact=True, table="an object")
+JSON_RULES = Rules(keep_ints=True, finite=False, table="an object")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,10 +183,10 @@ def _parse_type(tp: Any, value: Any, path: str, rules: Rules) -> Any:     # noqa
         raise _fail(path, value, tp, rules)
     if base is float:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value if rules.exact else float(value)
+            return value if rules.keep_ints else float(value)
         if not isinstance(value, float):
             raise _fail(path, value, tp, rules)
-        if not rules.exact and not math.isfinite(value):
+        if rules.finite and not math.isfinite(value):
             raise SchemaError(path, "expected a finite number", value)
         return value
     if base is str:

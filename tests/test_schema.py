@@ -116,7 +116,7 @@ def test_a_checkpoint_and_a_status_written_by_deapnos_read_back(tmp_path):
     ('protocol.step_scale="x"', "protocol.step_scale = 'x': expected a number"),
     ("protocol.step_scale=0", "protocol.step_scale = 0: must be > 0"),
     ("protocol.lr=1e9", "protocol.lr = 1000000000.0: must be <= 1000000.0"),
-    ("protocol.screen_lrs_a=[0.1, -1]", "protocol.screen_lrs_a[1] = -1.0: must be > 0"),
+    ("protocol.screen_lrs_a=[0.1, -1]", "protocol.screen_lrs_a[1] = -1: must be > 0"),
     ("mutation.op=inf", "mutation.op = inf: expected a finite number"),
     ("run.seed=-3", "run.seed = -3: must be >= 0"),
 ])
@@ -170,3 +170,12 @@ def test_the_validator_reads_type_hints_and_field_metadata():
         with pytest.raises(SchemaError) as err:
             parse(_Outer, data, "", CONFIG_RULES)
         assert str(err.value).startswith(message), (data, str(err.value))
+
+
+def test_protocol_numbers_stay_as_written_so_old_fingerprints_still_match():
+    # before the schema, [protocol] kept an integer in a float field as written: the config fingerprint
+    # of a run folder hashes it, and that folder must still resume
+    cfg = config_from_dict({}, ["protocol.step_scale=2", "protocol.timeout_s=60", "protocol.screen_lrs_a=[1, 0.1]"])
+    table = cfg.to_dict()["protocol"]
+    assert table == {"step_scale": 2, "timeout_s": 60, "screen_lrs_a": [1.0, 0.1]}
+    assert isinstance(table["step_scale"], int) and isinstance(table["screen_lrs_a"][0], float)

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..schema import SchemaError, check_fields, parse, setting
+from ..schema import Rules, SchemaError, check_fields, parse, setting
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -21,6 +21,9 @@ SCORES = ("final", "best")
 SCREEN_SCHEDULES = ("grid", "halving")
 
 
+# an integer stays one (step_scale = 2 is hashed as written into the config fingerprint of a run
+# folder, which must still resume); inf and NaN are refused
+PROTOCOL_RULES = Rules(keep_ints=True)
 LR_MAX = 1e6            # learning rates and LR multipliers: generous, but finite
 EPOCHS_MAX = 100000
 
@@ -78,7 +81,9 @@ class ProtocolConfig:
                         maximum=4096)
 
     def __post_init__(self):
-        check_fields(self, "protocol")          # types and bounds, as declared above
+        check_fields(self, "protocol", PROTOCOL_RULES)     # types and bounds, as declared above
+        self.screen_lrs_a = tuple(float(v) for v in self.screen_lrs_a)
+        self.screen_lrs_b = tuple(float(v) for v in self.screen_lrs_b)
         if not self.screen_lrs_a and self.lr is None:
             raise ValueError("screen_lrs_a is empty and no fixed lr is given")
 
@@ -89,7 +94,7 @@ class ProtocolConfig:
         if not isinstance(data, dict):
             raise ValueError(f"config section [{where}] must be a table, found {type(data).__name__}")
         try:
-            return parse(cls, data, where)
+            return parse(cls, data, where, PROTOCOL_RULES)
         except SchemaError as exc:
             if exc.kind == "value":             # a check across fields
                 raise ValueError(f"config section [{where}]: {exc.problem}") from None
