@@ -96,8 +96,20 @@ JSON_RULES = Rules(keep_ints=True, finite=False, table="an object")
 
 @functools.cache
 def hints(cls: Any) -> dict[str, Any]:
-    """The resolved type hints of a dataclass or TypedDict (string annotations evaluated)."""
-    return typing.get_type_hints(cls)
+    """The resolved type hints of a dataclass or TypedDict (string annotations evaluated).  A plugin's
+    dataclass whose annotations cannot be resolved here (a name imported only for type checkers) is
+    read by the type of each field's default, as before the schemas."""
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        if not dataclasses.is_dataclass(cls):
+            raise
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if callable(f.default_factory) else None)
+            out[f.name] = Any if default is None else type(default)
+        return out
 
 
 def describe_type(tp: Any, rules: Rules = CONFIG_RULES) -> str:

@@ -179,3 +179,15 @@ def test_protocol_numbers_stay_as_written_so_old_fingerprints_still_match():
     table = cfg.to_dict()["protocol"]
     assert table == {"step_scale": 2, "timeout_s": 60, "screen_lrs_a": [1.0, 0.1]}
     assert isinstance(table["step_scale"], int) and isinstance(table["screen_lrs_a"][0], float)
+
+
+def test_a_plugin_section_with_unresolvable_annotations_is_read_by_its_defaults():
+    from deapnos.search.config import build_section
+
+    @dataclass
+    class Section:
+        level: NotImportedHere = 1      # noqa: F821 - a name only a type checker would see  # type: ignore
+
+    assert build_section(Section, {"level": 3}, "plugin.x").level == 3
+    with pytest.raises(ConfigError, match=r"config field plugin\.x\.level = 'a': expected an integer"):
+        build_section(Section, {"level": "a"}, "plugin.x")
