@@ -22,6 +22,7 @@ setup(
         "scikit-learn>=1.2",
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        "tomli-w>=1.0",            # writes the run folder's config.toml (tomllib only reads)
     ],
     # distributed: the example Dask backend plugin's test; ruff, mypy: .ci/run checks the tree with them
     extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "distributed", "ruff", "mypy"]},

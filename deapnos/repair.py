@@ -22,9 +22,10 @@ from .search.store import (CHECKPOINT, CONFIG, LOG, PARTICLES, QUARANTINE, RUN_L
 
 def _run_config_id(store: RunStore) -> str | None:
     """The config id of the run's ``config.toml`` (None when it cannot be read without plugins)."""
-    from .search.config import config_fingerprint, read_toml, validate
+    from .search.config import config_fingerprint, parse_config, read_toml
     try:
-        return config_id(config_fingerprint(validate(read_toml(store.path(CONFIG)), source=str(store.path(CONFIG)))))
+        return config_id(config_fingerprint(parse_config(read_toml(store.path(CONFIG)),
+                                                         source=str(store.path(CONFIG)))))
     except Exception:   # noqa: BLE001 - a config needing plugins: fall back on the checkpoint's id
         return store._saved_config_id()
 

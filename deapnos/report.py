@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate.stats import difference_text
+from .search.config import Config, load_run_config
 from .search.store import (CONFIG, ELIMINATION, HALL_OF_FAME, RunStore, StoreError, atomic_write_text,
                            is_plain_name)
 
@@ -166,16 +167,16 @@ def running_best(particles: list[dict]) -> list[tuple[int, float]]:
     return out
 
 
-def _budget(cfg: dict, task_name: str, tasks) -> tuple[int, int] | None:
+def _budget(cfg: Config, task_name: str, tasks) -> tuple[int, int] | None:
     """(T, W) of a task of the run's ``tasks`` under the run's protocol, or None when its plugin is
     not available."""
     try:
-        from .evaluate.protocol import Budget, protocol_config
+        from .evaluate.protocol import Budget
         task = tasks[task_name]
-        over = cfg.get("tasks", {}).get(task_name)
+        over = cfg.tasks.get(task_name)
         if over:
             task = task.replace(**over)
-        protocol = protocol_config(cfg.get("protocol", {}), cfg.get("run", {}).get("compat", False)).for_task(task)
+        protocol = cfg.protocol.for_task(task)
         b = Budget.of(task, protocol)
         return b.total_steps, b.warmup_steps
     except Exception:   # noqa: BLE001 - a plot without the exact horizon is still useful
@@ -287,9 +288,9 @@ def export_winner(row: dict, folder: Path, space=None) -> tuple[str | None, str]
     return f"{label}.py", ""
 
 
-def _check_inputs(run_dir: Path, cfg: dict, hof, elim: dict, summary: dict) -> None:
+def _check_inputs(run_dir: Path, hof, elim: dict, summary: dict) -> None:
     """The run files' shapes the report relies on, and every label a plain name; a file that fails
-    raises :class:`StoreError` naming it, the entry and the field."""
+    raises :class:`StoreError` naming it, the entry and the field (config.toml: its loader's job)."""
     def bad(name, what):
         raise StoreError(f"{run_dir / name}: {what}; deapnos did not write this: restore the file from a copy "
                          f"of the run folder")
@@ -297,9 +298,6 @@ def _check_inputs(run_dir: Path, cfg: dict, hof, elim: dict, summary: dict) -> N
     def num(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    for section in ("run", "search", "report"):
-        if not isinstance(cfg.get(section, {}), dict):
-            bad(CONFIG, f"[{section}] is not a table")
     if not isinstance(hof, list):
         bad(HALL_OF_FAME, "not a JSON array")
     for i, row in enumerate(hof):
@@ -346,16 +344,16 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False, plugin
     if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
-    cfg = store.read_config()
-    space, tasks = _run_plugins(cfg, load_plugins, plugins)     # space None: the paper's space
+    cfg = load_run_config(store)        # the loader deapnos status uses: every field checked, the defaults filled
+    space, tasks = _run_plugins(cfg.to_dict(), load_plugins, plugins)     # space None: the paper's space
     particles = store.read_particles()
     hof = store.read_json(HALL_OF_FAME, [], kind=list) or []
     elim = store.read_json(ELIMINATION, {}, kind=dict) or {}
     summary = store.read_json("summary.json", {}, kind=dict) or {}
-    _check_inputs(run_dir, cfg, hof, elim, summary)
+    _check_inputs(run_dir, hof, elim, summary)
     stats = log_stats(store.read_log(), particles)
     board, rungs = elim.get("leaderboard") or [], elim.get("rungs") or []
-    winners = [row for row in board if not row.get("baseline")][:cfg.get("report", {}).get("top", 3)]
+    winners = [row for row in board if not row.get("baseline")][:cfg.report.top]
     annotate_identities([row for row in board if not row.get("baseline")], space)
     last = rungs[-1] if rungs else None
     out = header_section(run_dir, cfg, store.read_status() or {}, summary, stats)
@@ -365,25 +363,25 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False, plugin
     out += winners_section(winners, last, run_dir, space)
     if plots:
         out += plots_section(run_dir, cfg, particles, board, winners, last, space, tasks)
-    out += hall_of_fame_section(hof, relative=cfg.get("fitness", {}).get("relative", True))
+    out += hall_of_fame_section(hof, relative=cfg.fitness.relative)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(out))
     return path
 
 
-def header_section(run_dir: Path, cfg: dict, status: dict, summary: dict, stats: dict) -> list[str]:
+def header_section(run_dir: Path, cfg: Config, status: dict, summary: dict, stats: dict) -> list[str]:
     """The title and what was run: algorithm, budget, status, time."""
-    run, search = cfg.get("run", {}), cfg.get("search", {})
-    return [f"# deapnos search report: {run.get('name', run_dir.name)}", "",
+    run, search = cfg.run, cfg.search
+    return [f"# deapnos search report: {run.name}", "",
             f"- run folder: `{run_dir}`",
-            f"- algorithm: {run.get('algorithm')} (seed {run.get('seed')}, compat {run.get('compat')}), "
+            f"- algorithm: {run.algorithm} (seed {run.seed}, compat {run.compat}), "
             # what ran (status.json, written by the run), not what the config asked for
-            f"backend {status.get('backend', run.get('backend'))} with "
-            f"{status.get('workers', run.get('workers'))} worker(s)",
-            f"- search: n = {search.get('particles')} particles, k = {search.get('timesteps')} timesteps, "
-            f"m = {search.get('mutants')} mutants per timestep, initial population "
-            f"{search.get('init_factor', 0) * search.get('particles', 0)} on `{search.get('init_task')}`, "
-            f"evolution on `{search.get('task')}`",
+            f"backend {status.get('backend', run.backend)} with "
+            f"{status.get('workers', run.workers)} worker(s)",
+            f"- search: n = {search.particles} particles, k = {search.timesteps} timesteps, "
+            f"m = {search.mutants} mutants per timestep, initial population "
+            f"{search.init_factor * search.particles} on `{search.init_task}`, "
+            f"evolution on `{search.task}`",
             f"- status: {status.get('status', 'unknown')}"
             + (f" ({status.get('error')})" if status.get("error") else ""),
             f"- wall time: {_fmt(summary.get('wall_seconds'), 1)} s; evaluation time (sum over workers): "
@@ -469,7 +467,7 @@ def winners_section(winners: list[dict], last: dict | None, run_dir: Path, space
     return out
 
 
-def plots_section(run_dir: Path, cfg: dict, particles: list[dict], board: list[dict], winners: list[dict],
+def plots_section(run_dir: Path, cfg: Config, particles: list[dict], board: list[dict], winners: list[dict],
                   last: dict | None, space, tasks) -> list[str]:
     """Draw the particle, schedule and learning-curve plots into plots/ and link them."""
     pdir = _output_folder(run_dir / "plots")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .live import SearchProgress, format_view
-from .search.store import (CHECKPOINT, CONFIG, HALL_OF_FAME, LOG, PARTICLES, STATUS, SUMMARY, RunStore, StoreError,
+from .search.store import (CHECKPOINT, CONFIG, HALL_OF_FAME, LOG, PARTICLES, SUMMARY, RunStore, StoreError,
                            _check_regular, _no_follow)
 
 STALE_AFTER = 120.0      # seconds without a published snapshot after which a running search is called quiet
@@ -95,7 +95,7 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
     not be read).  ``plugins``: None loads none; a list (``-p``) loads the installed plugins and
     those, to count the held-out validation tasks.  Raises StoreError when ``run_dir`` is not a
     run folder."""
-    from .search.config import read_toml, validate
+    from .search.config import load_run_config
     now = time.time() if now is None else now
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
@@ -103,12 +103,16 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
         raise StoreError(f"{run_dir}: no {CONFIG} there; not a deapnos run folder")
     notes: list[str] = []
     try:
-        _check_regular(store.path(CONFIG))
-        cfg = validate(read_toml(store.path(CONFIG)), source=str(store.path(CONFIG)))
+        cfg = load_run_config(store)        # the loader report uses: one line naming the file on failure
     except Exception as exc:   # noqa: BLE001 - the view goes on without a plan
         cfg = None
-        notes.append(f"{store.path(CONFIG)}: {exc}")
-    status = _json(store, STATUS, dict, notes) or {}
+        text = str(exc)
+        notes.append(text if str(store.path(CONFIG)) in text else f"{store.path(CONFIG)}: {text}")
+    try:
+        status = store.read_status() or {}  # checked against its schema (search/run_files.py)
+    except StoreError as exc:
+        notes.append(str(exc))
+        status = {}
     checkpoint = _json(store, CHECKPOINT, dict, notes) or {}
     state_doc = checkpoint.get("state")
     state_doc = state_doc if isinstance(state_doc, dict) else {}

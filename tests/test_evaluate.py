@@ -414,16 +414,16 @@ def test_every_zoo_optimizer_runs_the_digits_protocol():
 # -- one source for the protocol's fields, the result's keys, the worker's payload --------------
 
 def test_protocol_table_is_checked_in_one_place_naming_the_field():
-    from deapnos.search.config import ConfigError, validate
+    from deapnos.search.config import ConfigError, parse_config
     assert ProtocolConfig.from_dict({"screen": "paper", "screen_lrs_a": [1, 0.1]}).screen_lrs_a == (1.0, 0.1)
-    with pytest.raises(ValueError, match=r"unknown config field protocol\.sreen \(allowed: screen, "):
+    with pytest.raises(ValueError, match=r"unknown config field protocol\.sreen \(allowed in \[protocol\]: screen, "):
         ProtocolConfig.from_dict({"sreen": "paper"})
-    with pytest.raises(ValueError, match=r"config field protocol\.step_scale: step_scale must be > 0"):
+    with pytest.raises(ValueError, match=r"config field protocol\.step_scale = 0: must be > 0"):
         ProtocolConfig.from_dict({"step_scale": 0})
-    with pytest.raises(ConfigError, match=r"config field protocol\.screen: screen must be one of relative, paper"):
-        validate({"protocol": {"screen": "fast"}})
+    with pytest.raises(ConfigError, match=r"config field protocol\.screen = 'fast': allowed values: relative, paper"):
+        parse_config({"protocol": {"screen": "fast"}})
     with pytest.raises(ConfigError, match=r"config section \[protocol\] must be a table"):
-        validate({"protocol": 3})
+        parse_config({"protocol": 3})
 
 
 def test_result_keys_and_score_come_from_evalresult():

@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 from deapnos.search.config import (BUILTIN_CONFIGS, ConfigError, config_from_dict, field_docs, load_config,
-                                   parse_override, validate)
+                                   parse_override, parse_config)
 
 
 def test_builtin_configs_load():
@@ -27,7 +27,7 @@ def test_builtin_configs_load():
 
 
 def test_defaults_are_the_papers_numbers():
-    cfg = validate({})
+    cfg = parse_config({})
     assert (cfg.search.particles, cfg.search.timesteps, cfg.search.mutants, cfg.search.init_factor) == (50, 5, 7, 10)
     m = cfg.mutation
     assert (m.op, m.branch, m.toggle, m.momentum, m.decay) == (0.40, 0.30, 0.10, 0.10, 0.10)
@@ -71,7 +71,7 @@ def test_bad_config_names_the_field_and_allowed_values(override, words):
 
 def test_toml_snapshot_round_trips(tmp_path):
     cfg = load_config("quickstart", ["search.particles=3", "tasks.digits.epochs=4"])
-    again = validate(tomllib.loads(cfg.to_toml()))
+    again = parse_config(tomllib.loads(cfg.to_toml()))
     assert again.to_dict() == cfg.to_dict()
 
 

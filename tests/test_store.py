@@ -87,9 +87,11 @@ def test_atomic_write_replaces_whole_files(tmp_path):
 def test_status_and_json(tmp_path):
     store = RunStore(tmp_path / "r", create=True)
     assert store.read_status() is None
-    store.write_status("failed", "boom", detail=1)
+    store.write_status("failed", "boom", traceback="tb")
     st = store.read_status()
-    assert st["status"] == "failed" and st["error"] == "boom" and st["detail"] == 1
+    assert st["status"] == "failed" and st["error"] == "boom" and st["traceback"] == "tb"
+    with pytest.raises(ValueError, match="status.json: unknown field detail"):     # declared fields only
+        store.write_status("failed", "boom", detail=1)
     store.write_json("hall_of_fame.json", [{"rank": 1}])
     assert store.read_json("hall_of_fame.json") == [{"rank": 1}]
 

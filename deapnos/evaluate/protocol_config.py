@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..schema import Rules, SchemaError, check_fields, parse, setting
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -19,71 +21,71 @@ SCORES = ("final", "best")
 SCREEN_SCHEDULES = ("grid", "halving")
 
 
+# an integer stays one (step_scale = 2 is hashed as written into the config fingerprint of a run
+# folder, which must still resume); inf and NaN are refused
+PROTOCOL_RULES = Rules(keep_ints=True)
+LR_MAX = 1e6            # learning rates and LR multipliers: generous, but finite
+EPOCHS_MAX = 100000
+
+
+def _p(default, doc: str = "", **constraints):
+    """A protocol field: :func:`deapnos.schema.setting`."""
+    return setting(default, doc, **constraints)
+
+
 @dataclass
 class ProtocolConfig:
     """Every number of the protocol (docs/evaluation.md, "The protocol").  The LR grid and the ``paper`` screen's
-    thresholds are the paper's; ``screen`` defaults to the task-agnostic ``relative`` rule."""
-    screen: str = "relative"             # relative | paper (docs/evaluation.md)
-    diverge_factor: float = 3.0          # relative: a train loss above this x the initial loss diverges
-    min_progress: float = 0.02           # relative: screened out unless some LR removes this share of the loss
-    screen_choice: str = "validation"    # relative: the LR whose screening run scores best on validation, or
-                                         # "progress" (the most training loss removed: overfits small data)
-    score: str = "final"                 # the fitness of a run: its validation score at the end of the
-                                         # schedule ("final", the model a user gets) or its peak ("best")
-    screen_lrs_a: tuple[float, ...] = (10.0, 1e-2, 1e-5)
-    screen_lrs_b: tuple[float, ...] = (1.0, 1e-1, 1e-3, 1e-4)
-    screen_epochs: int = 4
-    screen_early_stop_epoch: int = 2
-    screen_early_stop_acc: float = 0.25
-    stage_a_threshold: float = 0.25
-    threshold: float = 0.40
-    epochs: int | None = None            # full run; None: the task's (40 for the built-in tasks)
-    full_early_stop_epoch: int = 4
-    full_early_stop_acc: float = 0.40
-    step_scale: float = 1.0              # multiplies steps per epoch, T and W (cheap smoke runs)
-    lr: float | None = None              # a fixed peak LR: skip the screen
-    shuffle: bool = True                 # False: the paper's fixed batch order
-    keep_best_on_divergence: bool = False
-    fresh_seed: bool = False             # True: every run draws a new seed (the original set none)
-    check_finite: bool = False           # EvolvedOptimizer checks every update (one reduction a step)
-    nan_check_every: int = 1             # test the loss for NaN/inf every N steps (GPU: >1 saves syncs)
-    timeout_s: float | None = None       # wall-clock budget of one evaluation
-    num_threads: int | None = None       # torch.set_num_threads during the evaluation
-    evaluate_test: bool = False          # score the final model on the task's test split, if it has one
-    apply_task_overrides: bool = True    # let a task adjust fields (its ``protocol_overrides``)
+    thresholds are the paper's; ``screen`` defaults to the task-agnostic ``relative`` rule.  Declared once
+    (types and bounds, :mod:`deapnos.schema`): :meth:`from_dict` and every construction check the same."""
+    screen: Literal["relative", "paper"] = _p("relative", "relative | paper (docs/evaluation.md)")
+    diverge_factor: float = _p(3.0, "relative: a train loss above this x the initial loss diverges", above=1,
+                               maximum=1e12)
+    min_progress: float = _p(0.02, "relative: screened out unless some LR removes this share of the loss",
+                             minimum=0, below=1)
+    screen_choice: Literal["validation", "progress"] = _p(
+        "validation", "relative: the LR whose screening run scores best on validation, or progress (the most "
+        "training loss removed: overfits small data)")
+    score: Literal["final", "best"] = _p("final", "the fitness of a run: its validation score at the end of the "
+                                         "schedule (final, the model a user gets) or its peak (best)")
+    screen_lrs_a: tuple[float, ...] = _p((10.0, 1e-2, 1e-5), "stage A of the LR screen", above=0, maximum=LR_MAX)
+    screen_lrs_b: tuple[float, ...] = _p((1.0, 1e-1, 1e-3, 1e-4), "stage B of the LR screen", above=0,
+                                         maximum=LR_MAX)
+    screen_epochs: int = _p(4, "epochs of a screening run", minimum=1, maximum=EPOCHS_MAX)
+    screen_early_stop_epoch: int = _p(2, minimum=0, maximum=EPOCHS_MAX)
+    screen_early_stop_acc: float = _p(0.25, minimum=0, maximum=1)
+    stage_a_threshold: float = _p(0.25, minimum=0, maximum=1)
+    threshold: float = _p(0.40, minimum=0, maximum=1)
+    epochs: int | None = _p(None, "full run; None: the task's (40 for the built-in tasks)", minimum=1,
+                            maximum=EPOCHS_MAX)
+    full_early_stop_epoch: int = _p(4, minimum=0, maximum=EPOCHS_MAX)
+    full_early_stop_acc: float = _p(0.40, minimum=0, maximum=1)
+    step_scale: float = _p(1.0, "multiplies steps per epoch, T and W (cheap smoke runs)", above=0, maximum=1000)
+    lr: float | None = _p(None, "a fixed peak LR: skip the screen", above=0, maximum=LR_MAX)
+    shuffle: bool = _p(True, "False: the paper's fixed batch order")
+    keep_best_on_divergence: bool = _p(False)
+    fresh_seed: bool = _p(False, "True: every run draws a new seed (the original set none)")
+    check_finite: bool = _p(False, "EvolvedOptimizer checks every update (one reduction a step)")
+    nan_check_every: int = _p(1, "test the loss for NaN/inf every N steps (GPU: >1 saves syncs)", minimum=1,
+                              maximum=1000000)
+    timeout_s: float | None = _p(None, "wall-clock budget of one evaluation", above=0, maximum=1e7)
+    num_threads: int | None = _p(None, "torch.set_num_threads during the evaluation", minimum=1, maximum=1024)
+    evaluate_test: bool = _p(False, "score the final model on the task's test split, if it has one")
+    apply_task_overrides: bool = _p(True, "let a task adjust fields (its protocol_overrides)")
     # issue 16 (helper F): "grid" screens every LR for screen_epochs; "halving" gives every LR one epoch
     # and the best third the full screen (relative screen only; deapnos/evaluate/halving.py)
-    screen_schedule: str = "grid"
+    screen_schedule: Literal["grid", "halving"] = _p("grid")
     # issue 16 (helper I): screen K LRs of a genome in one vmapped run (0: one run per LR;
     # deapnos/evaluate/batched.py); models vmap cannot run fall back to one run per LR
-    batch_lrs: int = 0
+    batch_lrs: int = _p(0, "0: one run per LR; K >= 1: a batch of K LRs in one vmapped run", minimum=0,
+                        maximum=4096)
 
     def __post_init__(self):
+        check_fields(self, "protocol", PROTOCOL_RULES)     # types and bounds, as declared above
         self.screen_lrs_a = tuple(float(v) for v in self.screen_lrs_a)
         self.screen_lrs_b = tuple(float(v) for v in self.screen_lrs_b)
         if not self.screen_lrs_a and self.lr is None:
             raise ValueError("screen_lrs_a is empty and no fixed lr is given")
-        if self.step_scale <= 0:
-            raise ValueError(f"step_scale must be > 0, got {self.step_scale}")
-        if self.screen_epochs < 1:
-            raise ValueError(f"screen_epochs must be >= 1, got {self.screen_epochs}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1 or None, got {self.epochs}")
-        if self.screen not in SCREENS:
-            raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {self.screen!r}")
-        if not self.diverge_factor > 1:
-            raise ValueError(f"diverge_factor must be > 1, got {self.diverge_factor}")
-        if self.screen_choice not in SCREEN_CHOICES:
-            raise ValueError(f"screen_choice must be one of {', '.join(SCREEN_CHOICES)}, got {self.screen_choice!r}")
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.screen_schedule not in SCREEN_SCHEDULES:
-            raise ValueError(f"screen_schedule must be one of {', '.join(SCREEN_SCHEDULES)}, "
-                             f"got {self.screen_schedule!r}")
-        if not isinstance(self.batch_lrs, int) or isinstance(self.batch_lrs, bool) or self.batch_lrs < 0:
-            raise ValueError(f"batch_lrs must be 0 (one run per LR) or a batch size K >= 1, got {self.batch_lrs!r}")
-        if not 0 <= self.min_progress < 1:
-            raise ValueError(f"min_progress must be in [0, 1), got {self.min_progress}")
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "protocol") -> ProtocolConfig:
@@ -91,17 +93,12 @@ class ProtocolConfig:
         ValueError naming the field (``protocol.NAME``)."""
         if not isinstance(data, dict):
             raise ValueError(f"config section [{where}] must be a table, found {type(data).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                raise ValueError(f"unknown config field {where}.{key} (allowed: {', '.join(known)})")
         try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            text = str(exc)
-            name = next((k for k in known if text.startswith(k + " ")), None)
-            raise ValueError(f"config field {where}.{name}: {text}" if name else
-                             f"config section [{where}]: {text}") from None
+            return parse(cls, data, where, PROTOCOL_RULES)
+        except SchemaError as exc:
+            if exc.kind == "value":             # a check across fields
+                raise ValueError(f"config section [{where}]: {exc.problem}") from None
+            raise ValueError(exc.describe("config field")) from None
 
     def for_task(self, task: Task) -> ProtocolConfig:
         """This config with the task's ``protocol_overrides`` applied (unless turned off)."""

@@ -9,7 +9,9 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
+from ..schema import JSON_RULES, SchemaError, parse
 from ..space.genome import Genome
 from .cache import DedupCache
 from .evaluator import score_of
@@ -122,99 +124,92 @@ class SearchState:
 
     @classmethod
     def from_json(cls, data: dict) -> SearchState:
-        """The state of :meth:`to_json`'s data; a field of the wrong shape raises ValueError naming it."""
-        import dataclasses
-
-        def need(ok, name, what):
-            if not ok:
-                raise ValueError(f"field state.{name} is not {what}")
-
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def str_dict(v):
-            return isinstance(v, dict) and all(isinstance(k, str) for k in v)
-
-        need(isinstance(data, dict), "", "an object")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown field state.{unknown[0]} (written by another deapnos version)")
-        kw = {}
-        for name, v in data.items():
-            if name == "rng_state":
-                need(v is None or (isinstance(v, list) and len(v) == 3 and is_int(v[0]) and isinstance(v[1], list)
-                                   and all(is_int(x) and 0 <= x < 2 ** 32 for x in v[1])
-                                   and (v[2] is None or isinstance(v[2], float))),
-                     name, "a Python random state [version, [ints], gauss]")
-                v = None if v is None else (v[0], tuple(v[1]), v[2])
-                if v is not None:
-                    try:
-                        random.Random().setstate(v)
-                    except (ValueError, TypeError) as exc:
-                        raise ValueError(f"field state.rng_state: {exc}") from None
-            elif name == "particles":
-                need(isinstance(v, list) and all(str_dict(x) for x in v), name, "a list of objects")
-                pf = {f.name for f in dataclasses.fields(Particle)}
-                out = []
-                for i, x in enumerate(v):
-                    need(set(x) <= pf and {"index", "genome", "rep"} <= set(x), f"particles[{i}]",
-                         f"a particle (fields {', '.join(sorted(pf))})")
-                    need(is_int(x["index"]) and isinstance(x["genome"], str) and isinstance(x["rep"], str),
-                         f"particles[{i}]", "a particle with an integer index and genome/key strings")
-                    need(all(x.get(k) is None or (isinstance(x[k], (int, float)) and not isinstance(x[k], bool))
-                             for k in ("fitness", "best_fitness", "init_fitness"))
-                         and all(is_int(x.get(k, 0)) for k in ("age", "restarts"))
-                         and isinstance(x.get("best_genome", ""), str),
-                         f"particles[{i}]", "a particle with numeric fitness fields and integer age/restarts")
-                    out.append(Particle(**x))
-                v = out
-            elif name == "hof":
-                need(str_dict(v) and str_dict(v.get("entries")) and is_int(v.get("order"))
-                     and all(str_dict(e) and isinstance(e.get("genome"), str) and str_dict(e.get("scores"))
-                             for e in v["entries"].values()),
-                     name, "a hall of fame {entries, order}")
-                hof = HallOfFame()
-                hof.entries, hof._order = v["entries"], v["order"]
-                v = hof
-            elif name == "cache":
-                if v is not None:
-                    cache = DedupCache()
-                    need(str_dict(v) and set(v) <= set(vars(cache)), name,
-                         f"a dedup cache (fields {', '.join(sorted(vars(cache)))})")
-                    for k, x in v.items():
-                        default = getattr(cache, k)
-                        if k == "results":
-                            need(isinstance(x, list) and all(
-                                isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
-                                and isinstance(r[1], str) and is_int(r[2]) and str_dict(r[3]) for r in x),
-                                 f"cache.{k}", "a list of [key, task, seed, result]")
-                            x = {(r[0], r[1], r[2]): r[3] for r in x}
-                        elif k == "stats":
-                            need(str_dict(x) and all(is_int(n) for n in x.values()), f"cache.{k}", "counts")
-                            x = Counter(x)
-                        elif isinstance(default, dict):
-                            need(str_dict(x) and all(isinstance(y, str) for y in x.values()), f"cache.{k}",
-                                 "an object of strings")
-                        else:
-                            need(type(x) is type(default) or (default is None), f"cache.{k}",
-                                 f"of type {type(default).__name__}")
-                        setattr(cache, k, x)
-                    v = cache
-            elif name == "stats":
-                need(str_dict(v) and all(is_int(x) for x in v.values()), name, "an object of counts")
-                v = Counter(v)
-            else:
-                f = known[name]
-                factory = f.default_factory
-                default = factory() if f.default is dataclasses.MISSING and callable(factory) else f.default
-                want = float if isinstance(default, float) else type(default)
-                ok = (is_int(v) or isinstance(v, float)) if want is float else \
-                    (is_int(v) if want is int else isinstance(v, want))
-                need(ok and (not isinstance(v, dict) or str_dict(v)), name, f"of type {want.__name__}")
-                v = float(v) if want is float else v
-            kw[name] = v
+        """The state of :meth:`to_json`'s data (declared by :class:`StateData`); a field of the wrong
+        shape raises ValueError naming it (``field state.particles[0].index = 'x': expected an integer``)."""
+        try:
+            doc = parse(StateData, data, "state", JSON_RULES)
+        except SchemaError as exc:
+            raise ValueError(exc.describe()) from None
+        kw: dict = {k: v for k, v in doc.items() if k not in ("rng_state", "hof", "cache", "stats")}
+        if "rng_state" in doc:
+            kw["rng_state"] = _rng_state(doc["rng_state"])
+        if "hof" in doc:
+            hof = kw["hof"] = HallOfFame()
+            hof.entries, hof._order = doc["hof"]["entries"], doc["hof"]["order"]
+        if doc.get("cache") is not None:
+            cache = kw["cache"] = DedupCache()
+            for k, x in doc["cache"].items():
+                setattr(cache, k, {(r[0], r[1], r[2]): r[3] for r in x} if k == "results" else
+                        Counter(x) if k == "stats" else x)
+        if "stats" in doc:
+            kw["stats"] = Counter(doc["stats"])
+        if "elapsed" in doc:
+            kw["elapsed"] = float(doc["elapsed"])
         return cls(**kw)
+
+
+def _rng_state(value) -> tuple | None:
+    """A Python random state from its JSON form; ValueError naming the field when it is not one."""
+    if value is None:
+        return None
+    version, internal, gauss = value
+    if not all(0 <= x < 2 ** 32 for x in internal):
+        raise ValueError("field state.rng_state: not a Python random state (its words must be 32-bit)")
+    try:
+        random.Random().setstate((version, internal, gauss))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"field state.rng_state: {exc}") from None
+    return version, internal, gauss
+
+
+# -- the checkpoint's JSON form (checkpoint.json's "state"), declared once: deapnos.schema checks it
+
+class _HofEntryRequired(TypedDict):
+    genome: str
+    scores: dict[str, float]
+
+
+class HofEntry(_HofEntryRequired, total=False):
+    """One genome of the hall of fame: its scores by seed, and where it was first seen."""
+    key: str
+    order: int
+    first: dict[str, Any]
+
+
+class HofData(TypedDict):
+    entries: dict[str, HofEntry]
+    order: int
+
+
+class CacheData(TypedDict, total=False):
+    """Every attribute of a :class:`DedupCache`; results as ``[key, task, seed, result]`` lists."""
+    use_fingerprint: bool
+    probe_steps: int
+    digits: int
+    rep_of_key: dict[str, str]
+    rep_of_fp: dict[str, str]
+    results: list[tuple[str, str, int, dict[str, Any]]]
+    stats: dict[str, int]
+    compat: bool
+
+
+class StateData(TypedDict, total=False):
+    """:meth:`SearchState.to_json`'s data (every field optional: a missing one keeps its default)."""
+    phase: str
+    timestep: int
+    seq: int
+    rng_state: tuple[int, tuple[int, ...], float | None] | None     # random.getstate()
+    particles: list[Particle]
+    hof: HofData
+    cache: CacheData | None
+    stats: dict[str, int]
+    counts: dict[str, Any]
+    elimination: dict[str, Any]
+    reference: dict[str, Any]
+    validation: dict[str, Any]
+    elapsed: float
+    summary: dict[str, Any]
+    algorithm: dict[str, Any]
 
 
 #: the phases of a run, in order (SearchRun.run)

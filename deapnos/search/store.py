@@ -300,10 +300,10 @@ class RunStore:
         if not _is_int(version) or version != CHECKPOINT_VERSION:
             raise StoreError(f"{path}: checkpoint version {version!r} is not {CHECKPOINT_VERSION} (written by "
                              f"another deapnos version){damaged}")
-        if doc.get("state") is not None and not isinstance(doc["state"], dict):
-            raise StoreError(f"{path}: field 'state' is not an object{damaged}")
-        if doc.get("config") is not None and not isinstance(doc["config"], dict):
-            raise StoreError(f"{path}: field 'config' is not an object{damaged}")
+        from .run_files import check_checkpoint
+        problem = check_checkpoint(doc)         # every field's type, as declared (CheckpointFile)
+        if problem:
+            raise StoreError(f"{path}: {problem}{damaged}")
         if self.config_id is None and doc.get("config") is not None:
             self.config_id = config_id(doc["config"])
         if isinstance(doc.get("state"), dict):
@@ -342,7 +342,11 @@ class RunStore:
     def write_status(self, status: str, error: str = "", **extra) -> None:
         """Write ``status.json``.  On a full disk a final status (failed, interrupted) still lands:
         a short form is written over the old file's own bytes, so the run never stays "running"."""
+        from .run_files import status_fields
         doc = {"status": status, "error": error, "time": time.time(), **extra}
+        unknown = sorted(set(doc) - set(status_fields()))
+        if unknown:     # a field status.json does not declare (run_files.StatusFile): the reader would refuse it
+            raise ValueError(f"{self.path(STATUS)}: unknown field {unknown[0]} (declare it in StatusFile)")
         try:
             self.write_json(STATUS, doc)
         except DiskError:
@@ -374,7 +378,14 @@ class RunStore:
             os.close(fd)
 
     def read_status(self) -> dict | None:
-        return self.read_json(STATUS, kind=dict)
+        """``status.json`` (None when absent), checked against its schema (:class:`~deapnos.search.
+        run_files.StatusFile`); a one-line :class:`StoreError` naming the file and the field."""
+        from .run_files import check_status
+        doc = self.read_json(STATUS, kind=dict)
+        problem = None if doc is None else check_status(doc)
+        if problem:
+            raise StoreError(f"{self.path(STATUS)}: {problem}; restore it from a copy or remove it")
+        return doc
 
     def close(self) -> None:
         """Close the open logs; never raises (every line was written whole, or cut back off)."""
