@@ -32,7 +32,7 @@ from deapnos.outcome import print_outcome, print_validation  # noqa: F401
 from deapnos.processes import stop_group  # noqa: F401
 from deapnos.search.config import (BUILTIN_CONFIGS, RESUME_OVERRIDABLE, ConfigError, Config,
                                    apply_overrides, config_fingerprint, config_from_dict, fingerprint_differences,
-                                   load_config, validate)
+                                   load_config, parse_config)
 from deapnos.search.store import (CONFIG, RUN_LOCK, WRITER_LOCK, FolderLock, RunLockError, RunStore,
                                   StoreError, check_run_dir_path, new_run_dir)
 
@@ -217,7 +217,7 @@ def prepare(args, locks: list | None = None, plugin_objects=()) -> tuple[Config,
         except StoreError as exc:
             raise ConfigError(str(exc)) from None
         data = apply_overrides(data, overrides)
-        cfg = validate(data, source=str(run_dir / CONFIG))
+        cfg = parse_config(data, source=str(run_dir / CONFIG))
         if under_scoop():
             cfg.run.backend = "scoop"
         check_hostfile(hostfile, cfg.run.backend)

@@ -28,7 +28,7 @@ class CheckpointFile(TypedDict):
 
 
 class _StatusRequired(TypedDict):
-    status: Literal["running", "ok", "failed", "interrupted"]
+    status: Literal["starting", "running", "ok", "failed", "interrupted"]
     error: str
     time: float
 
@@ -36,7 +36,7 @@ class _StatusRequired(TypedDict):
 class StatusFile(_StatusRequired, total=False):
     """``status.json`` (RunStore.write_status): the state of the run, and what each state adds.  On a
     full disk a final status is written in its short form (status, error, time)."""
-    pid: int                                    # running: the search's process and host
+    pid: int                                    # running: the search's process and host (starting: the launcher's)
     host: str
     started: float
     backend: str                                # running, ok: what ran
