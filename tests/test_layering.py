@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # deapnos.commands (all of it): the commands without a room of their own (show, export, evaluate, plugins)
     ("top", ("deapnos.distributed", "deapnos.context", "deapnos.run", "deapnos.cli", "deapnos.commands",
              "deapnos.report", "deapnos.reproduce", "deapnos.status", "deapnos.live", "deapnos.api",
-             "deapnos.repair", "deapnos.workspace", "deapnos.scoop_entry", "deapnos.launch", "deapnos.outcome")),
+             "deapnos.repair", "deapnos.workspace", "deapnos.scoop_entry", "deapnos.launch", "deapnos.outcome",
+             "deapnos.report_plots", "deapnos.report_identity")),
 ]
 # rooms that import less than their layer allows: the bottom room knows only itself
 ONLY = {"deapnos.space": ("deapnos.space",)}
