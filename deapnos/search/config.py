@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -18,6 +17,10 @@ from ..errors import ConfigError     # defined low (config_file raises it too); 
 from ..evaluate.protocol_config import ProtocolConfig, protocol_config, protocol_table
 from ..schema import SchemaError, parse, setting
 from ..space.psets import MOMENTUM_KINDS
+# the TOML and fingerprint halves of the config, importable from here as before
+from .config_file import _toml_value, apply_overrides, dump_toml, merge, parse_override, toml_value  # noqa: F401
+from .fingerprint import (FINGERPRINT_IGNORES, RESUME_OVERRIDABLE, _flatten, config_fingerprint,  # noqa: F401
+                          fingerprint_differences)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 BUILTIN_CONFIGS = ("quickstart", "paper", "authors-code")
@@ -443,48 +446,6 @@ def read_toml(path: str | Path) -> dict:
     return read_config_file(path)
 
 
-def merge(base: dict, over: dict) -> dict:
-    """Recursive merge of TOML tables (``over`` wins; lists are replaced, not appended)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``section.field=value``: the value is read as TOML (``4``, ``0.5``, ``true``, ``["adam"]``,
-    ``"text"``) and falls back to a plain string (``search.task=digits``)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. search.particles=4)")
-    key, raw = text.split("=", 1)
-    parts = [p.strip() for p in key.strip().split(".")]
-    if len(parts) < 2 or not all(parts):
-        raise ConfigError(f"override {text!r}: the key must be section.field (e.g. search.particles=4)")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return parts, value
-
-
-def apply_overrides(data: dict, overrides) -> dict:
-    data = copy.deepcopy(data)
-    for text in overrides or ():
-        parts, value = parse_override(text)
-        node = data
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {text!r}: {p} is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return data
-
-
 def load_config(name_or_path: str | Path | None = None, overrides=(), extra: dict | None = None) -> Config:
     """Read a config (default: quickstart), merge ``extra`` then the ``a.b=value`` overrides, validate."""
     path = config_path(name_or_path or DEFAULT_CONFIG)
@@ -512,31 +473,6 @@ def config_from_dict(data: dict, overrides=()) -> Config:
     return parse_config(apply_overrides(data, overrides), source="<dict>")
 
 
-# ----------------------------------------------------------------------------------------------
-# writing TOML (the snapshot in the run folder)
-# ----------------------------------------------------------------------------------------------
-
-def dump_toml(data: dict) -> str:
-    """A config document as TOML text (tomli-w; :mod:`tomllib` only reads)."""
-    import tomli_w
-    return tomli_w.dumps(data)
-
-
-def toml_value(value) -> str:
-    """One value as inline TOML (``4``, ``"text"``, ``[1, 2]``, ``{a = 1}``), as an override is
-    written on the command line; TypeError for a value TOML cannot hold (None, objects)."""
-    import tomli_w
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{tomli_w.dumps({k: 0}).rsplit(' = ', 1)[0]} = {toml_value(v)}"
-                               for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return tomli_w.dumps({"v": value})[len("v = "):-1]
-
-
-_toml_value = toml_value        # the name deapnos.api imported
-
-
 def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
     """``{section: [(field, default, doc)]}``, for docs and ``--help``."""
     out = {}
@@ -554,14 +490,6 @@ def field_docs() -> dict[str, list[tuple[str, Any, str]]]:
 # ----------------------------------------------------------------------------------------------
 
 RUN_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}"
-# fields a resumed run may change (``deapnos run --resume RUN_DIR --workers 4 run.backend=pool``):
-# where and how the same search runs, not what it computes
-RESUME_OVERRIDABLE = ("run.backend", "run.workers", "run.device", "run.torch_threads", "run.stall_timeout",
-                      "run.report", "run.data_dir")
-# besides those, fields the fingerprint ignores: they never change the search's records
-FINGERPRINT_IGNORES = RESUME_OVERRIDABLE + ("run.name", "run.output_dir", "report.top", "report.plots")
-
-
 def _check_run_name(cfg: Config) -> None:
     import re
     name = cfg.run.name
@@ -569,44 +497,3 @@ def _check_run_name(cfg: Config) -> None:
         raise ConfigError(f"config field run.name = {name!r}: a run name is a plain name (letters, digits, '_' "
                           f"and '-', at most 64, no '/' or '.'), so the run folder stays inside run.output_dir; "
                           f"e.g. run.name=\"my-search\"")
-
-
-def _flatten(data, prefix: str, out: dict) -> dict:
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _flatten(value, path + ".", out)     # an empty table adds nothing
-        else:
-            out[path] = value
-    return out
-
-
-def config_fingerprint(cfg: Config) -> dict:
-    """What a checkpoint keeps of the config it was written under: every field that changes the
-    search (``section.field`` -> value; not :data:`FINGERPRINT_IGNORES`) and their SHA-256."""
-    import hashlib
-    import json
-    fields_ = {k: v for k, v in sorted(_flatten(cfg.to_dict(), "", {}).items()) if k not in FINGERPRINT_IGNORES}
-    text = json.dumps(fields_, sort_keys=True, separators=(",", ":"), default=str)
-    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "fields": json.loads(text)}
-
-
-def fingerprint_differences(saved: dict, cfg: Config) -> list[str]:
-    """The fields in which ``cfg`` differs from a saved :func:`config_fingerprint`, as
-    ``"field: saved -> now"`` texts ([] when the same)."""
-    import json
-    now = config_fingerprint(cfg)
-    if isinstance(saved, dict) and saved.get("sha256") == now["sha256"]:
-        return []
-    old = saved.get("fields") if isinstance(saved, dict) else None
-    if not isinstance(old, dict):
-        return ["the checkpoint's config fingerprint is unreadable"]
-    out = []
-    for key in sorted(set(old) | set(now["fields"])):
-        if key in FINGERPRINT_IGNORES:
-            continue
-        a, b = old.get(key, "<absent>"), now["fields"].get(key, "<absent>")
-        if a != b:
-            out.append(f"{key}: {json.dumps(a)} -> {json.dumps(b)}")
-    return out or ["the checkpoint's config fingerprint does not match"]
-
