@@ -14,15 +14,17 @@ import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .evaluate.stats import difference_text
 from .report_identity import annotate_identities, identity_lines, identity_suffix  # noqa: F401
 from .report_identity import md_escape as _md_escape
 from .report_plots import _budget, plot_curves, plot_particles, plot_schedules, running_best  # noqa: F401
-from .search.config import Config, load_run_config
 from .search.store import (CONFIG, ELIMINATION, HALL_OF_FAME, RunStore, StoreError, atomic_write_text,
                            is_plain_name)
+
+if TYPE_CHECKING:       # the config pulls in torch: `deapnos report --help` must not
+    from .search.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,7 @@ def write_report(run_dir, plots: bool = True, load_plugins: bool = False, plugin
     if not (run_dir / CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} is not a deapnos run folder (no config.toml)")
     store = RunStore(run_dir)
+    from .search.store import load_run_config
     cfg = load_run_config(store)        # the loader deapnos status uses: every field checked, the defaults filled
     space, tasks = _run_plugins(cfg.to_dict(), load_plugins, plugins)     # space None: the paper's space
     particles = store.read_particles()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .search.config import Config
+if TYPE_CHECKING:
+    from .search.config import Config
 
 log = logging.getLogger("deapnos.report")
 

@@ -95,7 +95,7 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
     not be read).  ``plugins``: None loads none; a list (``-p``) loads the installed plugins and
     those, to count the held-out validation tasks.  Raises StoreError when ``run_dir`` is not a
     run folder."""
-    from .search.config import load_run_config
+    from .search.store import load_run_config
     now = time.time() if now is None else now
     run_dir = Path(run_dir)
     store = RunStore(run_dir)

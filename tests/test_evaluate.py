@@ -211,18 +211,19 @@ def test_diverging_genome_is_diverged():
 
 
 class NaNAfter(nn.Module):
-    """A model whose training forward returns NaN from its 11th call on (divergence in epoch 2)."""
+    """A model whose training forward returns NaN from its 11th call on (divergence in epoch 2), or
+    from call ``after + 1``."""
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, after: int = 10):
         super().__init__()
         self.inner = toy_model(None, num_classes)
-        self.calls = 0
+        self.calls, self.after = 0, after
 
     def forward(self, x):
         out = self.inner(x)
         if self.training:
             self.calls += 1
-            if self.calls > 10:
+            if self.calls > self.after:
                 return out * float("nan")
         return out
 
@@ -231,8 +232,12 @@ def nan_after_model(task, num_classes):
     return NaNAfter(num_classes)
 
 
+def nan_at_once_model(task, num_classes):
+    return NaNAfter(num_classes, after=0)
+
+
 def test_full_run_divergence_and_keep_best():
-    r = evaluate_genome("sgd", toy_task(), config=ProtocolConfig(lr=1e39), device="cpu")
+    r = evaluate_genome("sgd", toy_task(model_factory=nan_at_once_model), config=ProtocolConfig(lr=0.3), device="cpu")
     assert r.status == "diverged" and "full run" in r.message and r.fitness is None
     late = toy_task(model_factory=nan_after_model)
     r = evaluate_genome("sgd", late, config=ProtocolConfig(lr=0.3), device="cpu")

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # hookspecs: pluggy markers and specs, whose upward names are TYPE_CHECKING only (optim, zoo and
     # the built-in hook modules import its `hookimpl`); errors: exceptions several rooms share;
-    # processes, argtypes, listargs: standard library only
+    # processes, argtypes, listargs, schema: standard library only
     ("bottom", ("deapnos.registry", "deapnos.space", "deapnos.hookspecs", "deapnos.errors",
-                "deapnos.processes", "deapnos.argtypes", "deapnos.listargs")),
+                "deapnos.processes", "deapnos.argtypes", "deapnos.listargs", "deapnos.schema")),
     ("optim", ("deapnos.optim",)),
     # the package __init__ (resolve_genome, optimizer) and identify (nearest known optimizer) read the zoo
     ("zoo", ("deapnos.zoo", "deapnos.identify", "deapnos")),

@@ -14,7 +14,8 @@ from typing import Literal
 import pytest
 
 from deapnos.schema import CONFIG_RULES, JSON_RULES, SchemaError, parse, setting
-from deapnos.search.config import (CONFIG_DIR, ConfigError, config_from_dict, dump_toml, load_config, load_run_config,
+from deapnos.search.store import load_run_config
+from deapnos.search.config import (CONFIG_DIR, ConfigError, config_from_dict, dump_toml, load_config,
                                    parse_config)
 from deapnos.search.store import CHECKPOINT, STATUS, RunStore, StoreError
 
@@ -81,7 +82,7 @@ CASES = {
                        "unknown field nope"),
     "status-missing": (_status, {"status": "ok", "time": 1.0}, "status.json", "missing field error"),
     "status-choice": (_status, {"status": "fine", "error": "", "time": 1.0}, "status.json",
-                      "field status = 'fine': allowed values: running, ok, failed, interrupted"),
+                      "field status = 'fine': allowed values: starting, running, ok, failed, interrupted"),
 }
 
 

@@ -457,18 +457,6 @@ def load_config(name_or_path: str | Path | None = None, overrides=(), extra: dic
     return parse_config(data, source=str(path), where=f"{path}{' with ' + ' and '.join(changed) if changed else ''}")
 
 
-def load_run_config(run_dir, overrides=()) -> Config:
-    """The :class:`Config` of a run folder's ``config.toml`` (the one loader of ``deapnos status``,
-    ``deapnos report``, ``deapnos repair``): the folder's files checked, the TOML read, every field
-    validated; ``overrides``: ``a.b=value`` texts applied first.  Raises a one-line
-    :class:`~deapnos.search.store.StoreError` or :class:`ConfigError` naming the file."""
-    from .store import CONFIG, RunStore
-    store = run_dir if isinstance(run_dir, RunStore) else RunStore(run_dir)
-    data = apply_overrides(store.read_config(), overrides)
-    path = str(store.path(CONFIG))
-    return parse_config(data, source=path, where=path + (" with the overrides" if overrides else ""))
-
-
 def config_from_dict(data: dict, overrides=()) -> Config:
     return parse_config(apply_overrides(data, overrides), source="<dict>")
 

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .files import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CONFIG, ELIMINATION,  # noqa: F401
                     HALL_OF_FAME, LEGACY_CHECKPOINT, LOG, MAX_JSON_BYTES, MIN_FREE_BYTES, PARTICLES, QUARANTINE,
@@ -24,6 +25,9 @@ from .files import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CONFIG, E
 from .locks import FolderLock, lock_message  # noqa: F401
 from .logfile import (_is_int, check_log_record, check_log_sequence, check_particle_row, config_id,  # noqa: F401
                       read_jsonl, read_jsonl_lines, repair_tail)
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +121,10 @@ class RunStore:
     def read_config(self) -> dict:
         """The run's ``config.toml`` as a TOML document (checked files first); one-line
         :class:`StoreError` when it cannot be read."""
-        from .config import read_toml
+        from .config_file import read_config_file      # below the config: no cycle through it
         self.check_files()
         try:
-            return read_toml(self.path(CONFIG))
+            return read_config_file(self.path(CONFIG))
         except UnicodeDecodeError as exc:
             raise StoreError(f"{self.path(CONFIG)}: not valid TOML (not UTF-8 text at byte {exc.start}); restore "
                              f"it from a copy of the run folder") from None
@@ -398,3 +402,13 @@ class RunStore:
         self._log = self._particles = None
 
 
+def load_run_config(run_dir, overrides=()) -> Config:
+    """The :class:`~deapnos.search.config.Config` of a run folder's ``config.toml`` (the one loader of
+    ``deapnos status``, ``deapnos report``, ``deapnos repair``): the folder's files checked, the TOML read, every field
+    validated; ``overrides``: ``a.b=value`` texts applied first.  Raises a one-line
+    :class:`StoreError` or :class:`~deapnos.errors.ConfigError` naming the file."""
+    from .config import apply_overrides, parse_config
+    store = run_dir if isinstance(run_dir, RunStore) else RunStore(run_dir)
+    data = apply_overrides(store.read_config(), overrides)
+    path = str(store.path(CONFIG))
+    return parse_config(data, source=path, where=path + (" with the overrides" if overrides else ""))
