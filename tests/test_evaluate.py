@@ -391,6 +391,7 @@ def test_inv_perplexity_metric():
 
 # -- digits: the embedded default ---------------------------------------------------------------
 
+@pytest.mark.slow      # about 15 s of training
 def test_adam_beats_degenerate_optimizers_on_digits():
     from deapnos_plugins.digits import digits_task
     task = digits_task()

@@ -129,6 +129,7 @@ def _random_genomes(n, seed):
     return out
 
 
+@pytest.mark.slow      # about 25 s; the batched check is also compared on the published optimizers in the fast suite
 def test_batched_agrees_with_sequential_on_random_genomes(batched, sequential):
     genomes = _random_genomes(200, seed=2404)
     verdicts = {True: 0, False: 0}

@@ -243,6 +243,7 @@ def test_regularized_same_seed_same_log(regularized, tmp_path):
     assert hof(again) == hof(regularized)
 
 
+@pytest.mark.slow      # about 20 s; SIGKILL and resume of the particle GA run in the fast suite
 def test_regularized_resumes_after_sigkill(regularized, tmp_path):
     run_dir = tmp_path / "killed"
     proc = kill_serial_run_mid_way(tmp_path, run_dir, *REGULARIZED)

@@ -158,7 +158,7 @@ def test_stop_signal_takes_the_pool_run_down(reference, tmp_path, signame):
     stop_with_signal(tmp_path, reference, "pool", signame, "serial")
 
 
-@pytest.mark.parametrize("backend", ["scoop", pytest.param("pool", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["pool", pytest.param("scoop", marks=pytest.mark.slow)])
 def test_workers_exit_when_the_launcher_is_killed(reference, tmp_path, backend):
     """SIGKILL leaves the launcher no chance to clean up: the workers notice their parent's death."""
     run_dir = tmp_path / "run"
@@ -181,6 +181,7 @@ def test_workers_exit_when_the_launcher_is_killed(reference, tmp_path, backend):
     assert_same_records(run_dir, reference)
 
 
+@pytest.mark.slow      # about 20 s; tests/test_store.py checks the writer lock itself
 def test_two_resumes_at_once_one_writer(reference, tmp_path):
     run_dir = tmp_path / "run"
     kill_serial_run_mid_way(tmp_path, run_dir)
