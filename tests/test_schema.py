@@ -3,6 +3,9 @@ checkpoint.json and status.json each refuse a wrong type, an unknown field and a
 field with one line naming the file, the field and the value; config.toml round-trips through tomli-w."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import json
 import math
 import tomllib
@@ -192,3 +195,17 @@ def test_a_plugin_section_with_unresolvable_annotations_is_read_by_its_defaults(
     assert build_section(Section, {"level": 3}, "plugin.x").level == 3
     with pytest.raises(ConfigError, match=r"config field plugin\.x\.level = 'a': expected an integer"):
         build_section(Section, {"level": "a"}, "plugin.x")
+
+
+def test_the_configs_momentum_kinds_are_the_spaces():
+    from deapnos.search import config
+    from deapnos.space import psets
+    assert config.MOMENTUM_KINDS == psets.MOMENTUM_KINDS
+
+
+def test_reading_a_config_imports_no_torch():
+    """`deapnos status` and `deapnos report` read configs; torch would cost them seconds."""
+    code = ("import sys\nfrom deapnos.search.config import load_config\nload_config('quickstart')\n"
+            "print('torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

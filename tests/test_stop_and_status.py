@@ -118,6 +118,17 @@ def test_status_tells_a_reused_pid_from_the_run_that_wrote_it(tmp_path):
         young.wait()
 
 
+def test_status_of_a_finished_run_imports_no_torch(tmp_path):
+    """`deapnos status` reads config, checkpoint and logs; none of it needs torch (seconds to import)."""
+    run = quickstart_folder(tmp_path, {"status": "ok", "seconds": 1.0})
+    (run / "validation.json").write_text('{"tasks": ["digits"]}', encoding="utf-8")
+    code = (f"import sys\nfrom deapnos.cli import main\nrc = main(['status', {str(run)!r}])\n"
+            "print('torch' in sys.modules, rc)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env())
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "False 0", (r.stdout, r.stderr)
+    assert f"{run}: finished" in r.stdout
+
+
 def test_a_resume_onto_a_log_of_another_config_stops_with_one_line(tmp_path, capsys, monkeypatch):
     """A finished tiny run, its config edited and its checkpoint moved away (as the damaged-checkpoint
     hint says): the resume stops before any work with one line naming the log line, exit 2."""

@@ -16,7 +16,6 @@ from typing import Any, Literal, TypedDict
 from ..errors import ConfigError     # defined low (config_file raises it too); importable from here
 from ..evaluate.protocol_config import ProtocolConfig, protocol_config, protocol_table
 from ..schema import SchemaError, parse, setting
-from ..space.psets import MOMENTUM_KINDS
 # the TOML and fingerprint halves of the config, importable from here as before
 from .config_file import _toml_value, apply_overrides, dump_toml, merge, parse_override, toml_value  # noqa: F401
 from .fingerprint import (FINGERPRINT_IGNORES, RESUME_OVERRIDABLE, _flatten, config_fingerprint,  # noqa: F401
@@ -45,6 +44,9 @@ def _f(default, doc: str, **constraints):
     return setting(default, doc, **constraints)
 
 
+# deapnos.space.psets.MOMENTUM_KINDS, written out here so that reading a config imports no torch
+# (`deapnos status` and `report` stay fast); tests/test_schema.py keeps the two equal
+MOMENTUM_KINDS = ("none", "mom", "nest", "nesterov")
 SEED_MAX = 2 ** 32 - 1      # numpy's and torch's seeds stay below 2**32
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 from ..schema import JSON_RULES, SchemaError, fields_of, parse
-from .state import StateData
+from .state_data import StateData
 
 class Fingerprint(TypedDict):
     """:func:`~deapnos.search.config.config_fingerprint`: the fields that change the search and their hash."""

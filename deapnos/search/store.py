@@ -311,7 +311,7 @@ class RunStore:
         if self.config_id is None and doc.get("config") is not None:
             self.config_id = config_id(doc["config"])
         if isinstance(doc.get("state"), dict):
-            from .state import state_problem
+            from .state_data import state_problem
             fields_ = (doc.get("config") or {}).get("fields")
             timesteps = fields_.get("search.timesteps") if isinstance(fields_, dict) else None
             problem = state_problem(doc["state"], timesteps if _is_int(timesteps) else None, self.read_log())

@@ -1,7 +1,7 @@
 """Random search with the particles' budget, evaluator, retries, cache and elimination."""
 from __future__ import annotations
 
-from ..state import Particle
+from ..state_data import Particle
 from .particles import Particles
 
 

@@ -5,7 +5,7 @@ import logging
 from collections import Counter
 
 from ..evaluator import score_of
-from ..state import Particle
+from ..state_data import Particle
 from .base import SearchAlgorithm
 
 log = logging.getLogger(__name__)
