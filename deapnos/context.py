@@ -126,9 +126,9 @@ class Context:
         from .distributed import under_scoop
         from .errors import ConfigError
         from .plugins import TASK_KINDS
-        ctx, checks, tasks = self, self.checks, self.tasks
-        for path, name, registry in (("run.backend", cfg.run.backend, ctx.backends),
-                                     ("run.algorithm", cfg.run.algorithm, ctx.algorithms)):
+        checks, tasks = self.checks, self.tasks
+        for path, name, registry in (("run.backend", cfg.run.backend, self.backends),
+                                     ("run.algorithm", cfg.run.algorithm, self.algorithms)):
             if name not in registry:
                 raise ConfigError(f"config field {path} = {name!r}: {registry.unknown(name)}")
         known = ", ".join(sorted(tasks)) or "none (no task plugin loaded)"
@@ -150,8 +150,9 @@ class Context:
                 raise ConfigError(f"config field fitness.relative = false: task {raw[0]!r} scores -ln(loss), which "
                                   "can fall below a failure's -1; use fitness.relative = true")
         from .search.fitness import reference_problem       # the run's zoo: built-ins and plugin entries
-        if reference_problem(cfg.fitness.reference, ctx.zoo):
-            raise ConfigError(reference_problem(cfg.fitness.reference, ctx.zoo))
+        problem = reference_problem(cfg.fitness.reference, self.zoo)
+        if problem:
+            raise ConfigError(problem)
         for name in cfg.tasks:
             if name not in tasks:
                 raise ConfigError(f"config section [tasks.{name}]: no such task; allowed values: {known}")
@@ -161,7 +162,7 @@ class Context:
                                   f"{', '.join(sorted(checks)) or 'none'}")
         from .search.elimination import baseline_problem
         for name in cfg.elimination.baselines:
-            problem = baseline_problem(name, cfg.run.compat, ctx.zoo)
+            problem = baseline_problem(name, cfg.run.compat, self.zoo)
             if problem:
                 raise ConfigError(f"config field elimination.baselines: {problem}")
         from .search.fitness import validation_tasks

@@ -57,11 +57,6 @@ class SerialBackend:
 # processes that end with the run
 # ----------------------------------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (dead, not yet reaped)."""
-    return alive(pid)
-
-
 def exit_with_parent(watch_pids=(), interval: float = 0.5) -> None:
     """Make this worker process exit when its parent dies, and when any of ``watch_pids`` (the
     ``deapnos run`` launcher of a SCOOP job, whose workers are its grandchildren) is gone.
@@ -77,13 +72,13 @@ def exit_with_parent(watch_pids=(), interval: float = 0.5) -> None:
     parent = os.getppid()
     set_death_signal(signal.SIGKILL)          # where there is no prctl, the thread below still watches
     watch = [int(p) for p in watch_pids if p]
-    if parent == 1 or not all(_alive(p) for p in watch):     # already orphaned before we looked
+    if parent == 1 or not all(alive(p) for p in watch):     # already orphaned before we looked
         os._exit(1)
 
     def watchdog():
         while True:
             time.sleep(interval)
-            if os.getppid() != parent or not all(_alive(p) for p in watch):
+            if os.getppid() != parent or not all(alive(p) for p in watch):
                 os._exit(1)
 
     _WORKER["watchdog"] = threading.Thread(target=watchdog, name="deapnos-parent-watchdog", daemon=True)

@@ -169,11 +169,12 @@ def check_late_workers(backend, cfg: Config) -> None:
     """At the end of a SCOOP search, the workers never heard from (they started after the start-up
     check and got no task) are checked now: a run never ends "ok" beside a worker whose environment
     differs (WorkerEnvironmentError).  Waits at least 30 s for them."""
-    if not getattr(backend, "unheard", lambda: 0)():
+    unheard = getattr(backend, "unheard", lambda: 0)()
+    if not unheard:
         return
     from deapnos.evaluate.worker import WORKER_CHECK_WAIT_ENV
     wait = max(30.0, float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60))
-    log.info("checking the environment of %d SCOOP worker(s) not heard from during the search", backend.unheard())
+    log.info("checking the environment of %d SCOOP worker(s) not heard from during the search", unheard)
     check_workers(backend, cfg.run.plugins, cfg.run.compat, cfg.run.torch_threads, cfg.run.device, wait=wait)
 
 

@@ -125,15 +125,16 @@ def collect(run_dir: str | Path, now: float | None = None, plugins=None) -> dict
         (cfg.run.workers if cfg is not None and cfg.run.backend != "serial" else 1)
     # the held-out tasks: from the run's own files where they say it (the live plan, validation.json);
     # loading the plugins to find them (seconds: they import torch) only where they do not
-    if live and isinstance(live.get("plan"), dict):
+    live_plan = live.get("plan") if live and isinstance(live.get("plan"), dict) else None
+    if live_plan is not None:
         held_out = None
     else:
         done = _json(store, "validation.json", dict, notes) or {}
         held_out = done.get("tasks") if isinstance(done.get("tasks"), list) else \
             _validation_tasks(cfg, plugins, notes)
     progress = SearchProgress(cfg, workers, validation_tasks=held_out, clock=lambda: now)
-    if live and isinstance(live.get("plan"), dict):
-        progress.plan = dict(live["plan"])
+    if live_plan is not None:
+        progress.plan = dict(live_plan)
         progress.rungs = sum(1 for k in progress.plan if str(k).startswith("rung:"))
     try:
         records = read_records(store.path(LOG))
