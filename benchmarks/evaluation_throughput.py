@@ -1,17 +1,25 @@
-"""Evaluations per core-minute: today's full-grid LR screen against successive halving, side by side.
+"""Evaluations per core-minute: today's evaluation protocol against the new one, side by side.
 
-The quickstart's evaluation workload: each candidate genome (``--genomes``; default the zoo's
-baselines and the paper's optimizers, the kind of genomes a search judges) on each of the
-quickstart's tasks (``digits-hard``, ``ill-conditioned``), seed 0, one thread, once with
-``screen_schedule = "grid"`` (every LR of the grid gets the full screening run) and once with
-``"halving"`` (every LR one epoch, the best third the full screening run).  The two protocols
-alternate per evaluation so that machine noise hits both alike.
+The quickstart's evaluation workload: the candidates it judges first (its initial population, drawn
+as the search draws it: benchmarks/quickstart_candidates.py), on the quickstart's tasks
+(``digits-hard``, ``ill-conditioned``), seed 0, one thread, with its references (``adam`` and
+``momentum``; a candidate's verdict is its score minus the best of them, as in the search).
+Protocols, one column each (they alternate per evaluation, so that machine noise hits all alike):
 
-Prints evaluations per core-minute of each, their ratio, and how often the new path agrees with the
-old one on the chosen LR, the status, and the sign of the score against the reference (``adam``
-evaluated by the same protocol on the same task and seed).
+- ``today``: every LR of the grid gets the full screening run; the full run starts again at the
+  chosen LR; every full run goes to its end (``screen_schedule="grid"``, ``reuse_screen=False``,
+  ``cut_factor=None``).
+- ``halving``: successive halving over the grid (every LR one epoch, the best third the full
+  screening run, each started again).
+- ``new``: the default protocol: halving whose survivors and full run go on from their screening
+  runs (``reuse_screen``), and a full run that cannot catch up with the reference stops
+  (``cut_factor``, the reference's score given as in a search).
+- ``new+batched`` (with ``--k K``): ``new`` with the screen's LRs K at a time in one vmapped run.
 
-    python benchmarks/evaluation_throughput.py [--quick] [--genomes adam a1 ...]
+Prints evaluations per core-minute of each, their ratio over ``today``, and how often each agrees
+with ``today`` on the chosen LR, the status, and the sign of the score against the reference.
+
+    python benchmarks/evaluation_throughput.py [--quick] [--n 30] [--genomes adam a1 ...] [--k 7]
 """
 from __future__ import annotations
 
@@ -21,70 +29,88 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-GENOMES = ["adam", "momentum", "sgd", "rmsprop", "nesterov", "a1", "a2", "a3", "opt1", "opt2", "opt4", "opt5",
-           "opt7", "opt8", "opt9", "opt10"]
-QUICK = ["adam", "momentum", "a1", "opt10"]
-REFERENCE = "adam"
+REFERENCES = ("adam", "momentum")
 
 
 def _sign(x: float | None) -> int:
     return 0 if x is None or abs(x) < 1e-9 else (1 if x > 0 else -1)
 
 
+def protocols(k: int | None):
+    from deapnos.evaluate.protocol import ProtocolConfig
+    out = {"today": ProtocolConfig(reuse_screen=False, cut_factor=None),
+           "halving": ProtocolConfig(screen_schedule="halving", reuse_screen=False, cut_factor=None),
+           "new": ProtocolConfig()}
+    if k:
+        out["new+batched"] = ProtocolConfig(batch_lrs=k)
+    assert out["new"].screen_schedule == "halving" and out["new"].reuse_screen and out["new"].cut_factor
+    return out
+
+
 def main(argv=None) -> int:
     import torch
 
-    from deapnos import plugins
-    from deapnos.evaluate.protocol import ProtocolConfig, evaluate_genome
+    from deapnos.context import build_context
+    from deapnos.evaluate.protocol import evaluate_genome
+    from quickstart_candidates import initial_population
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--genomes", nargs="+", default=None)
+    ap.add_argument("--genomes", nargs="+", default=None, help="candidates (default: the quickstart's first N)")
+    ap.add_argument("--n", type=int, default=30, help="how many of the quickstart's candidates")
     ap.add_argument("--tasks", nargs="+", default=["digits-hard", "ill-conditioned"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--k", type=int, default=7, help="LRs per batched run")
-    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    ap.add_argument("--k", type=int, default=0, help="also the new protocol with K LRs per vmapped run")
+    ap.add_argument("--quick", action="store_true", help="the first 10 candidates")
     args = ap.parse_args(argv)
-    genomes = args.genomes or (QUICK if args.quick else GENOMES)
     torch.set_num_threads(1)
-    tasks = plugins.all_tasks(plugins.get_plugin_manager())
-    # batched: the screen's LRs in one vmapped run (deapnos/evaluate/batched.py); models vmap cannot
-    # run (digits-hard's batch norm) fall back to one run per LR
-    configs = {"grid": ProtocolConfig(), "halving": ProtocolConfig(screen_schedule="halving"),
-               "batched": ProtocolConfig(batch_lrs=args.k),
-               "halving+batched": ProtocolConfig(screen_schedule="halving", batch_lrs=args.k)}
-    schedules = tuple(configs)
-    seconds = {s: 0.0 for s in schedules}
-    results: dict[tuple, dict] = {}
-    for task_name in args.tasks:
-        for genome in genomes:
-            for s in schedules:
-                t0 = time.process_time()     # CPU time of this process: core-seconds on one thread
-                results[(task_name, genome, s)] = evaluate_genome(genome, tasks[task_name], seed=args.seed,
-                                                                   config=configs[s], device="cpu")
-                seconds[s] += time.process_time() - t0
-    n = len(args.tasks) * len(genomes)
-    rate = {s: 60.0 * n / seconds[s] for s in schedules}
-    print(f"{'task':16s} {'genome':8s} " + " ".join(f"{s:>16s}" for s in schedules))
-    agree = {s: {"lr": 0, "status": 0, "sign": 0} for s in schedules[1:]}
-    for task_name in args.tasks:
-        ref = {s: results[(task_name, REFERENCE, s)] if REFERENCE in genomes else
-               evaluate_genome(REFERENCE, tasks[task_name], seed=args.seed, config=configs[s], device="cpu")
-               for s in schedules}
-        for genome in genomes:
-            r = {s: results[(task_name, genome, s)] for s in schedules}
-            rel = {s: (r[s].fitness - ref[s].fitness if r[s].fitness is not None and ref[s].fitness is not None
-                       else None) for s in schedules}
-            for s in schedules[1:]:
-                agree[s]["lr"] += r["grid"].lr == r[s].lr
-                agree[s]["status"] += r["grid"].status == r[s].status
-                agree[s]["sign"] += _sign(rel["grid"]) == _sign(rel[s])
-            cells = [f"{r[s].lr or 0:g}:{rel[s]:+.4f}" if rel[s] is not None else r[s].status for s in schedules]
-            print(f"{task_name:16s} {genome:8s} " + " ".join(f"{c:>16s}" for c in cells))
-    print(f"\n{n} evaluations each, one thread")
-    for s in schedules:
-        print(f"  {s:16s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute")
-    for s in schedules[1:]:
-        print(f"  {s} / grid: ratio {rate[s] / rate['grid']:.2f}, agreement "
+    candidates = args.genomes or initial_population(10 if args.quick else args.n)
+    tasks = build_context().tasks
+    configs = protocols(args.k)
+    names = tuple(configs)
+    seconds = {s: 0.0 for s in names}
+    counted = {s: 0 for s in names}
+
+    def timed(s, genome, task, reference=None):
+        t0 = time.process_time()     # CPU time of this process: core-seconds on one thread
+        r = evaluate_genome(genome, tasks[task], seed=args.seed, config=configs[s], device="cpu",
+                            reference=reference)
+        seconds[s] += time.process_time() - t0
+        counted[s] += 1
+        return r
+
+    rows = []
+    agree = {s: {"lr": 0, "status": 0, "sign": 0} for s in names[1:]}
+    for task in args.tasks:
+        # the references first, as a search tunes them before its candidates; they count as evaluations
+        best = {}
+        for s in names:
+            refs = [timed(s, name, task) for name in REFERENCES]
+            best[s] = max(r.fitness for r in refs if r.fitness is not None)
+        for i, genome in enumerate(candidates):
+            r = {s: timed(s, genome, task, reference=best[s]) for s in names}
+            rel = {s: r[s].fitness - best[s] if r[s].fitness is not None else None for s in names}
+            for s in names[1:]:
+                agree[s]["lr"] += r["today"].lr == r[s].lr
+                agree[s]["status"] += r["today"].status == r[s].status
+                agree[s]["sign"] += _sign(rel["today"]) == _sign(rel[s])
+            rows.append((task, i, {s: (r[s].status, r[s].lr, rel[s], "cut" in (r[s].message or "")) for s in names}))
+
+    print(f"{'task':16s} {'#':>3s} " + " ".join(f"{s:>22s}" for s in names))
+    for task, i, cells in rows:
+        text = []
+        for s in names:
+            status, lr, rel, cut = cells[s]
+            text.append(f"{lr or 0:g}:{rel:+.3f}{' cut' if cut else ''}" if rel is not None else status)
+        print(f"{task:16s} {i:3d} " + " ".join(f"{c:>22s}" for c in text))
+    n = len(rows)
+    print(f"\n{n} candidate evaluations (+ {len(REFERENCES) * len(args.tasks)} of the references) per protocol, "
+          "one thread")
+    rate = {s: 60.0 * counted[s] / seconds[s] for s in names}
+    for s in names:
+        print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute")
+    for s in names[1:]:
+        print(f"  {s} / today: ratio {rate[s] / rate['today']:.2f}, agreement "
               + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in agree[s].items()))
     return 0
 

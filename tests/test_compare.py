@@ -56,7 +56,8 @@ def test_evaluate_screen_tuning_is_the_search_protocol(tmp_path, capsys):
     assert main(["evaluate", "-O", "adam", "--task", "digits", "--seeds", "1", "--tuning", "screen",
                  "--out", str(out), *QUICK]) == 0
     doc = json.loads((out / "results.json").read_text())
-    assert doc["tuning"] == "screen" and len(doc["runs"]) == 1 and len(doc["runs"][0]["screen"]) == 7
+    # the default screen: successive halving keeps the best third of the 7 LRs for the full screening run
+    assert doc["tuning"] == "screen" and len(doc["runs"]) == 1 and len(doc["runs"][0]["screen"]) == 3
 
 
 def test_evaluate_command_reports_bad_input(capsys):

@@ -18,6 +18,9 @@ from deapnos.evaluate.result import EvalResult
 from deapnos.evaluate.tasks import Task, TaskData
 from deapnos.evaluate.training import train
 
+# the full-grid LR screen (every LR the whole screening run), which some tests below spell out
+GRID = ProtocolConfig(screen_schedule="grid")
+
 torch.set_num_threads(1)
 
 
@@ -136,7 +139,7 @@ def test_task_overrides_apply_to_config():
 # -- whole evaluations on the toy task ----------------------------------------------------------
 
 def test_ok_result_records_everything():
-    r = evaluate_genome("adam", toy_task(), seed=3, device="cpu")
+    r = evaluate_genome("adam", toy_task(), seed=3, config=GRID, device="cpu")
     assert r.status == "ok", r.message
     assert r.optimizer == "adam" and r.genome == Genome.parse("none ~ div(v_hat, sqrt(s_hat))").to_text()
     assert [e["lr"] for e in r.screen] == [10.0, 1e-2, 1e-5, 1.0, 1e-1, 1e-3, 1e-4]
@@ -170,7 +173,7 @@ def test_evaluation_restores_global_rng():
 
 
 def test_torch_optimizer_through_the_same_protocol():
-    r = evaluate_genome("torch:Adam", toy_task(), device="cpu")
+    r = evaluate_genome("torch:Adam", toy_task(), config=GRID, device="cpu")
     assert r.status == "ok", r.message
     assert r.genome == "torch:Adam" and r.flip is None and len(r.screen) == 7 and r.fitness > 0.5
 
@@ -188,10 +191,10 @@ def test_degenerate_genome_is_screened_out_at_stage_a_of_the_paper_screen():
 
 def test_relative_screen_scores_progress_and_screens_out_an_optimizer_that_does_not_train():
     # sub(g, g) = 0 never moves the weights: no LR removes the initial loss (beyond dropout's noise)
-    r = evaluate_genome("none ~ sub(g, g)", toy_task(), device="cpu")
+    r = evaluate_genome("none ~ sub(g, g)", toy_task(), config=GRID, device="cpu")
     assert r.status == "screened_out" and "progress" in r.message, (r.status, r.message)
     assert len(r.screen) == 7 and all(abs(e["score"]) < ProtocolConfig().min_progress for e in r.screen)
-    adam = evaluate_genome("adam", toy_task(), device="cpu")
+    adam = evaluate_genome("adam", toy_task(), config=GRID, device="cpu")
     assert adam.ok and max(e["score"] for e in adam.screen) > 0.3
     # the chosen LR is the one that removed the largest share of the initial loss
     best = max(adam.screen, key=lambda e: e["score"])

@@ -31,7 +31,8 @@ def ill_conditioned():
 
 
 def test_halving_screens_the_best_third_fully_and_agrees_with_the_grid(ill_conditioned):
-    grid = evaluate_genome("adam", ill_conditioned, seed=0, config=ProtocolConfig(), device="cpu")
+    grid = evaluate_genome("adam", ill_conditioned, seed=0, config=ProtocolConfig(screen_schedule="grid"),
+                           device="cpu")
     halving = evaluate_genome("adam", ill_conditioned, seed=0, config=ProtocolConfig(screen_schedule="halving"),
                               device="cpu")
     assert grid.status == halving.status == "ok"

@@ -4,9 +4,10 @@ Provides :func:`train_batched`: K copies of one model's parameters stacked on a 
 ``torch.func.functional_call`` under ``vmap`` for the forward pass, and one :class:`EvolvedOptimizer`
 over the stacked tensors whose update is scaled per member by that member's peak LR.  Every kind of
 momentum is linear in the LR, so member k's update equals the sequential run's at LR k (to float
-rounding).  All members see the same batches (same seed).  Models vmap cannot run (batch norm in
-training mode, in-place ops on buffers, random ops) raise :class:`NotBatchable` before training, and
-the caller falls back to sequential runs.  Details: docs/evaluation.md, "Throughput".
+rounding).  All members see the same batches (same seed).  Buffers are stacked too, so batch norm
+keeps its running statistics per member.  Models vmap cannot run (random ops such as dropout,
+data-dependent control flow) raise :class:`NotBatchable` before training, and the caller falls back
+to sequential runs.  Details: docs/evaluation.md, "Throughput".
 """
 from __future__ import annotations
 
@@ -52,16 +53,22 @@ class _StackedEvolvedOptimizer(EvolvedOptimizer):
         return bucket
 
 
-def _stacked_forward(model: torch.nn.Module, k: int):
-    """(params, buffers, f): stacked leaf parameters and f(params, x) -> (K, ...) outputs."""
-    from torch.func import functional_call, vmap
-    params = {n: p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).requires_grad_()
-              for n, p in model.named_parameters()}
-    buffers = dict(model.named_buffers())
+def _stack(t: torch.Tensor, k: int) -> torch.Tensor:
+    return t.detach().unsqueeze(0).repeat(k, *([1] * t.dim()))
 
-    def one(p, x):
-        return functional_call(model, (p, buffers), (x,))
-    return params, vmap(one, in_dims=(0, None))
+
+def _stacked_forward(model: torch.nn.Module, k: int):
+    """(params, buffers, f): stacked leaf parameters, stacked buffers and f(params, x) -> (K, ...)
+    outputs.  Buffers are stacked too, so that batch norm keeps one set of running statistics per
+    member (vmap updates a batched buffer in place; an unbatched one it cannot)."""
+    from torch.func import functional_call, vmap
+    params = {n: _stack(p, k).requires_grad_() for n, p in model.named_parameters()}
+    buffers = {n: _stack(b, k) for n, b in model.named_buffers()}
+
+    def one(p, b, x):
+        return functional_call(model, (p, b), (x,))
+    batched = vmap(one, in_dims=(0, 0, None))
+    return params, buffers, lambda p, x: batched(p, buffers, x)
 
 
 def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_data, *, epochs: int,
@@ -78,16 +85,19 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     """
     k = check_k(len(lrs))
     model.train()
-    params, forward = _stacked_forward(model, k)
+    params, buffers, forward = _stacked_forward(model, k)
     batches = iter(train_data)
     pending: tuple | None = None
     try:
         x, y = next(batches)
     except StopIteration:
         raise ValueError("training data yields no batches") from None
+    saved = {n: b.clone() for n, b in buffers.items()}
     try:            # probe: a model vmap cannot run fails here, before any update
         probe = forward(params, _to(x, device))
         torch.autograd.grad(probe.float().sum(), list(params.values()), allow_unused=True)
+        for n, b in buffers.items():    # the probe's batch norm statistics do not count (step 0 repeats it)
+            b.copy_(saved[n])
     except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
         raise NotBatchable(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") \
             from None
@@ -166,15 +176,15 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     seconds = time.perf_counter() - t0
     for o in outcomes:
         o.seconds = seconds / k
-    finals = [{n: p.detach()[i] for n, p in params.items()} for i in range(k)]
+    finals = [{n: t.detach()[i] for n, t in [*params.items(), *buffers.items()]} for i in range(k)]
     return outcomes, finals
 
 
 def load_member(model: torch.nn.Module, weights: dict) -> torch.nn.Module:
-    """``model`` with one member's final weights copied in (to validate it)."""
+    """``model`` with one member's final weights and buffers copied in (to validate it)."""
     with torch.no_grad():
-        for n, p in model.named_parameters():
-            p.copy_(weights[n])
+        for n, t in [*model.named_parameters(), *model.named_buffers()]:
+            t.copy_(weights[n])
     return model
 
 

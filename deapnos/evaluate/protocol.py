@@ -25,7 +25,7 @@ from ..space.genome import Genome
 from .protocol_config import COMPAT_PROTOCOL, SCREENS, ProtocolConfig, protocol_config, protocol_table
 from .result import EvalResult
 from .tasks import Task
-from .training import TrainingTimeout, train
+from .training import Training, TrainingTimeout
 from .ident import worker_id
 from .run_parts import _error, _Failure, _seeded_model, _val_score, _where, progress  # noqa: F401
 
@@ -174,7 +174,8 @@ def default_device() -> str:
 
 
 def evaluate_genome(genome, task: Task, seed: int = 0, config: ProtocolConfig | None = None,
-                    device: str | torch.device | None = None, integrity_checks=None) -> EvalResult:
+                    device: str | torch.device | None = None, integrity_checks=None,
+                    reference: float | None = None) -> EvalResult:
     """Evaluate ``genome`` on ``task`` under the protocol (module docstring).  Never raises.
 
     ``genome``: a :class:`Genome`, genome text, zoo name, genome file, ``torch:NAME`` or an
@@ -188,7 +189,8 @@ def evaluate_genome(genome, task: Task, seed: int = 0, config: ProtocolConfig | 
     result = EvalResult(genome=genome if isinstance(genome, str) else "", task=task_name, seed=int(seed),
                         status="error", device=device_name, worker=worker_id())
     try:
-        _evaluate(genome, task, int(seed), config, torch.device(device_name), integrity_checks, result)
+        _evaluate(genome, task, int(seed), config, torch.device(device_name), integrity_checks, result,
+                  reference)
         result.status = "ok"
     except _Failure as f:
         result.status, result.message = f.status, f.message
@@ -213,7 +215,7 @@ def evaluate_optimizer(spec, task: Task, seed: int = 0, config: ProtocolConfig |
 
 
 def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: torch.device, checks,
-              result: EvalResult) -> None:
+              result: EvalResult, reference: float | None = None) -> None:
     if not isinstance(task, Task):
         raise _Failure("error", f"expected a deapnos Task, got {type(task).__name__}")
     try:
@@ -259,15 +261,15 @@ def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: tor
                 data = task.build_data(device, seed)
             except Exception as exc:  # noqa: BLE001
                 raise _error(task, "loading data", exc) from None
-            _run_protocol(spec, task, data, seed, config, budget, device, deadline, result)
+            _run_protocol(spec, task, data, seed, config, budget, device, deadline, result, reference)
     finally:
         if config.num_threads:
             torch.set_num_threads(threads_before)
 
 
-def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
-             budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_stop, validate: bool):
-    """Train a fresh model once; returns the TrainOutcome and the model."""
+def _start_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
+               budget: Budget, device, deadline, *, steps_per_epoch: int, snapshots: bool = False) -> Training:
+    """A fresh model and optimizer at ``lr``, ready to train (see :class:`Training`)."""
     if config.fresh_seed:            # the original's noise: a new initialisation for every run
         seed = int.from_bytes(os.urandom(4), "little")
     model = _seeded_model(task, data, seed, device)
@@ -276,18 +278,35 @@ def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config
                                 check_finite=config.check_finite)
     except Exception as exc:  # noqa: BLE001
         raise _Failure("error", f"building optimizer {spec.name!r}: {type(exc).__name__}: {exc}") from None
+    return Training(model, opt, data.train, steps_per_epoch=steps_per_epoch, scheduler=sched, loss_fn=task.loss,
+                    accuracy_fn=task.accuracy, metric=task.metric, device=device, deadline=deadline,
+                    check_every=config.nan_check_every, generator=data.generator, snapshots=snapshots)
 
+
+def _go_on(run: Training, task: Task, lr: float, config: ProtocolConfig, epochs: int, *, early_stop,
+           val_data=None, pause: bool = False):
+    """``run.go_on(epochs)``, its failures as the protocol reports them."""
     try:
-        outcome = train(model, opt, data.train, epochs=epochs, steps_per_epoch=steps_per_epoch, scheduler=sched,
-                        val_data=data.val if validate else None, loss_fn=task.loss, accuracy_fn=task.accuracy,
-                        metric=task.metric, device=device, early_stop=early_stop, deadline=deadline,
-                        check_every=config.nan_check_every)
-
+        return run.go_on(epochs, val_data=val_data, early_stop=early_stop, pause=pause)
     except TrainingTimeout as exc:
         raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
     except Exception as exc:  # noqa: BLE001
         raise _error(task, f"training (lr={lr:g})", exc) from None
-    return outcome, model
+
+
+def _one_run(spec: OptimizerSpec, task: Task, data, seed: int, lr: float, config: ProtocolConfig,
+             budget: Budget, device, deadline, *, epochs: int, steps_per_epoch: int, early_stop, validate: bool):
+    """Train a fresh model once; returns the TrainOutcome and the model."""
+    run = _start_run(spec, task, data, seed, lr, config, budget, device, deadline, steps_per_epoch=steps_per_epoch)
+    outcome = _go_on(run, task, lr, config, epochs, early_stop=early_stop, val_data=data.val if validate else None)
+    return outcome, run.model
+
+
+def _continues(config: ProtocolConfig, budget: Budget) -> bool:
+    """Whether the full run can go on from its LR's screening run: the same steps per epoch and
+    horizon, a fixed seed, and the relative screen (whose blow-up stop the full run shares)."""
+    return (config.reuse_screen and config.screen == "relative" and not config.fresh_seed
+            and budget.screen_steps_per_epoch == budget.steps_per_epoch and budget.screen_epochs <= budget.epochs)
 
 
 class _AccuracyStop:
@@ -313,6 +332,44 @@ class _BlowUpStop:
             return False
         self.fired = record["train_loss"] > self.factor * initial
         return self.fired
+
+
+class _BehindStop:
+    """Stops a full run that cannot catch up with the reference (``protocol.cut_factor``): at an epoch's
+    end from the screen's last on, the run's score plus ``factor`` times its best gain per epoch of the
+    last two epochs, kept up to the last epoch, still ends below ``reference`` (the reference's score
+    on the same task and seed).  Also stops on ``blow_up``."""
+
+    def __init__(self, blow_up, reference: float, factor: float, epochs: int, first_epoch: int, score: str):
+        self.blow_up, self.reference, self.factor = blow_up, float(reference), float(factor)
+        self.epochs, self.first_epoch, self.score = epochs, first_epoch, score
+        self.scores: list[float] = []
+        self.fired = False
+        self.why = ""
+
+    def seen(self, record: dict) -> None:
+        value = record.get("val_score")
+        self.scores.append(float(value) if value is not None else -math.inf)
+
+    def hopeless(self, epoch: int) -> bool:
+        if epoch < self.first_epoch or not self.scores or epoch >= self.epochs - 1:
+            return False
+        now = max(self.scores) if self.score == "best" else self.scores[-1]
+        recent = self.scores[-3:]
+        gains = [b - a for a, b in zip(recent, recent[1:]) if math.isfinite(a) and math.isfinite(b)]
+        gain = max([0.0, *gains])
+        reach = now + self.factor * gain * (self.epochs - 1 - epoch)
+        if reach < self.reference:
+            self.fired = True
+            self.why = (f"cut at epoch {epoch}: score {now:.4g}, at best {reach:.4g} by the last epoch, below the "
+                        f"reference's {self.reference:.4g}")
+        return self.fired
+
+    def __call__(self, epoch: int, record: dict) -> bool:
+        if self.blow_up(epoch, record):
+            return True
+        self.seen(record)
+        return self.hopeless(epoch)
 
 
 @torch.no_grad()
@@ -341,8 +398,11 @@ def choose_lr(scores: list[float]) -> int:
 
 
 def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
-            screen: list) -> float:
-    """Run the LR screen (module docstring) into ``screen``; return the chosen LR or raise _Failure."""
+            screen: list, runs: dict | None = None) -> float:
+    """Run the LR screen (module docstring) into ``screen``; return the chosen LR or raise _Failure.
+
+    ``runs``: when given, each LR's screening run stays there (by LR), paused, so that a later
+    rung or the full run goes on from it instead of training the same steps again."""
     paper = config.screen == "paper"
     # the relative screen chooses on validation (tasks without a validation split: on progress)
     on_validation = not paper and config.screen_choice == "validation" and data.val is not None
@@ -356,14 +416,24 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             raise _error(task, "scoring the untrained model", exc) from None
 
     def screen_lrs(lrs: Iterable[float], epochs: int | None = None):
+        epochs = epochs or budget.screen_epochs
         for value in lrs:
-            blow_up = None if paper else _BlowUpStop(config.diverge_factor)
-            stop = _AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper else blow_up
-            outcome, model = _one_run(spec, task, data, seed, value, config, budget, device, deadline,
-                                      epochs=epochs or budget.screen_epochs,
-                                      steps_per_epoch=budget.screen_steps_per_epoch,
-                                  early_stop=stop, validate=False)
-            diverged = outcome.diverged or (blow_up is not None and blow_up.fired)
+            known = runs.get(value) if runs is not None else None
+            if known is None or known[0].epochs_done > epochs or known[0].finished:
+                blow_up = None if paper else _BlowUpStop(config.diverge_factor)
+                stop = (_AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
+                        else blow_up)
+                run = _start_run(spec, task, data, seed, value, config, budget, device, deadline,
+                                 steps_per_epoch=budget.screen_steps_per_epoch, snapshots=runs is not None)
+                known = (run, stop)
+            run, stop = known
+            # a run kept from an earlier rung goes on for the epochs it lacks
+            outcome = _go_on(run, task, value, config, epochs - run.epochs_done, early_stop=stop,
+                             pause=runs is not None)
+            if runs is not None:
+                runs[value] = known
+            model = run.model
+            diverged = outcome.diverged or (isinstance(stop, _BlowUpStop) and stop.fired)
             # a diverged run scores below any run that did not (progress >= 1 - diverge_factor)
             if paper:
                 score = outcome.best_train_acc
@@ -372,7 +442,9 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             entry = {"lr": value, "score": score, "epochs": len(outcome.curve), "diverged": diverged,
                      "stopped_early": outcome.stopped_early}
             if on_validation:       # the model the screening run ends with, scored on held-back data
-                entry["val_score"] = None if diverged else _val_score(model, task, data, device)
+                # kept in the run's last epoch record too: the full run going on from it needs it
+                last = outcome.curve[-1] if runs is not None and outcome.curve else None
+                entry["val_score"] = None if diverged else _val_score(model, task, data, device, last)
             if outcome.diverged:
                 entry["divergence"] = outcome.divergence
             elif diverged:
@@ -416,19 +488,49 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
 
 
 def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
-                  result: EvalResult):
+                  result: EvalResult, reference: float | None = None):
+    runs: dict | None = {} if config.lr is None and _continues(config, budget) else None
     lr = float(config.lr) if config.lr is not None else _screen(spec, task, data, seed, config, budget, device,
-                                                                deadline, result.screen)
+                                                                deadline, result.screen, runs)
     result.lr = lr
 
-    stop = (_AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
-            else _BlowUpStop(config.diverge_factor))
-    outcome, model = _one_run(spec, task, data, seed, lr, config, budget, device, deadline,
-                              epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch, early_stop=stop,
-                              validate=True)
+    stop: _AccuracyStop | _BlowUpStop | _BehindStop = (
+        _AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
+        else _BlowUpStop(config.diverge_factor))
+    behind = None
+    if (reference is not None and math.isfinite(reference) and config.cut_factor is not None
+            and config.screen == "relative"):
+        stop = behind = _BehindStop(stop, reference, config.cut_factor, budget.epochs,
+                                    min(budget.screen_epochs, budget.epochs) - 1, config.score)
+    kept = runs.pop(lr, None) if runs else None
+    if runs:
+        runs.clear()            # the other LRs' runs are not needed any more
+    if kept is not None and not kept[0].finished and kept[0].epochs_done == budget.screen_epochs:
+        # the full run's first screen_epochs epochs are its screening run's (same model, batches,
+        # schedule and stop): go on from there, and score those epochs from their snapshots
+        run = kept[0]
+        if data.val is not None:
+            try:
+                run.fill_validation(data.val)
+            except Exception as exc:  # noqa: BLE001
+                raise _error(task, "validating the screened epochs", exc) from None
+        run.snapshots = None
+        if behind is not None:          # the screened epochs count for the cut as they would have
+            for record in run.outcome.curve:
+                behind.seen(record)
+            if behind.hopeless(run.epochs_done - 1):
+                run.outcome.stopped_early = run.finished = True
+        outcome = _go_on(run, task, lr, config, budget.epochs - run.epochs_done, early_stop=stop, val_data=data.val)
+        model = run.model
+    else:
+        outcome, model = _one_run(spec, task, data, seed, lr, config, budget, device, deadline,
+                                  epochs=budget.epochs, steps_per_epoch=budget.steps_per_epoch, early_stop=stop,
+                                  validate=True)
     result.curve = outcome.curve
     result.steps = outcome.steps
     result.stopped_early = outcome.stopped_early
+    if behind is not None and behind.fired:
+        result.message = behind.why
     if outcome.curve:
         last = outcome.curve[-1]
         result.final_accuracy = last.get("val_score")

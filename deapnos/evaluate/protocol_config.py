@@ -72,11 +72,21 @@ class ProtocolConfig:
     num_threads: int | None = _p(None, "torch.set_num_threads during the evaluation", minimum=1, maximum=1024)
     evaluate_test: bool = _p(False, "score the final model on the task's test split, if it has one")
     apply_task_overrides: bool = _p(True, "let a task adjust fields (its protocol_overrides)")
-    # issue 16 (helper F): "grid" screens every LR for screen_epochs; "halving" gives every LR one epoch
-    # and the best third the full screen (relative screen only; deapnos/evaluate/halving.py)
-    screen_schedule: Literal["grid", "halving"] = _p("grid")
+    # "grid" screens every LR for screen_epochs; "halving" gives every LR one epoch and the best third
+    # the full screen (relative screen only; deapnos/evaluate/halving.py).  Halving is the default: on
+    # the quickstart's candidates it agrees with the grid on 95% of LRs and 97% of verdicts
+    # (benchmarks/evaluation_throughput.py, docs/evaluation.md "Throughput")
+    screen_schedule: Literal["grid", "halving"] = _p("halving", "halving | grid: the LR screen's schedule")
     # issue 16 (helper I): screen K LRs of a genome in one vmapped run (0: one run per LR;
     # deapnos/evaluate/batched.py); models vmap cannot run fall back to one run per LR
+    # issue 16: the full run goes on from its LR's screening run, and halving's survivors from their
+    # first rung, instead of training the same steps again (the same results: docs/evaluation.md)
+    reuse_screen: bool = _p(True, "the full run goes on from the chosen LR's screening run (relative screen, "
+                            "same steps per epoch)")
+    # issue 16: a full run that cannot catch up with the reference stops (search with relative fitness)
+    cut_factor: float | None = _p(2.0, "stop a full run whose score, gaining this x its best recent gain per "
+                                  "epoch until the end, would still end below the reference's (None: never)",
+                                  above=0, maximum=1e6)
     batch_lrs: int = _p(0, "0: one run per LR; K >= 1: a batch of K LRs in one vmapped run", minimum=0,
                         maximum=4096)
 

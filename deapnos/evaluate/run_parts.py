@@ -59,11 +59,15 @@ def _seeded_model(task: Task, data, seed: int, device) -> torch.nn.Module:
         raise _error(task, "building the model", exc) from None
 
 
-def _val_score(model, task: Task, data, device) -> float | None:
-    """The validation score of ``model`` (None when it cannot be computed: not finite)."""
+def _val_score(model, task: Task, data, device, record: dict | None = None) -> float | None:
+    """The validation score of ``model`` (None when it cannot be computed: not finite).  ``record``:
+    also gets the validation's loss, accuracy and score (an epoch record of the run's curve)."""
     from .training import validate
     try:
-        value = validate(model, data.val, device, task.loss, task.accuracy, task.metric)["val_score"]
+        scored = validate(model, data.val, device, task.loss, task.accuracy, task.metric)
     except Exception as exc:  # noqa: BLE001
         raise _error(task, "validating a screening run", exc) from None
+    if record is not None:
+        record.update(scored)
+    value = scored["val_score"]
     return float(value) if math.isfinite(value) else None

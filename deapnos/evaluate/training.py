@@ -116,108 +116,200 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_data: 
     this many steps (1: every step, as Keras' TerminateOnNaN; larger values save a device
     synchronisation per step on GPUs, and the divergence is then reported within a span of steps).
     """
-    if check_every < 1:
-        raise ValueError(f"check_every must be >= 1, got {check_every}")
-    if epochs < 0 or steps_per_epoch < 1:
-        raise ValueError(f"need epochs >= 0 and steps_per_epoch >= 1, got {epochs} and {steps_per_epoch}")
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    device = torch.device(device)
+    if epochs < 0:
+        raise ValueError(f"need epochs >= 0, got {epochs}")
+    run = Training(model, optimizer, train_data, steps_per_epoch=steps_per_epoch, scheduler=scheduler,
+                   loss_fn=loss_fn, accuracy_fn=accuracy_fn, metric=metric, device=device, deadline=deadline,
+                   check_every=check_every)
     old_threads = None
     if num_threads is not None:
         old_threads = torch.get_num_threads()
         torch.set_num_threads(num_threads)
-    t0 = time.perf_counter()
-    outcome = TrainOutcome()
     try:
-        _train_loop(model, optimizer, train_data, epochs, steps_per_epoch, scheduler, val_data, loss_fn,
-                    accuracy_fn, metric, device, early_stop, deadline, on_epoch, check_every, outcome)
+        return run.go_on(epochs, val_data=val_data, early_stop=early_stop, on_epoch=on_epoch)
     finally:
-        outcome.seconds = time.perf_counter() - t0
         if old_threads is not None:
             torch.set_num_threads(old_threads)
-    return outcome
 
 
-def _train_loop(model, optimizer, train_data, epochs, steps_per_epoch, scheduler, val_data, loss_fn,
-                accuracy_fn, metric, device, early_stop, deadline, on_epoch, check_every, outcome: TrainOutcome):
-    model.train()
-    batches = iter(train_data)
-    fresh = True          # `batches` has not yielded anything yet (to detect empty data)
-    watch_optimizer = getattr(optimizer, "check_finite", False)
-    step = 0
-    bad = None            # device flag: a non-finite loss since the last check (check_every > 1)
-    first_unchecked = 0
-    for epoch in range(epochs):
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.float64, device=device)
-        count = 0
-        for _ in range(steps_per_epoch):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TrainingTimeout(f"wall-clock budget exhausted at step {step}")
-            try:
-                x, y = next(batches)
-            except StopIteration:
-                if fresh:
-                    raise ValueError("training data yields no batches") from None
-                batches, fresh = iter(train_data), True
-                x, y = next(batches)
-            fresh = False
-            x, y = _to(x, device), _to(y, device)
-            optimizer.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            lv = loss.detach()
-            if step == 0:
-                outcome.initial_loss = float(lv)
-            if check_every == 1:
-                if not bool(torch.isfinite(lv)):
-                    outcome.diverged = True
-                    outcome.divergence = f"loss is {float(lv)} at step {step} (epoch {epoch})"
-                    outcome.steps = step
-                    return
-            else:
-                flag = ~torch.isfinite(lv)
-                bad = flag if bad is None else bad | flag
-                if (step + 1) % check_every == 0:
-                    if bool(bad):
-                        outcome.diverged = True
-                        outcome.divergence = (f"non-finite loss within steps {first_unchecked}-{step} "
-                                              f"(epoch {epoch})")
-                        outcome.steps = step
-                        return
-                    bad, first_unchecked = None, step + 1
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            c, n = accuracy_fn(out.detach(), y)
-            loss_sum += lv.double() * n
-            correct += c
-            count += n
-            if watch_optimizer and getattr(optimizer, "diverged", False):
-                outcome.diverged = True
-                outcome.divergence = getattr(optimizer, "divergence", None) or f"non-finite update at step {step}"
-                outcome.steps = step
+def _rng_state(device: torch.device, generator) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, generator.get_state() if generator is not None else None
+
+
+def _set_rng_state(state: tuple, device: torch.device, generator) -> None:
+    cpu, cuda, data = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+    if data is not None and generator is not None:
+        generator.set_state(data)
+
+
+class Training:
+    """One training run that can stop at an epoch's end and go on later, as if it had never stopped.
+
+    :func:`train` is one :meth:`go_on`.  The protocol runs several at once (the LR screen's runs, of
+    which the chosen one goes on into the full run), so a run that pauses keeps its random state
+    (torch's global generator, CUDA's, and the data order's ``generator``) and takes it back when it
+    goes on (and the state it was built in, for its first epoch): runs in between cannot change its
+    batches or its dropout.  ``snapshots``: keep the
+    model's state at each epoch's end (:meth:`fill_validation` scores them later).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer, train_data: Iterable, *, steps_per_epoch: int,
+                 scheduler=None, loss_fn: Callable = cross_entropy, accuracy_fn: Callable = accuracy_counts,
+                 metric: str = "accuracy", device=None, deadline: float | None = None, check_every: int = 1,
+                 generator: torch.Generator | None = None, snapshots: bool = False):
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        if steps_per_epoch < 1:
+            raise ValueError(f"need steps_per_epoch >= 1, got {steps_per_epoch}")
+        if device is None:
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.model, self.optimizer, self.train_data = model, optimizer, train_data
+        self.steps_per_epoch, self.scheduler = steps_per_epoch, scheduler
+        self.loss_fn, self.accuracy_fn, self.metric = loss_fn, accuracy_fn, metric
+        self.device = torch.device(device)
+        self.deadline, self.check_every = deadline, check_every
+        self.generator = generator
+        self.outcome = TrainOutcome()
+        self.finished = False         # diverged or stopped early: it cannot go on
+        self.snapshots: list[dict] | None = [] if snapshots else None
+        self._batches = None
+        self._fresh = True            # the batch iterator has not yielded anything yet (empty data)
+        self._step = 0
+        self._epoch = 0
+        self._bad: torch.Tensor | None = None   # device flag: a non-finite loss since the last check
+        self._first_unchecked = 0
+        # the random state the run starts from: a run built before others train goes on from it
+        self._paused: tuple | None = _rng_state(self.device, generator)
+
+    @property
+    def epochs_done(self) -> int:
+        return self._epoch
+
+    def go_on(self, epochs: int, *, val_data: Iterable | None = None,
+              early_stop: Callable[[int, dict], bool] | None = None,
+              on_epoch: Callable[[dict], None] | None = None, pause: bool = False) -> TrainOutcome:
+        """Train ``epochs`` more epochs (fewer if the run diverges or ``early_stop`` fires); returns
+        the outcome so far.  ``pause``: keep the random state for a later :meth:`go_on`."""
+        if self.finished or epochs <= 0:
+            return self.outcome
+        if self._paused is not None:
+            _set_rng_state(self._paused, self.device, self.generator)
+            self._paused = None
+        t0 = time.perf_counter()
+        try:
+            self._loop(epochs, val_data, early_stop, on_epoch)
+        finally:
+            self.outcome.seconds += time.perf_counter() - t0
+            if pause and not self.finished:
+                self._paused = _rng_state(self.device, self.generator)
+        return self.outcome
+
+    def _stop(self, why: str, step: int) -> None:
+        self.outcome.diverged = True
+        self.outcome.divergence = why
+        self.outcome.steps = step
+        self.finished = True
+
+    def _next_batch(self):
+        if self._batches is None:
+            self._batches = iter(self.train_data)
+        try:
+            x, y = next(self._batches)
+        except StopIteration:
+            if self._fresh:
+                raise ValueError("training data yields no batches") from None
+            self._batches, self._fresh = iter(self.train_data), True
+            x, y = next(self._batches)
+        self._fresh = False
+        return _to(x, self.device), _to(y, self.device)
+
+    def _loop(self, epochs, val_data, early_stop, on_epoch) -> None:
+        model, optimizer, outcome, device = self.model, self.optimizer, self.outcome, self.device
+        model.train()
+        watch_optimizer = getattr(optimizer, "check_finite", False)
+        check_every = self.check_every
+        step = self._step
+        for _ in range(epochs):
+            epoch = self._epoch
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.float64, device=device)
+            count = 0
+            for _ in range(self.steps_per_epoch):
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    raise TrainingTimeout(f"wall-clock budget exhausted at step {step}")
+                x, y = self._next_batch()
+                optimizer.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = self.loss_fn(out, y)
+                lv = loss.detach()
+                if step == 0:
+                    outcome.initial_loss = float(lv)
+                if check_every == 1:
+                    if not bool(torch.isfinite(lv)):
+                        return self._stop(f"loss is {float(lv)} at step {step} (epoch {epoch})", step)
+                else:
+                    flag = ~torch.isfinite(lv)
+                    self._bad = flag if self._bad is None else self._bad | flag
+                    if (step + 1) % check_every == 0:
+                        if bool(self._bad):
+                            return self._stop(f"non-finite loss within steps {self._first_unchecked}-{step} "
+                                              f"(epoch {epoch})", step)
+                        self._bad, self._first_unchecked = None, step + 1
+                loss.backward()
+                optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                step += 1
+                self._step = step
+                c, n = self.accuracy_fn(out.detach(), y)
+                loss_sum += lv.double() * n
+                correct += c
+                count += n
+                if watch_optimizer and getattr(optimizer, "diverged", False):
+                    return self._stop(getattr(optimizer, "divergence", None) or f"non-finite update at step {step}",
+                                      step)
+            outcome.steps = step
+            if self._bad is not None and bool(self._bad):
+                self._stop(f"non-finite loss within steps {self._first_unchecked}-{step - 1} (epoch {epoch})", step)
                 return
-        outcome.steps = step
-        if bad is not None and bool(bad):
-            outcome.diverged = True
-            outcome.divergence = f"non-finite loss within steps {first_unchecked}-{step - 1} (epoch {epoch})"
+            if not _params_finite(model):
+                self._stop(f"parameters are not finite after step {step} (epoch {epoch})", step)
+                return
+            self._epoch += 1
+            record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum) / count,
+                      "train_acc": float(correct) / count, "lr": _current_lr(optimizer, self.scheduler)}
+            if val_data is not None:
+                record.update(validate(model, val_data, device, self.loss_fn, self.accuracy_fn, self.metric))
+            if self.snapshots is not None:
+                # on the CPU: a screen's runs would otherwise hold several copies of a large model on the GPU
+                self.snapshots.append({k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()})
+            outcome.curve.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            # the callback also sees the untrained model's loss, for stops relative to it
+            if early_stop is not None and early_stop(epoch, {**record, "initial_loss": outcome.initial_loss}):
+                outcome.stopped_early = True
+                self.finished = True
+                return
+
+    def fill_validation(self, val_data: Iterable) -> None:
+        """Score the epochs trained without validation data from their snapshots, as if the run had
+        been validated all along (the full run that goes on from a screening run)."""
+        missing = [i for i, r in enumerate(self.outcome.curve) if "val_score" not in r]
+        if not missing:
             return
-        if not _params_finite(model):
-            outcome.diverged = True
-            outcome.divergence = f"parameters are not finite after step {step} (epoch {epoch})"
-            return
-        record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum) / count,
-                  "train_acc": float(correct) / count, "lr": _current_lr(optimizer, scheduler)}
-        if val_data is not None:
-            record.update(validate(model, val_data, device, loss_fn, accuracy_fn, metric))
-        outcome.curve.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        # the callback also sees the untrained model's loss, for stops relative to it
-        if early_stop is not None and early_stop(epoch, {**record, "initial_loss": outcome.initial_loss}):
-            outcome.stopped_early = True
-            return
+        if self.snapshots is None or len(self.snapshots) != len(self.outcome.curve):
+            raise RuntimeError("this run kept no snapshots of its epochs")
+        now = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        try:
+            for i in missing:
+                self.model.load_state_dict(self.snapshots[i])
+                self.outcome.curve[i].update(validate(self.model, val_data, self.device, self.loss_fn,
+                                                      self.accuracy_fn, self.metric))
+        finally:
+            self.model.load_state_dict(now)
+        self.snapshots = None

@@ -101,11 +101,15 @@ def _environment(plugins: tuple, compat: bool):
 
 def make_payload(genome_text: str, task: str, seed: int, protocol: dict | None = None,
                  plugins=(), compat: bool = False, device: str = "auto", threads: int = 1,
-                 task_overrides: dict | None = None, data_dir: str = "") -> dict:
-    """What crosses to a worker: plain data only."""
-    return {"genome": genome_text, "task": task, "seed": int(seed), "protocol": dict(protocol or {}),
-            "plugins": list(plugins), "compat": bool(compat), "device": device, "threads": int(threads),
-            "task_overrides": dict(task_overrides or {}), "data_dir": data_dir}
+                 task_overrides: dict | None = None, data_dir: str = "", reference: float | None = None) -> dict:
+    """What crosses to a worker: plain data only.  ``reference``: the reference's score on this task
+    and seed, for the protocol's cut of hopeless full runs (``protocol.cut_factor``)."""
+    out = {"genome": genome_text, "task": task, "seed": int(seed), "protocol": dict(protocol or {}),
+           "plugins": list(plugins), "compat": bool(compat), "device": device, "threads": int(threads),
+           "task_overrides": dict(task_overrides or {}), "data_dir": data_dir}
+    if reference is not None:
+        out["reference"] = float(reference)
+    return out
 
 
 def evaluate_payload(payload: dict) -> dict:
@@ -133,7 +137,7 @@ def evaluate_payload(payload: dict) -> dict:
         # the authors' protocol and noise model in compat mode, unless the payload says otherwise
         config = _protocol.protocol_config(payload.get("protocol", {}), bool(payload.get("compat")))
         result = _protocol.evaluate_genome(genome, task, seed=payload["seed"], config=config,
-                                           device=state["device"])
+                                           device=state["device"], reference=payload.get("reference"))
         out = result.to_dict()
     except Exception as exc:   # noqa: BLE001 - a worker must answer
         tb = traceback.format_exc(limit=4)

@@ -26,6 +26,9 @@ class EvalRequest:
     seed: int
     seq: int
     meta: dict = field(default_factory=dict)   # kind, particle, timestep, slot, attempt, label, key
+    # the best reference's score on (task, seed): a full run that cannot catch up with it stops
+    # (protocol.cut_factor); None: none known, or raw fitness
+    reference: float | None = None
 
 
 #: selection fitness of a result record: the fitness when ok, else -1 (the paper's FAILED)
@@ -54,6 +57,8 @@ class Evaluator:
         p = dict(self.payload_base)
         p.update({"genome": req.genome, "task": req.task, "seed": int(req.seed)})
         p["task_overrides"] = dict(self.task_overrides.get(req.task) or {})
+        if req.reference is not None:
+            p["reference"] = float(req.reference)
         return p
 
     def _record(self, req: EvalRequest, result: dict, cached: bool = False) -> dict:

@@ -328,13 +328,14 @@ class SearchRun:
         from .fitness import combine
         flat = [r for g in groups for r in g]
         self.ensure_reference({(r.task, r.seed) for r in flat})
+        refs = [self.reference(r.task, r.seed) if self.cfg.fitness.relative else None for r in flat]
+        for r, ref in zip(flat, refs):          # what a hopeless full run is measured against
+            r.reference = None if ref is None else ref.get("fitness")
         records = self.evaluate(flat)
         out, i = [], 0
         for g in groups:
-            recs = records[i:i + len(g)]
+            out.append(combine(records[i:i + len(g)], refs[i:i + len(g)], self.cfg))
             i += len(g)
-            refs = [self.reference(r.task, r.seed) if self.cfg.fitness.relative else None for r in g]
-            out.append(combine(recs, refs, self.cfg))
         return out
 
     def checkpoint(self) -> None:

@@ -1,0 +1,151 @@
+"""The cheaper protocol of docs/evaluation.md, "Throughput": runs that pause and go on, the full run
+that goes on from its screening run, and the cut of full runs that cannot catch up with the reference."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deapnos import zoo
+from deapnos.evaluate.protocol import ProtocolConfig, evaluate_genome
+from deapnos.evaluate.training import Training, train
+from deapnos.optim.optimizer import EvolvedOptimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_evaluate import toy_task  # noqa: E402  (shuffled batches, dropout: both draw random numbers)
+
+torch.set_num_threads(1)
+
+
+def _fresh(task, data, seed=0):
+    torch.manual_seed(seed)
+    data.generator.manual_seed(seed)
+    model = task.build_model(data.num_classes)
+    return model, EvolvedOptimizer(model.parameters(), zoo.get("adam"), lr=0.01, total_steps=40, warmup_steps=4)
+
+
+def test_paused_runs_go_on_as_if_never_stopped():
+    """Two runs trained alternately an epoch at a time (each pausing) end exactly where each ends alone:
+    a pause keeps the run's batches (mid-pass: 4 steps of an 8-batch pass) and its dropout draws."""
+    task = toy_task()
+    data = task.build_data(torch.device("cpu"), 0)
+    alone = []
+    for seed in (0, 1):
+        model, opt = _fresh(task, data, seed)
+        out = train(model, opt, data.train, epochs=5, steps_per_epoch=4, val_data=data.val, device="cpu")
+        alone.append((out.curve, [p.detach().clone() for p in model.parameters()]))
+    runs = []
+    for seed in (0, 1):
+        model, opt = _fresh(task, data, seed)
+        runs.append(Training(model, opt, data.train, steps_per_epoch=4, device="cpu", generator=data.generator))
+    for _ in range(5):
+        for run in runs:
+            run.go_on(1, val_data=data.val, pause=True)
+    for run, (curve, params) in zip(runs, alone):
+        assert run.epochs_done == 5 and run.outcome.curve == curve
+        for p, q in zip(run.model.parameters(), params):
+            assert torch.equal(p.detach(), q)
+
+
+def test_snapshots_score_the_unvalidated_epochs_as_validation_would_have():
+    task = toy_task()
+    data = task.build_data(torch.device("cpu"), 0)
+    model, opt = _fresh(task, data)
+    validated = train(model, opt, data.train, epochs=4, steps_per_epoch=4, val_data=data.val, device="cpu")
+    model, opt = _fresh(task, data)
+    run = Training(model, opt, data.train, steps_per_epoch=4, device="cpu", generator=data.generator, snapshots=True)
+    run.go_on(3, pause=True)
+    assert all("val_score" not in r for r in run.outcome.curve)
+    run.fill_validation(data.val)
+    run.go_on(1, val_data=data.val)
+    assert run.outcome.curve == validated.curve
+    with pytest.raises(RuntimeError, match="no snapshots"):
+        bare = Training(*_fresh(task, data), data.train, steps_per_epoch=4, device="cpu")
+        bare.go_on(1)
+        bare.fill_validation(data.val)
+
+
+@pytest.mark.parametrize("schedule", ["grid", "halving"])
+@pytest.mark.parametrize("genome", ["adam", "torch:SGD(momentum=0.9)"])
+def test_full_run_going_on_from_its_screening_run_changes_nothing(schedule, genome):
+    """reuse_screen: the same LR, screen, curve (validation included) and fitness as a full run
+    trained again from the start, for a genome and for a torch.optim optimizer."""
+    task = toy_task()
+    again = evaluate_genome(genome, task, seed=2, device="cpu",
+                            config=ProtocolConfig(screen_schedule=schedule, reuse_screen=False))
+    reused = evaluate_genome(genome, task, seed=2, device="cpu",
+                             config=ProtocolConfig(screen_schedule=schedule, reuse_screen=True))
+    assert again.status == reused.status == "ok", (again.message, reused.message)
+    assert reused.lr == again.lr and reused.screen == again.screen
+    assert reused.curve == again.curve and reused.fitness == again.fitness and reused.steps == again.steps
+    assert len(reused.curve) == task.epochs and all("val_score" in r for r in reused.curve)
+
+
+def test_halving_survivors_go_on_from_their_first_rung():
+    """Halving with reuse: a survivor's screening entry equals the grid's for the same LR (its first
+    epoch is not trained twice, and going on gives the same run)."""
+    task = toy_task()
+    grid = evaluate_genome("adam", task, seed=1, device="cpu", config=ProtocolConfig(screen_schedule="grid"))
+    halving = evaluate_genome("adam", task, seed=1, device="cpu", config=ProtocolConfig())
+    by_lr = {e["lr"]: e for e in grid.screen}
+    assert len(halving.screen) == 3
+    for entry in halving.screen:
+        assert entry == by_lr[entry["lr"]]
+
+
+def test_a_full_run_far_behind_the_reference_is_cut():
+    task = toy_task(epochs=12)
+    plain = evaluate_genome("sgd", task, seed=0, device="cpu")
+    assert plain.ok and len(plain.curve) == 12 and not plain.stopped_early
+    # a reference no run can reach: cut at the screen's last epoch (the first the cut looks at)
+    cut = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness + 5.0)
+    first = ProtocolConfig().screen_epochs - 1
+    assert cut.ok and cut.stopped_early and f"cut at epoch {first}:" in cut.message
+    assert len(cut.curve) == first + 1 and cut.curve == plain.curve[:first + 1]
+    assert cut.fitness == cut.curve[-1]["val_score"] < plain.fitness + 5.0
+    # a reference it beats, no reference, or the cut turned off: the full run goes to its end
+    for kw in ({"reference": plain.fitness - 1.0}, {}, {"reference": plain.fitness + 5.0,
+                                                         "config": ProtocolConfig(cut_factor=None)}):
+        full = evaluate_genome("sgd", task, seed=0, device="cpu", **kw)
+        assert full.fitness == plain.fitness and len(full.curve) == 12 and "cut" not in full.message
+
+
+def test_the_cut_projects_the_runs_best_recent_gain():
+    """_BehindStop: a run gaining fast enough to reach the reference goes on; the same scores with
+    the gain slowing down are cut; never before first_epoch nor at the last epoch."""
+    from deapnos.evaluate.protocol import _BehindStop
+
+    def stop(scores, reference=1.0, factor=2.0, epochs=10, first=3):
+        s = _BehindStop(lambda e, r: False, reference, factor, epochs, first, "final")
+        fired = [s(e, {"val_score": v}) for e, v in enumerate(scores)]
+        return fired, s
+    # 0.6 at epoch 3, gaining 0.1 an epoch: 0.6 + 2 * 0.1 * 6 = 1.8 >= 1.0, goes on
+    assert not any(stop([0.3, 0.4, 0.5, 0.6])[0])
+    # gaining 0.01 an epoch: 0.63 + 2 * 0.01 * 6 = 0.75 < 1.0, cut at epoch 3 and not earlier
+    fired, s = stop([0.6, 0.61, 0.62, 0.63])
+    assert fired == [False, False, False, True] and "cut at epoch 3" in s.why
+    assert not any(stop([0.0] * 10, first=10)[0])             # before first_epoch: never
+    assert stop([0.0] * 9, epochs=10, first=8)[0][-1] is True   # the last-but-one epoch may cut
+    assert not stop([0.0] * 10, epochs=10, first=9)[0][-1]      # the last epoch never (nothing to save)
+
+
+def test_the_reference_travels_in_the_payload():
+    from deapnos.distributed import evaluate_payload, make_payload
+    from deapnos.search.evaluator import EvalRequest, Evaluator
+    sgd = zoo.get("sgd").to_text()          # payloads carry genome text
+    payload = make_payload(sgd, "ill-conditioned", 0, protocol={"step_scale": 0.4}, reference=50.0)
+    assert payload["reference"] == 50.0 and "reference" not in make_payload(sgd, "digits-hard", 0)
+    out = evaluate_payload(payload)
+    assert out["status"] == "ok" and out["stopped_early"] and "cut at epoch" in out["message"], out["message"]
+    ev = Evaluator(None, None, None, {"protocol": {}}, map_fn=map)
+    assert ev._payload(EvalRequest("sgd", "sgd", "digits-hard", 0, 1, reference=-0.25))["reference"] == -0.25
+    assert "reference" not in ev._payload(EvalRequest("sgd", "sgd", "digits-hard", 0, 1))
+
+
+def test_bad_protocol_values_are_one_line_errors():
+    for field, bad in (("cut_factor", 0), ("cut_factor", "x"), ("reuse_screen", 2), ("screen_schedule", "fast")):
+        with pytest.raises(ValueError) as err:
+            ProtocolConfig.from_dict({field: bad})
+        assert f"protocol.{field}" in str(err.value) and "\n" not in str(err.value)
