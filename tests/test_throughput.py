@@ -97,19 +97,34 @@ def test_halving_survivors_go_on_from_their_first_rung():
 
 def test_a_full_run_far_behind_the_reference_is_cut():
     task = toy_task(epochs=12)
-    plain = evaluate_genome("sgd", task, seed=0, device="cpu")
+    grid = ProtocolConfig(screen_schedule="grid")       # the full run's cut alone (no survivors to drop)
+    plain = evaluate_genome("sgd", task, seed=0, device="cpu", config=grid)
     assert plain.ok and len(plain.curve) == 12 and not plain.stopped_early
     # a reference no run can reach: cut at the screen's last epoch (the first the cut looks at)
-    cut = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness + 5.0)
-    first = ProtocolConfig().screen_epochs - 1
+    cut = evaluate_genome("sgd", task, seed=0, device="cpu", config=grid, reference=plain.fitness + 5.0)
+    first = grid.screen_epochs - 1
     assert cut.ok and cut.stopped_early and f"cut at epoch {first}:" in cut.message
-    assert len(cut.curve) == first + 1 and cut.curve == plain.curve[:first + 1]
+    assert cut.lr == plain.lr and len(cut.curve) == first + 1 and cut.curve == plain.curve[:first + 1]
     assert cut.fitness == cut.curve[-1]["val_score"] < plain.fitness + 5.0
     # a reference it beats, no reference, or the cut turned off: the full run goes to its end
     for kw in ({"reference": plain.fitness - 1.0}, {}, {"reference": plain.fitness + 5.0,
-                                                         "config": ProtocolConfig(cut_factor=None)}):
-        full = evaluate_genome("sgd", task, seed=0, device="cpu", **kw)
+                                                         "config": ProtocolConfig(screen_schedule="grid",
+                                                                                  cut_factor=None)}):
+        full = evaluate_genome("sgd", task, seed=0, device="cpu", **{"config": grid, **kw})
         assert full.fitness == plain.fitness and len(full.curve) == 12 and "cut" not in full.message
+
+
+def test_halving_drops_survivors_that_cannot_catch_up():
+    """With a reference out of reach, halving's survivors stop after their first rung but one (the
+    best by the protocol's rule), which alone finishes the screen; with one in reach, all three do."""
+    task = toy_task(epochs=12)
+    plain = evaluate_genome("sgd", task, seed=0, device="cpu")
+    assert plain.ok and len(plain.screen) == 3 and all(e["epochs"] == 4 for e in plain.screen)
+    far = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness + 5.0)
+    assert far.ok and len(far.screen) == 1 and far.screen[0]["epochs"] == 4 and far.stopped_early
+    assert far.lr in [e["lr"] for e in plain.screen]
+    near = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness - 1.0)
+    assert near.screen == plain.screen and near.fitness == plain.fitness
 
 
 def test_the_cut_projects_the_runs_best_recent_gain():

@@ -3,7 +3,8 @@
 Every LR of the grid gets a short screening run (``RUNG0_EPOCHS`` epochs); the best third
 (``KEEP_SHARE``, at least two) get the full screening run, and the protocol chooses among those by its
 usual rule.  Runs are ranked exactly as the protocol chooses: validation score among the LRs that
-made at least ``min_progress`` progress, then progress.  Details: docs/evaluation.md, "Throughput".
+made at least ``min_progress`` progress, then progress.  With a reference to measure against, survivors
+that cannot catch up with it stop early (``prune``).  Details: docs/evaluation.md, "Throughput".
 """
 from __future__ import annotations
 
@@ -36,10 +37,15 @@ def n_keep(n: int) -> int:
 
 
 def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], screen: list, epochs: int,
-                       min_progress: float) -> list[dict]:
+                       min_progress: float, prune: Callable[[list[float], int], list[float]] | None = None
+                       ) -> list[dict]:
     """Screen ``lrs`` in two rungs through ``screen_lrs(lrs, epochs=...)`` (which appends one entry per
     LR to ``screen``).  ``screen`` ends with the full-length runs only, the ones the protocol chooses
-    among; the first rung's entries are returned (each marked ``"rung": 0``)."""
+    among; the first rung's entries are returned (each marked ``"rung": 0``).
+
+    ``prune(lrs, epoch)``: with runs that go on (``protocol.reuse_screen``), the survivors are trained
+    an epoch at a time and, after each, only the LRs ``prune`` keeps go on (the protocol drops those
+    that cannot catch up with the reference; it always keeps one)."""
     lrs = list(lrs)
     if epochs <= RUNG0_EPOCHS or len(lrs) <= MIN_KEEP:
         screen_lrs(lrs, epochs=epochs)
@@ -50,5 +56,12 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
     del screen[start:]
     for entry in rung0:
         entry["rung"] = 0
-    screen_lrs(survivors(rung0, min_progress, n_keep(len(lrs))), epochs=epochs)
+    alive = survivors(rung0, min_progress, n_keep(len(lrs)))
+    if prune is not None:
+        alive = prune(alive, RUNG0_EPOCHS - 1)
+        for done in range(RUNG0_EPOCHS + 1, epochs):
+            screen_lrs(alive, epochs=done)
+            del screen[start:]
+            alive = prune(alive, done - 1)
+    screen_lrs(alive, epochs=epochs)
     return rung0

@@ -354,11 +354,7 @@ class _BehindStop:
     def hopeless(self, epoch: int) -> bool:
         if epoch < self.first_epoch or not self.scores or epoch >= self.epochs - 1:
             return False
-        now = max(self.scores) if self.score == "best" else self.scores[-1]
-        recent = self.scores[-3:]
-        gains = [b - a for a, b in zip(recent, recent[1:]) if math.isfinite(a) and math.isfinite(b)]
-        gain = max([0.0, *gains])
-        reach = now + self.factor * gain * (self.epochs - 1 - epoch)
+        now, reach = best_reach(self.scores, epoch, self.epochs, self.factor, self.score)
         if reach < self.reference:
             self.fired = True
             self.why = (f"cut at epoch {epoch}: score {now:.4g}, at best {reach:.4g} by the last epoch, below the "
@@ -370,6 +366,16 @@ class _BehindStop:
             return True
         self.seen(record)
         return self.hopeless(epoch)
+
+
+def best_reach(scores: list[float], epoch: int, epochs: int, factor: float, score: str) -> tuple[float, float]:
+    """(score now, the most it can reach by the last of ``epochs``): the run's score (its last, or its
+    best with ``score = "best"``) plus ``factor`` times its best gain per epoch of the last two epochs
+    for every epoch left after ``epoch``."""
+    now = max(scores) if score == "best" else scores[-1]
+    recent = scores[-3:]
+    gains = [b - a for a, b in zip(recent, recent[1:]) if math.isfinite(a) and math.isfinite(b)]
+    return now, now + factor * max([0.0, *gains]) * (epochs - 1 - epoch)
 
 
 @torch.no_grad()
@@ -397,12 +403,47 @@ def choose_lr(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
+def _cuts(config: ProtocolConfig, reference: float | None) -> bool:
+    """Whether runs that cannot catch up with ``reference`` stop (``protocol.cut_factor``)."""
+    return (reference is not None and math.isfinite(reference) and config.cut_factor is not None
+            and config.screen == "relative")
+
+
+def _pruner(runs: dict, untrained: float, config: ProtocolConfig, budget: Budget, reference: float | None):
+    """``prune(lrs, epoch)`` for successive halving: the survivors whose screening runs can still
+    catch up with the reference by the full run's end (:func:`best_reach`); when none can, the best
+    of them by the protocol's rule, for the screen must still choose an LR or screen the candidate out."""
+    from .halving import rank_key
+    assert reference is not None and config.cut_factor is not None
+    factor = config.cut_factor
+
+    def entry(lr: float) -> dict:
+        run, stop = runs[lr]
+        blown = run.outcome.diverged or (isinstance(stop, _BlowUpStop) and stop.fired)
+        last = run.outcome.curve[-1] if run.outcome.curve else {}
+        return {"lr": lr, "score": -config.diverge_factor if blown else progress(run.outcome, untrained),
+                "val_score": None if blown else last.get("val_score")}
+
+    def hopeless(lr: float, epoch: int) -> bool:
+        run = runs[lr][0]
+        scores = [r.get("val_score") for r in run.outcome.curve]
+        if run.finished or not scores or any(v is None for v in scores):
+            return False        # out anyway (diverged), or nothing to judge
+        return best_reach(scores, epoch, budget.epochs, factor, config.score)[1] < reference
+
+    def prune(lrs: list[float], epoch: int) -> list[float]:
+        keep = [lr for lr in lrs if not hopeless(lr, epoch)]
+        return keep or [max(lrs, key=lambda lr: rank_key(entry(lr), config.min_progress))]
+    return prune
+
+
 def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
-            screen: list, runs: dict | None = None) -> float:
+            screen: list, runs: dict | None = None, reference: float | None = None) -> float:
     """Run the LR screen (module docstring) into ``screen``; return the chosen LR or raise _Failure.
 
     ``runs``: when given, each LR's screening run stays there (by LR), paused, so that a later
-    rung or the full run goes on from it instead of training the same steps again."""
+    rung or the full run goes on from it instead of training the same steps again.  ``reference``:
+    with ``runs`` and halving, survivors that cannot catch up with it stop early (:func:`_pruner`)."""
     paper = config.screen == "paper"
     # the relative screen chooses on validation (tasks without a validation split: on progress)
     on_validation = not paper and config.screen_choice == "validation" and data.val is not None
@@ -466,8 +507,10 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
 
     if not paper and config.screen_schedule == "halving":   # issue 16: evaluate/halving.py
         from .halving import successive_halving
+        prune = (_pruner(runs, untrained, config, budget, reference)
+                 if runs is not None and on_validation and _cuts(config, reference) else None)
         successive_halving(screen_lrs, config.screen_lrs_a + config.screen_lrs_b, screen, budget.screen_epochs,
-                           config.min_progress)
+                           config.min_progress, prune)
     else:
         screen_lrs(config.screen_lrs_a)
         if paper and max(e["score"] for e in screen) < config.stage_a_threshold:
@@ -491,15 +534,15 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
                   result: EvalResult, reference: float | None = None):
     runs: dict | None = {} if config.lr is None and _continues(config, budget) else None
     lr = float(config.lr) if config.lr is not None else _screen(spec, task, data, seed, config, budget, device,
-                                                                deadline, result.screen, runs)
+                                                                deadline, result.screen, runs, reference)
     result.lr = lr
 
     stop: _AccuracyStop | _BlowUpStop | _BehindStop = (
         _AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
         else _BlowUpStop(config.diverge_factor))
     behind = None
-    if (reference is not None and math.isfinite(reference) and config.cut_factor is not None
-            and config.screen == "relative"):
+    if _cuts(config, reference):
+        assert reference is not None and config.cut_factor is not None
         stop = behind = _BehindStop(stop, reference, config.cut_factor, budget.epochs,
                                     min(budget.screen_epochs, budget.epochs) - 1, config.score)
     kept = runs.pop(lr, None) if runs else None
