@@ -5,7 +5,8 @@ modules (map backends, search algorithms, zoo: :data:`BUILTIN_PLUGINS`, as pytes
 default plugins) beside the installed and named plugins, and builds the search space, the tasks,
 the integrity checks and the run's registries (map backends, search algorithms, zoo, plugin config
 sections) from them.  The built-in registries are never changed: plugin additions go into the
-context's copies.  Every command that reads genomes or runs evaluations gets its plugins here.
+context's copies.  Every command that reads genomes or runs evaluations gets its plugins here, and
+so does every worker process (:mod:`deapnos.worker_entry`, one Context per plugin list).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping, Sequence
 
-from . import distributed as _distributed
+from . import backends as _backends
 from . import zoo as _zoo
 from . import plugins as _plugins
 from .registry import Registry
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .space.psets import SearchSpace
 
 #: deapnos's own modules that implement hooks (their built-ins), registered in every context
-BUILTIN_PLUGINS = (_distributed, _algorithms, _zoo)
+BUILTIN_PLUGINS = (_backends, _algorithms, _zoo)
 
 #: the parts :meth:`Context.build` makes, each from one hook (or more)
 PARTS = ("space", "checks", "tasks", "backends", "algorithms", "zoo", "schedules", "section_types")
@@ -123,7 +124,7 @@ class Context:
         Reads ``$DEAPNOS_DATA`` for the data check; changes nothing.  ([protocol] is checked when the
         config is read: :meth:`~deapnos.evaluate.protocol.ProtocolConfig.from_dict`.)  ``launching``:
         the check of a launcher that starts SCOOP itself, before any worker exists."""
-        from .distributed import under_scoop
+        from .evaluate.worker import under_scoop
         from .errors import ConfigError
         from .plugins import TASK_KINDS
         checks, tasks = self.checks, self.tasks

@@ -91,6 +91,29 @@ def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> list[Plug
     return errors
 
 
+class _PluginSpace:
+    """The search space as one plugin's ``deapnos_add_primitives`` sees it: ``add_*`` record that
+    plugin as the ``source`` of what it adds (unless given); everything else is the space's."""
+
+    def __init__(self, space: Any, plugin: str):
+        self._space, self._plugin = space, plugin
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._space, attr)
+        if attr in _ADD_METHODS:
+            plugin = self._plugin
+
+            def add(*args: Any, **kwargs: Any) -> Any:
+                kwargs.setdefault("source", plugin)
+                return value(*args, **kwargs)
+            add.__doc__ = value.__doc__
+            return add
+        return value
+
+
+_ADD_METHODS = ("add_operand", "add_unary", "add_binary", "add_decay")
+
+
 def _items(plugin: str, hook_name: str, result: Any) -> list:
     if result is None:
         return []

@@ -50,7 +50,7 @@ def scoop_worker_import() -> None:
         if "DEAPNOS_DEVICE" in os.environ:        # set by `deapnos run` for the processes it starts on this host
             worker_setup(int(os.environ.get("DEAPNOS_TORCH_THREADS", "1")), os.environ["DEAPNOS_DEVICE"])
         # else a worker on another host (ssh passes no environment) or of `python -m scoop` by hand: it
-        # takes run.device and run.torch_threads from its first task (worker_setup in evaluate_payload)
+        # takes run.device and run.torch_threads from its first task (worker_setup in evaluate_with)
         _shorten_scoop_warnings()
 
 

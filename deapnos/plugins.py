@@ -25,9 +25,9 @@ import pluggy
 
 from . import hookspecs
 from .hookcalls import (BUILTIN_PREFIX, TASK_KINDS, PluginError, _first_line, _impls, _per_plugin,  # noqa: F401
-                        all_tasks, call_each, config_sections, fitness_tasks, integrity_checks, is_builtin,
-                        map_backends, notify, register_builtins, search_algorithms, surrogates, zoo_optimizers,
-                        zoo_schedules)
+                        _PluginSpace, all_tasks, call_each, config_sections, fitness_tasks, integrity_checks,
+                        is_builtin, map_backends, notify, register_builtins, search_algorithms, surrogates,
+                        zoo_optimizers, zoo_schedules)
 from .hookspecs import PROJECT, hookimpl  # noqa: F401  (re-exported for plugin authors)
 from .registry import Registry
 
@@ -258,29 +258,6 @@ def add_options(pm: pluggy.PluginManager, parser: argparse.ArgumentParser) -> No
             raise PluginError(impl.plugin_name, f"deapnos_addoption failed: {_first_line(exc)}") from exc
 
 
-class _PluginSpace:
-    """The search space as one plugin's ``deapnos_add_primitives`` sees it: ``add_*`` record that
-    plugin as the ``source`` of what it adds (unless given); everything else is the space's."""
-
-    def __init__(self, space: Any, plugin: str):
-        self._space, self._plugin = space, plugin
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._space, attr)
-        if attr in _ADD_METHODS:
-            plugin = self._plugin
-
-            def add(*args: Any, **kwargs: Any) -> Any:
-                kwargs.setdefault("source", plugin)
-                return value(*args, **kwargs)
-            add.__doc__ = value.__doc__
-            return add
-        return value
-
-
-_ADD_METHODS = ("add_operand", "add_unary", "add_binary", "add_decay")
-
-
 def extend_space(pm: pluggy.PluginManager, space: Any) -> None:
     """Run every plugin's ``deapnos_add_primitives`` on ``space`` (not yet built), each through
     pluggy and recorded as the ``source`` of what it adds, so a clash names both plugins; any error
@@ -347,22 +324,56 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
 
 
 # -- moved: the `deapnos plugins` command is deapnos.commands.plugins ---------------------------
+# Its old names here still work, with a DeprecationWarning, and import nothing above this layer: the
+# rows and the table (plugin_info, describe, format_table) are deapnos.plugin_table's, as the
+# command's are; configure_parser, run_command and main are stand-ins for the command's, which
+# loads the plugins through build_context (above): these load them here and list the same rows
+# (build_context only adds deapnos's own modules, which are never listed).
 
 #: its names that were importable from here: old imports still work, with a DeprecationWarning
 _MOVED_TO_COMMAND = ("plugin_info", "describe", "format_table", "configure_parser", "run_command", "main")
+
+
+def _configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_plugin_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugin_table import format_table, plugin_info
+    pm = get_plugin_manager(getattr(args, "plugins", None) or (), strict=False)
+    rows = plugin_info(pm)
+    if getattr(args, "json", False):
+        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
+    else:
+        if not pm.autoload:
+            print(f"{DISABLE_AUTOLOAD_ENV} is set: installed plugins are not loaded unless named with -p")
+        print(format_table(rows) if rows else "no plugins loaded")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deapnos.commands.plugins",
+                                     description="list installed plugins and what they provide")
+    _configure_parser(parser)
+    return _run_command(parser.parse_args(argv))
+
+
+_STAND_INS = {"configure_parser": _configure_parser, "run_command": _run_command, "main": _main}
 
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED_TO_COMMAND:
         import warnings
 
-        from .commands import plugins as command   # upward on purpose: tests/test_layering.py, EXCEPTIONS
+        from . import plugin_table
         warnings.warn(f"deapnos.plugins.{name} is deprecated: use deapnos.commands.plugins.{name}",
                       DeprecationWarning, stacklevel=2)
-        return getattr(command, name)
+        return _STAND_INS[name] if name in _STAND_INS else getattr(plugin_table, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":      # `python -m deapnos.plugins`: now `deapnos plugins`
-    from deapnos.commands.plugins import main as _main
     sys.exit(_main())

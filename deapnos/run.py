@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
-from deapnos.distributed import BACKENDS, check_workers, make_backend, under_scoop, worker_setup
+from deapnos.distributed import BACKENDS, check_workers, evaluate_payload, make_backend, under_scoop, worker_setup
 # the launcher's names, importable from here as before the split
 from deapnos.launch import (ENTRY_FILE, FINAL_STATES, RUN_TOKEN_ENV, STOP_SIGNALS, RunInterrupted,  # noqa: F401
                             check_hostfile, check_late_workers, launch_scoop, mark_interrupted, print_interrupted,
@@ -319,7 +319,7 @@ def execute(cfg: Config, run_dir: Path, view: str = "auto", interval: float = 30
         from deapnos.search.fitness import validation_tasks
         progress = SearchProgress(cfg, getattr(backend, "workers", 1),
                                   validation_tasks(cfg, tasks) if cfg.validation.enabled else [])
-        search = SearchRun(cfg, store, backend, ctx, live=progress)
+        search = SearchRun(cfg, store, backend, ctx, live=progress, evaluate_fn=evaluate_payload)
         if plugin_objects:     # objects cannot go into config.toml: the serial worker gets them directly
             search.evaluator.payload_base["plugins"] = [*cfg.run.plugins, *plugin_objects]
         progress.best_source = lambda: hof_best(search.hof)

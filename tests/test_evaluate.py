@@ -446,13 +446,33 @@ def test_result_keys_and_score_come_from_evalresult():
 
 
 def test_a_worker_parses_the_genome_of_a_payload_once(monkeypatch):
+    from types import SimpleNamespace
+
     from deapnos.evaluate import worker
     from deapnos.space import genome as genome_mod
     texts = []
     real = genome_mod._tokenize
     monkeypatch.setattr(genome_mod, "_tokenize", lambda text, source: texts.append(text) or real(text, source))
-    monkeypatch.setattr(worker, "_environment", lambda plugins, compat: (None, None, {"toy": toy_task()}))
-    out = worker.evaluate_payload(worker.make_payload("none ~ div(v_hat, sqrt(s_hat))", "toy", 0,
-                                                      {"lr": 0.1, "epochs": 1}, device="cpu"))
+    # the worker's Context, handed down as the top layer (deapnos.worker_entry) hands it: the paper space
+    toy = SimpleNamespace(pm=None, space=None, tasks={"toy": toy_task()})
+    out = worker.evaluate_with(worker.make_payload("none ~ div(v_hat, sqrt(s_hat))", "toy", 0,
+                                                   {"lr": 0.1, "epochs": 1}, device="cpu"), lambda plugins, compat: toy)
     assert out["status"] == "ok" and out["genome"] == "none ~ div(v_hat, sqrt(s_hat))"
     assert texts.count("none ~ div(v_hat, sqrt(s_hat))") == 1
+
+
+def test_the_worker_entry_builds_its_context_once_through_build_context():
+    """deapnos.worker_entry.evaluate_payload (what a search maps; deapnos.distributed's too) loads the
+    payload's plugins with build_context once per process; the old evaluate-layer name says where it went."""
+    from deapnos import distributed, worker_entry
+    from deapnos.context import Context
+    from deapnos.evaluate import worker
+    assert distributed.evaluate_payload is worker_entry.evaluate_payload
+    payload = worker.make_payload("torch:SGD", "no-such-task", 0, plugins=["sphere"], device="cpu")
+    out = worker_entry.evaluate_payload(payload)
+    assert out["status"] == "error" and "unknown task 'no-such-task'" in out["message"]
+    ctx = worker_entry.worker_context(["sphere"], False)
+    assert isinstance(ctx, Context) and ctx is worker_entry.worker_context(("sphere",), False)
+    assert "sphere" in ctx.pm.sources
+    with pytest.raises(AttributeError, match="moved to deapnos.worker_entry.evaluate_payload"):
+        worker.evaluate_payload  # noqa: B018

@@ -27,26 +27,26 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the package __init__ (resolve_genome, optimizer) and identify (nearest known optimizer) read the zoo
     ("zoo", ("deapnos.zoo", "deapnos.identify", "deapnos")),
     # hookcalls: calling hooks one plugin at a time and the registries of what they return (plugins.py
-    # loads the plugins and re-exports it)
-    ("plugins", ("deapnos.plugins", "deapnos.hookcalls")),
+    # loads the plugins and re-exports it); plugin_table: what each plugin provides (`deapnos plugins`'
+    # rows, which the old deapnos.plugins.plugin_info reaches without importing the command)
+    ("plugins", ("deapnos.plugins", "deapnos.hookcalls", "deapnos.plugin_table")),
     ("evaluate", ("deapnos.evaluate",)),
     ("search", ("deapnos.search",)),
-    # deapnos.commands (all of it): the commands without a room of their own (show, export, evaluate, plugins)
-    ("top", ("deapnos.distributed", "deapnos.context", "deapnos.run", "deapnos.cli", "deapnos.commands",
+    # deapnos.commands (all of it): the commands without a room of their own (show, export, evaluate, plugins);
+    # backends: the map backends, below the context (which registers them as a built-in plugin);
+    # worker_entry: what the backends run on a worker, with a Context from build_context, handed down to
+    # evaluate/worker.py (which may not import the context); distributed re-exports both, above the context
+    ("top", ("deapnos.backends", "deapnos.worker_entry", "deapnos.distributed", "deapnos.context", "deapnos.run",
+             "deapnos.cli", "deapnos.commands",
              "deapnos.report", "deapnos.reproduce", "deapnos.status", "deapnos.live", "deapnos.api",
              "deapnos.repair", "deapnos.workspace", "deapnos.scoop_entry", "deapnos.launch", "deapnos.outcome",
              "deapnos.report_plots", "deapnos.report_identity")),
 ]
 # rooms that import less than their layer allows: the bottom room knows only itself
 ONLY = {"deapnos.space": ("deapnos.space",)}
-# Documented exceptions (importer, imported), each with its reason; keep this list short and explain
-# every entry.
-EXCEPTIONS: set[tuple[str, str]] = {
-    # the `deapnos plugins` command's names moved to deapnos.commands.plugins: the old
-    # `from deapnos.plugins import plugin_info` still works, with a DeprecationWarning (a module
-    # __getattr__, imported only when an old name is asked for); drop with the deprecated names
-    ("deapnos.plugins", "deapnos.commands.plugins"),
-}
+# Documented exceptions (importer, imported), each with its reason; keep this list short (it is empty)
+# and explain every entry.
+EXCEPTIONS: set[tuple[str, str]] = set()
 # what built-in plugins may import of deapnos: the names in deapnos.__all__ and these modules
 # (docs/plugins.md, "What a plugin may import")
 PLUGIN_MODULES = ("deapnos.hookspecs", "deapnos.evaluate.tasks", "deapnos.evaluate.data",

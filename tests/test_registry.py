@@ -157,7 +157,7 @@ def test_the_builtins_are_plugins_of_the_context_but_not_listed_as_plugins():
     pm = get_plugin_manager(autoload=False)
     pm.register_plugin(_Everything(), "every")
     ctx = Context.from_manager(pm)
-    assert {"deapnos:distributed", "deapnos:search.algorithms", "deapnos:zoo"} <= {n for n, _ in pm.list_name_plugin()}
+    assert {"deapnos:backends", "deapnos:search.algorithms", "deapnos:zoo"} <= {n for n, _ in pm.list_name_plugin()}
     assert ctx.backends.names() == ["serial", "pool", "scoop", "echo"] and ctx.backends.owner("serial") == "deapnos"
     assert ctx.zoo.names()[:len(zoo.names())] == zoo.names() and ctx.schedules.names() == zoo.schedule_names()
     assert [r["name"] for r in plugin_info(pm)] == ["every"]

@@ -183,18 +183,20 @@ def test_a_worker_in_another_environment_refuses_its_first_task():
     """The SCOOP task wrapper on a worker not yet checked: with the origin's fingerprint, a worker
     whose environment differs does not run the task, it reports its fingerprint only."""
     from deapnos.evaluate import worker
+    from deapnos.worker_entry import worker_context
     calls = []
-    mine = worker.environment_fingerprint((), False)
+    mine = worker.environment_fingerprint((), False, worker_context)
     other = dict(mine, deapnos=str(mine.get("deapnos")) + "+other")
     saved = dict(worker._WORKER)
     try:
         worker._WORKER.pop("reported", None)
-        answer = worker.call_reporting_environment(calls.append, 1, (), False, other)
+        answer = worker.call_reporting_environment(calls.append, 1, (), False, other, worker_context)
         assert answer["refused"] and answer["result"] is None and calls == []
         worker._WORKER.pop("reported", None)
-        answer = worker.call_reporting_environment(calls.append, 2, (), False, mine)
+        answer = worker.call_reporting_environment(calls.append, 2, (), False, mine, worker_context)
         assert not answer.get("refused") and calls == [2]
-        assert worker.call_reporting_environment(calls.append, 3, (), False, other) is None and calls == [2, 3]
+        assert worker.call_reporting_environment(calls.append, 3, (), False, other, worker_context) is None
+        assert calls == [2, 3]
     finally:
         worker._WORKER.clear()
         worker._WORKER.update(saved)

@@ -1,8 +1,11 @@
-"""The worker side of an evaluation: claim a device, build plugins/space/tasks once per process,
-evaluate one payload, and check that every worker runs the origin's environment.
+"""The worker side of an evaluation: claim a device, evaluate one payload, and check that every
+worker runs the origin's environment.
 
-What crosses to a worker is a small dict of plain data (:func:`make_payload`); :func:`evaluate_payload`
-answers it with an ``EvalResult`` dict and never raises.  See docs/evaluation.md, "Workers".
+What crosses to a worker is a small dict of plain data (:func:`make_payload`); :func:`evaluate_with`
+answers it with an ``EvalResult`` dict and never raises.  This layer loads no plugins: the plugin
+manager, space and tasks come from a ``context_of(plugins, compat)`` handed down (:data:`ContextOf`),
+which the top layer builds with :func:`deapnos.context.build_context`, as the run does: what the
+backends map is :func:`deapnos.worker_entry.evaluate_payload`.  See docs/evaluation.md, "Workers".
 """
 from __future__ import annotations
 
@@ -12,14 +15,35 @@ import socket
 import tempfile
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from .ident import worker_id   # defined low (the protocol stamps results too); importable from here
 
 log = logging.getLogger(__name__)
 
-# Per-process worker state (the plugin manager, space and tasks are built once per process).
+# Per-process worker state: the claimed device, torch threads, the environment fingerprints.
 _WORKER: dict = {}
+
+
+class WorkerContext(Protocol):
+    """What a worker evaluates with (a :class:`deapnos.context.Context` is one; typed here because
+    the context sits above this layer, which does not import it)."""
+
+    @property
+    def pm(self) -> Any: ...
+
+    @property
+    def space(self) -> Any: ...
+
+    @property
+    def tasks(self) -> Mapping[str, Any]: ...
+
+
+#: ``context_of(plugins, compat)``: this process's :class:`WorkerContext` for a plugin list and the
+#: compat flag, built once per process by the caller (:func:`deapnos.worker_entry.worker_context`).
+#: A module-level function: SCOOP sends it to the workers by reference.
+ContextOf = Callable[[tuple, bool], WorkerContext]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,19 +110,6 @@ def worker_setup(threads: int = 1, device: str = "auto", index: int | None = Non
     return _WORKER
 
 
-def _environment(plugins: tuple, compat: bool):
-    """(plugin manager, space, tasks) of this process for a plugin list, built once."""
-    key = ("env", plugins, compat)
-    env = _WORKER.get(key)
-    if env is None:
-        from .. import plugins as _plugins
-        pm = _plugins.get_plugin_manager(extra_plugins=plugins)
-        space = _plugins.build_space(pm, compat=compat)
-        tasks = _plugins.all_tasks(pm)
-        env = _WORKER[key] = (pm, space, tasks)
-    return env
-
-
 def make_payload(genome_text: str, task: str, seed: int, protocol: dict | None = None,
                  plugins=(), compat: bool = False, device: str = "auto", threads: int = 1,
                  task_overrides: dict | None = None, data_dir: str = "", reference: float | None = None) -> dict:
@@ -112,14 +123,16 @@ def make_payload(genome_text: str, task: str, seed: int, protocol: dict | None =
     return out
 
 
-def evaluate_payload(payload: dict) -> dict:
-    """Evaluate one genome on one task with one seed, in this worker; returns an EvalResult dict.
-    Never raises: an exception becomes a result with status ``error`` naming it."""
+def evaluate_with(payload: dict, context_of: ContextOf) -> dict:
+    """Evaluate one genome on one task with one seed, in this worker, with the space and tasks of
+    ``context_of(plugins, compat)`` (:data:`ContextOf`); returns an EvalResult dict.  Never raises:
+    an exception (a plugin that fails to load too) becomes a result with status ``error`` naming it."""
     from .result import EvalResult
     t0 = time.time()
     try:
         state = worker_setup(payload.get("threads", 1), payload.get("device", "auto"))
-        pm, space, tasks = _environment(tuple(payload.get("plugins", ())), bool(payload.get("compat")))
+        ctx = context_of(tuple(payload.get("plugins", ())), bool(payload.get("compat")))
+        tasks = ctx.tasks
         from ..space.genome import Genome
         from . import protocol as _protocol
         overrides = dict(payload.get("task_overrides") or {})
@@ -128,7 +141,7 @@ def evaluate_payload(payload: dict) -> dict:
             raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
         text = payload["genome"]
         # a torch.optim baseline ("torch:Adam", "torch:SGD(momentum=0.9)") runs as it is
-        genome = text if text.lstrip().startswith("torch:") else Genome.parse(text, space=space)
+        genome = text if text.lstrip().startswith("torch:") else Genome.parse(text, space=ctx.space)
         task = tasks[name]
         if overrides:
             task = task.replace(**overrides)
@@ -186,11 +199,12 @@ def _code_digest() -> str:
     return _WORKER["code"]
 
 
-def environment_fingerprint(plugins=(), compat: bool = False) -> dict:
+def environment_fingerprint(plugins, compat: bool, context_of: ContextOf) -> dict:
     """What must be the same on the origin and every worker: Python, deapnos (version and a digest
     of its code), plugin autoloading and the plugins this run loads (distribution, version, a digest
-    of the module file); torch's version is compared too but only warned about.  A worker that
-    cannot load the run's plugins says why in ``error``."""
+    of the module file; loaded by ``context_of``, :data:`ContextOf`); torch's version is compared
+    too but only warned about.  A worker that cannot load the run's plugins says why in ``error``.
+    (:func:`deapnos.worker_entry.environment_fingerprint` hands the run's ``context_of``.)"""
     import platform
     import sys
     key = ("fingerprint", tuple(plugins), bool(compat))
@@ -205,7 +219,7 @@ def environment_fingerprint(plugins=(), compat: bool = False) -> dict:
     try:
         import torch
         fp["torch"] = torch.__version__
-        pm, _, _ = _environment(tuple(plugins), bool(compat))
+        pm = context_of(tuple(plugins), bool(compat)).pm
         for name, src in sorted(getattr(pm, "sources", {}).items()):
             module = sys.modules.get(src.module or "")
             path = getattr(module, "__file__", None)
@@ -218,13 +232,13 @@ def environment_fingerprint(plugins=(), compat: bool = False) -> dict:
     return fp
 
 
-def probe_worker(request: dict) -> dict:
+def probe_worker(request: dict, context_of: ContextOf) -> dict:
     """The start-up check's task: this worker's id and :func:`environment_fingerprint`, after
     holding the worker for ``request['hold']`` seconds (so that the probes spread over the workers)."""
     worker_setup(request.get("threads", 1), request.get("device", "auto"))
     time.sleep(float(request.get("hold", 0.0)))
     return {"worker": worker_id(), "fingerprint": environment_fingerprint(request.get("plugins", ()),
-                                                                          bool(request.get("compat")))}
+                                                                          bool(request.get("compat")), context_of)}
 
 
 def environment_differences(mine: dict, theirs: dict) -> tuple[list[str], list[str]]:
@@ -264,23 +278,26 @@ def environment_differences(mine: dict, theirs: dict) -> tuple[list[str], list[s
 
 
 def check_workers(backend, plugins=(), compat: bool = False, threads: int = 1, device: str = "auto",
-                  wait: float | None = None, hold: float = 0.2) -> dict:
+                  wait: float | None = None, hold: float = 0.2, *, context_of: ContextOf) -> dict:
     """Before a SCOOP search starts: every worker reports its :func:`environment_fingerprint`; a
     worker whose Python, deapnos or plugins differ from the origin's stops the run with
     :class:`WorkerEnvironmentError` naming its host and the differences.  Waits up to ``wait``
     seconds (``DEAPNOS_WORKER_CHECK_WAIT``, default 60) for all ``backend.workers`` to answer;
     a worker that starts later is checked by its first evaluation (:class:`ScoopBackend`).
+    ``context_of`` (:data:`ContextOf`) loads the plugins, here and on every worker.
     Returns ``{worker id: fingerprint}`` of the workers heard."""
+    import functools
     if wait is None:
         wait = float(os.environ.get(WORKER_CHECK_WAIT_ENV, "60") or 60)
-    mine = environment_fingerprint(plugins, compat)
+    mine = environment_fingerprint(plugins, compat, context_of)
     expected = max(1, int(getattr(backend, "workers", 1) or 1))
     seen = {worker_id(): mine}
     request = {"plugins": list(plugins), "compat": bool(compat), "hold": hold, "threads": int(threads),
                "device": device}
     deadline = time.monotonic() + wait
     while len(seen) < expected and time.monotonic() < deadline:
-        for answer in backend.map(probe_worker, [request] * (2 * expected)):
+        # a partial of two module-level functions: it crosses to the workers by reference
+        for answer in backend.map(functools.partial(probe_worker, context_of=context_of), [request] * (2 * expected)):
             seen.setdefault(answer["worker"], answer["fingerprint"])
     here = mine.get("host") or socket.gethostname()
     problems: dict[str, list[str]] = {}
@@ -301,7 +318,7 @@ def check_workers(backend, plugins=(), compat: bool = False, threads: int = 1, d
         log.info("environment check: %d worker(s) on %s match the origin (%s)", len(seen),
                  ", ".join(sorted({fp.get('host', '?') for fp in seen.values()})), here)
     if hasattr(backend, "expect_environment"):
-        backend.expect_environment(mine, seen, plugins, compat)
+        backend.expect_environment(mine, seen, plugins, compat, context_of)
     return seen
 
 
@@ -312,15 +329,23 @@ def environment_message(origin_host: str, problems: dict) -> str:
             "the same DEAPNOS_* variables (docs/search.md, 'Several hosts')")
 
 
-def call_reporting_environment(fn, item, plugins=(), compat=False, expected: dict | None = None):
+def call_reporting_environment(fn, item, plugins, compat, expected: dict | None, context_of: ContextOf):
     """A SCOOP task that also reports this worker's fingerprint with its first result (for workers
     that started after the start-up check).  With ``expected`` (the origin's fingerprint), a worker
     whose environment differs refuses the task and reports only its fingerprint: it does no work
-    before the origin has checked it."""
+    before the origin has checked it.  ``context_of``: as for :func:`environment_fingerprint`."""
     if _WORKER.get("reported"):
         return fn(item)
     _WORKER["reported"] = True
-    mine = environment_fingerprint(plugins, compat)
+    mine = environment_fingerprint(plugins, compat, context_of)
     if expected is not None and environment_differences(expected, mine)[0]:
         return {_ENV_MARK: mine, "worker": worker_id(), "result": None, "refused": True}
     return {_ENV_MARK: mine, "worker": worker_id(), "result": fn(item)}
+
+
+def __getattr__(name: str) -> Any:
+    # evaluate_payload(payload) needs the plugins, which this layer does not load: it moved up
+    if name == "evaluate_payload":
+        raise AttributeError("deapnos.evaluate.worker.evaluate_payload moved to deapnos.worker_entry.evaluate_payload "
+                             "(also deapnos.distributed.evaluate_payload); here: evaluate_with(payload, context_of)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,9 @@
 Provides :class:`EvalRequest` (genome, task, seed, origin, and a deterministic ``seq``) and
 :class:`Evaluator`, whose ``run`` answers a batch: cache hits first (logged with ``cached: true``),
 then results from a resumed run's log (not logged again), then ONE ``toolbox.map`` call whose results
-are logged the moment they arrive.  Details: docs/search.md, "The run folder and resume".
+are logged the moment they arrive.  What that map runs on each payload comes from above
+(``evaluate_fn``: :func:`deapnos.worker_entry.evaluate_payload` in a run): it loads the plugins, which
+the search does not.  Details: docs/search.md, "The run folder and resume".
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import logging
 from dataclasses import dataclass, field, fields
 from typing import cast
 
+from ..errors import SearchError
 from ..evaluate.ident import worker_id
 from ..evaluate.result import EvalResult
-from ..evaluate.worker import evaluate_payload
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,16 @@ score_of = EvalResult.score_of
 
 
 class Evaluator:
-    """Runs batches of :class:`EvalRequest` (module docstring)."""
+    """Runs batches of :class:`EvalRequest` (module docstring).  ``evaluate_fn(payload) -> dict``: what
+    the map runs on each payload, a module-level function (backends send it to the workers by
+    reference); None: a map that computes its own results (tests), else :func:`no_evaluate_fn` fails."""
 
     def __init__(self, backend, store, cache, payload_base: dict, resume_results: dict | None = None,
-                 on_evaluation=None, map_fn=None, task_overrides: dict | None = None, counts=None, progress=None):
+                 on_evaluation=None, map_fn=None, task_overrides: dict | None = None, counts=None, progress=None,
+                 evaluate_fn=None):
         self.backend = backend
         self.map = map_fn or backend.map       # toolbox.map: the one seam
+        self.evaluate_fn = evaluate_fn or no_evaluate_fn
         self.store = store
         self.cache = cache
         self.payload_base = dict(payload_base)
@@ -123,9 +129,9 @@ class Evaluator:
         if to_run:
             payloads = [self._payload(requests[i]) for i in to_run]
             if _accepts_on_result(self.map):
-                self.map(evaluate_payload, payloads, on_result=arrived)
+                self.map(self.evaluate_fn, payloads, on_result=arrived)
             else:                                   # a plain map: results arrive all at once
-                _map_then_report(self.map, payloads, arrived)
+                _map_then_report(self.map, self.evaluate_fn, payloads, arrived)
             if bar is not None:
                 bar.close()
             for i in to_run:
@@ -171,6 +177,13 @@ def _accepts_on_result(fn) -> bool:
         return False
 
 
-def _map_then_report(map_fn, payloads, arrived):
-    for k, result in enumerate(map_fn(evaluate_payload, payloads)):
+def _map_then_report(map_fn, evaluate_fn, payloads, arrived):
+    for k, result in enumerate(map_fn(evaluate_fn, payloads)):
         arrived(k, result)
+
+
+def no_evaluate_fn(payload: dict) -> dict:
+    """What a map runs when the search was given no ``evaluate_fn``: a clear error, not a None call
+    (the search cannot import the entry itself: it sits below the context that loads the plugins)."""
+    raise SearchError("the search was given no evaluate_fn: pass SearchRun(..., "
+                      "evaluate_fn=deapnos.worker_entry.evaluate_payload)")

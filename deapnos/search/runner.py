@@ -39,13 +39,16 @@ class SearchRun:
     :class:`deapnos.context.Context` (:class:`RunContext`): its plugin manager (observers), built
     space, integrity checks, installed tasks, search algorithms and zoo; None: the paper's space and
     the built-ins, no plugins.  ``live``: a :class:`deapnos.live.SearchProgress`; ``map_fn``: the map
-    to evaluate with (default: the backend's).  The old form ``SearchRun(cfg, store, backend, pm,
+    to evaluate with (default: the backend's); ``evaluate_fn``: what that map runs on each payload
+    (:func:`deapnos.worker_entry.evaluate_payload`, which ``deapnos run`` passes: it builds the worker's
+    plugins with build_context, above the search; None: only a map that computes its own results
+    works).  The old form ``SearchRun(cfg, store, backend, pm,
     space, checks, map_fn=..., tasks=..., live=..., algorithms=..., zoo=...)`` still works, with a
     DeprecationWarning.
     """
 
     def __init__(self, cfg: Config, store, backend, ctx: RunContext | None = None, *args: Any,
-                 live=None, map_fn=None, **kwargs: Any):
+                 live=None, map_fn=None, evaluate_fn=None, **kwargs: Any):
         from .. import zoo as _zoo
         from ..space.psets import builtin_space
         from .algorithms import ALGORITHMS
@@ -94,7 +97,7 @@ class SearchRun:
                    "device": cfg.run.device, "threads": cfg.run.torch_threads, "data_dir": cfg.run.data_dir}
         self.evaluator = Evaluator(backend, store, state.cache, payload, resume_results,
                                    on_evaluation=self._on_evaluation, map_fn=map_fn, task_overrides=cfg.tasks,
-                                   counts=state.counts, progress=live)
+                                   counts=state.counts, progress=live, evaluate_fn=evaluate_fn)
         self._genomes: dict[str, Genome] = {}
         self.algorithm = (algorithms if algorithms is not None else ALGORITHMS).get(cfg.run.algorithm)(self)
         if state.algorithm:
