@@ -51,3 +51,22 @@ def test_a_bad_schedule_is_a_one_line_error():
     with pytest.raises(ValueError) as exc:
         ProtocolConfig.from_dict({"screen_schedule": "fast"})
     assert str(exc.value) == "config field protocol.screen_schedule = 'fast': allowed values: grid, halving"
+
+
+def test_when_every_survivor_diverges_the_rest_of_the_grid_is_screened():
+    """An LR that looked best after one epoch and blew up later (a large LR in the warm-up): when all
+    survivors did, halving gives the other LRs their full screening run, as the grid would."""
+    from deapnos.evaluate.halving import successive_halving
+    first = {10.0: 0.5, 1.0: 0.4, 0.1: 0.3, 0.01: 0.2, 1e-3: 0.1, 1e-4: 0.05, 1e-5: 0.0}
+    calls = []
+
+    def screen_lrs(lrs, epochs):
+        calls.append((list(lrs), epochs))
+        for lr in lrs:   # the three largest LRs blow up after the first epoch; the others train
+            blown = epochs > 1 and lr >= 0.1
+            screen.append({"lr": lr, "score": -3.0 if blown else first[lr] + epochs / 10, "diverged": blown,
+                           "val_score": None if blown else first[lr]})
+    screen: list = []
+    successive_halving(screen_lrs, list(first), screen, 4, 0.02)
+    assert calls == [(list(first), 1), ([10.0, 1.0, 0.1], 4), ([0.01, 1e-3, 1e-4, 1e-5], 4)]
+    assert [e["lr"] for e in screen if not e["diverged"]] == [0.01, 1e-3, 1e-4, 1e-5]

@@ -107,9 +107,9 @@ def test_a_full_run_far_behind_the_reference_is_cut():
     assert cut.lr == plain.lr and len(cut.curve) == first + 1 and cut.curve == plain.curve[:first + 1]
     assert cut.fitness == cut.curve[-1]["val_score"] < plain.fitness + 5.0
     # a reference it beats, no reference, or the cut turned off: the full run goes to its end
-    for kw in ({"reference": plain.fitness - 1.0}, {}, {"reference": plain.fitness + 5.0,
-                                                         "config": ProtocolConfig(screen_schedule="grid",
-                                                                                  cut_factor=None)}):
+    off = [{"reference": plain.fitness + 5.0, "config": ProtocolConfig(screen_schedule="grid", cut_factor=v)}
+           for v in (None, 0)]       # 0: the way to turn it off in a TOML config, which has no None
+    for kw in ({"reference": plain.fitness - 1.0}, {}, *off):
         full = evaluate_genome("sgd", task, seed=0, device="cpu", **{"config": grid, **kw})
         assert full.fitness == plain.fitness and len(full.curve) == 12 and "cut" not in full.message
 
@@ -160,7 +160,7 @@ def test_the_reference_travels_in_the_payload():
 
 
 def test_bad_protocol_values_are_one_line_errors():
-    for field, bad in (("cut_factor", 0), ("cut_factor", "x"), ("reuse_screen", 2), ("screen_schedule", "fast")):
+    for field, bad in (("cut_factor", -1), ("cut_factor", "x"), ("reuse_screen", 2), ("screen_schedule", "fast")):
         with pytest.raises(ValueError) as err:
             ProtocolConfig.from_dict({field: bad})
         assert f"protocol.{field}" in str(err.value) and "\n" not in str(err.value)

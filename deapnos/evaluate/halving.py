@@ -45,7 +45,8 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
 
     ``prune(lrs, epoch)``: with runs that go on (``protocol.reuse_screen``), the survivors are trained
     an epoch at a time and, after each, only the LRs ``prune`` keeps go on (the protocol drops those
-    that cannot catch up with the reference; it always keeps one)."""
+    that cannot catch up with the reference; it always keeps one).  When every survivor's screening run
+    diverges, the other LRs of the grid get theirs too."""
     lrs = list(lrs)
     if epochs <= RUNG0_EPOCHS or len(lrs) <= MIN_KEEP:
         screen_lrs(lrs, epochs=epochs)
@@ -63,5 +64,10 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
             screen_lrs(alive, epochs=done)
             del screen[start:]
             alive = prune(alive, done - 1)
+    done = len(screen)
     screen_lrs(alive, epochs=epochs)
+    if all(e["diverged"] for e in screen[done:]):
+        # the LRs that looked best after one epoch all blew up later (a large LR during the warm-up):
+        # the rest of the grid gets its full screening run, as the grid would have given it
+        screen_lrs([lr for lr in lrs if lr not in alive], epochs=epochs)
     return rung0

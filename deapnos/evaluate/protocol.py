@@ -405,7 +405,7 @@ def choose_lr(scores: list[float]) -> int:
 
 def _cuts(config: ProtocolConfig, reference: float | None) -> bool:
     """Whether runs that cannot catch up with ``reference`` stop (``protocol.cut_factor``)."""
-    return (reference is not None and math.isfinite(reference) and config.cut_factor is not None
+    return (reference is not None and math.isfinite(reference) and bool(config.cut_factor)
             and config.screen == "relative")
 
 

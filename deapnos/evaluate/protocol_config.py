@@ -84,9 +84,9 @@ class ProtocolConfig:
     reuse_screen: bool = _p(True, "the full run goes on from the chosen LR's screening run (relative screen, "
                             "same steps per epoch)")
     # issue 16: a full run that cannot catch up with the reference stops (search with relative fitness)
-    cut_factor: float | None = _p(2.0, "stop a full run whose score, gaining this x its best recent gain per "
-                                  "epoch until the end, would still end below the reference's (None: never)",
-                                  above=0, maximum=1e6)
+    cut_factor: float | None = _p(2.0, "stop a run whose score, gaining this x its best recent gain per epoch "
+                                  "until the end, would still end below the reference's (0 or None: never)",
+                                  minimum=0, maximum=1e6)
     batch_lrs: int = _p(0, "0: one run per LR; K >= 1: a batch of K LRs in one vmapped run", minimum=0,
                         maximum=4096)
 
