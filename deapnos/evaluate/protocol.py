@@ -410,9 +410,10 @@ def _cuts(config: ProtocolConfig, reference: float | None) -> bool:
 
 
 def _pruner(runs: dict, untrained: float, config: ProtocolConfig, budget: Budget, reference: float | None):
-    """``prune(lrs, epoch)`` for successive halving: the survivors whose screening runs can still
-    catch up with the reference by the full run's end (:func:`best_reach`); when none can, the best
-    of them by the protocol's rule, for the screen must still choose an LR or screen the candidate out."""
+    """``prune(lrs, epoch)`` for successive halving: all the survivors while one of them can still
+    catch up with the reference by the full run's end (:func:`best_reach`); when none can, only the
+    best of them by the protocol's rule, for the screen must still choose an LR or screen the
+    candidate out."""
     from .halving import rank_key
     assert reference is not None and config.cut_factor is not None
     factor = config.cut_factor
@@ -432,8 +433,9 @@ def _pruner(runs: dict, untrained: float, config: ProtocolConfig, budget: Budget
         return best_reach(scores, epoch, budget.epochs, factor, config.score)[1] < reference
 
     def prune(lrs: list[float], epoch: int) -> list[float]:
-        keep = [lr for lr in lrs if not hopeless(lr, epoch)]
-        return keep or [max(lrs, key=lambda lr: rank_key(entry(lr), config.min_progress))]
+        if any(not hopeless(lr, epoch) for lr in lrs):
+            return lrs      # a candidate that may still win keeps the grid's choice among its survivors
+        return [max(lrs, key=lambda lr: rank_key(entry(lr), config.min_progress))]
     return prune
 
 
@@ -496,6 +498,7 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         from .batched import batched_screen   # issue 16: K LRs in one vmapped run
         screen_lrs = batched_screen(screen_lrs, spec, task, data, seed, config, budget, device, deadline,
                                     untrained, on_validation, screen)
+        runs = None                           # batched runs do not pause: nothing goes on, nothing is dropped
 
     def fail(stage: str, thr: float):
         scores = [e["score"] for e in screen]
