@@ -428,8 +428,8 @@ def _pruner(runs: dict, untrained: float, config: ProtocolConfig, budget: Budget
     def hopeless(lr: float, epoch: int) -> bool:
         run = runs[lr][0]
         scores = [r.get("val_score") for r in run.outcome.curve]
-        if run.finished or not scores or any(v is None for v in scores):
-            return False        # out anyway (diverged), or nothing to judge
+        if run.finished or len(scores) < 2 or any(v is None for v in scores):
+            return False        # out anyway (diverged), or no gain to judge by yet (one epoch)
         return best_reach(scores, epoch, budget.epochs, factor, config.score)[1] < reference
 
     def prune(lrs: list[float], epoch: int) -> list[float]:
