@@ -129,3 +129,101 @@ def test_i1e_never_writes_over_its_own_input():
     assert len(i1es) == 2
     for ins in i1es:
         assert all(buf_of.get(a, -2) != ins.buf for a in ins.args)
+
+
+# -- windows: an element-wise update on CPU runs over cache-sized windows of the bucket -----------------
+
+WINDOW_SHAPES = [(7, 5), (3,), (11,), (30, 4)]     # 169 elements: windows of 40 cross parameters both ways
+WINDOW_TEXTS = ["none ~ div(v_hat, sqrt(s_hat))",            # the fused division, its denominator in place
+                "none ~ clip(v_hat, sqrt(s_hat))",           # the scaled clip, its bound in place
+                "nesterov ~ i1e(i1e(decay(mul(a13, a2), g)))",
+                "mom ~ add(mul(w_1e4, g), sign_v_hat)",      # reads the weights
+                "nest ~ div(g, v_hat)",
+                "none ~ v_hat",                              # the update is a state slot itself
+                "none ~ one"]                                # a constant update (a fill)
+
+
+def _window_run(text, chunk_bytes, steps=12, shapes=WINDOW_SHAPES, make=None):
+    torch.manual_seed(4)
+    params = [torch.randn(s, requires_grad=True) for s in shapes]
+    opt = (make or (lambda ps: deapnos.optimizer(Genome.parse(text), ps, lr=0.02, total_steps=steps,
+                                                 warmup_steps=2)))(params)
+    opt.chunk_bytes = chunk_bytes
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.cos(2 * p.detach()) + 0.1 * p.detach()
+        opt.step()
+    return torch.cat([p.detach().reshape(-1) for p in params]), opt
+
+
+@pytest.mark.parametrize("text", WINDOW_TEXTS)
+def test_windowed_steps_match_whole_bucket_steps(text):
+    assert compile_genome(Genome.parse(text), 10).elementwise
+    whole, opt_whole = _window_run(text, 0)
+    windowed, opt = _window_run(text, 40 * 4)
+    bucket = next(iter(opt._buckets.values()))
+    assert next(iter(opt_whole._buckets.values()))._windows is None
+    windows = bucket._windows[1]
+    assert len(windows) == 5 and {len(w.pieces) for w in windows} == {1, 2, 3}
+    assert torch.allclose(windowed, whole, rtol=1e-6, atol=1e-7)
+    # the state too (v, s, M: views of the same flat state)
+    for p, q in zip(opt.param_groups[0]["params"], opt_whole.param_groups[0]["params"]):
+        assert opt.state[p].keys() == opt_whole.state[q].keys()
+        for key, value in opt.state[p].items():
+            assert torch.allclose(value, opt_whole.state[q][key], rtol=1e-6, atol=1e-7)
+
+
+def test_denominator_and_clip_bound_are_built_in_place():
+    adam = compile_genome(Genome.parse("none ~ div(v_hat, sqrt(s_hat))"), 10)
+    assert adam.den_buf == adam.instrs[-1].buf >= 0     # over sqrt(s_hat), which dies there
+    signed = compile_genome(Genome.parse("none ~ div(g, sub(g, v_hat))"), 10)
+    assert signed.root_den is fused.den_div and signed.den_buf == -1   # cannot write over its own input
+    # a clip over its bound's buffer uses one scratch tensor, not two
+    b, a = torch.rand(6), torch.randn(6)
+    expect = torch.clamp(a, -0.5 * b, 0.5 * b)
+    scratch = [torch.full((6,), float("nan")), torch.full((6,), float("nan"))]
+    out = fused.k_clip_nonneg_scaled(a, b, 0.5, out=b, scratch=scratch)
+    assert out.data_ptr() == b.data_ptr() and torch.equal(out, expect) and scratch[1].isnan().all()
+
+
+def test_plans_with_plugin_or_stateful_or_random_ops_are_not_windowed():
+    for text in ("mom ~ add(ema(g), lam_hat)", "none ~ drop50(g)", "none ~ norm(g)"):
+        assert not compile_genome(Genome.parse(text), 10).elementwise, text
+    _, opt = _window_run("none ~ drop50(g)", 40 * 4)
+    assert next(iter(opt._buckets.values()))._windows is None
+    # check_finite must see the whole update before applying any of it
+    _, opt = _window_run("none ~ div(v_hat, sqrt(s_hat))", 40 * 4,
+                         make=lambda ps: deapnos.optimizer("adam", ps, lr=0.02, total_steps=12, check_finite=True))
+    assert next(iter(opt._buckets.values()))._windows is None
+
+
+def test_windows_follow_a_parameter_whose_storage_was_replaced():
+    text = "none ~ div(v_hat, sqrt(s_hat))"
+    torch.manual_seed(0)
+    params = [torch.randn(30, 4, requires_grad=True), torch.randn(11, requires_grad=True)]
+    opt = deapnos.optimizer(Genome.parse(text), params, lr=0.1, total_steps=5)
+    opt.chunk_bytes = 50 * 4
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert next(iter(opt._buckets.values()))._windows is not None
+    params[0].data = torch.zeros(30, 4)        # new storage: the windows must write there
+    opt.step()
+    assert (params[0].detach() != 0).all()
+
+
+def test_exported_optimizer_reproduces_windowed_steps_bit_for_bit(tmp_path):
+    import importlib.util
+    from deapnos.optim.export import export_source
+    for i, text in enumerate(WINDOW_TEXTS[:4]):
+        genome = Genome.parse(text)
+        path = tmp_path / f"w{i}.py"
+        path.write_text(export_source(genome, "windowed"))
+        spec = importlib.util.spec_from_file_location(f"w{i}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ours, opt = _window_run(text, 40 * 4)
+        theirs, opt2 = _window_run(text, 40 * 4, make=lambda ps, mod=mod: mod.Optimizer(ps, lr=0.02, total_steps=12,
+                                                                                         warmup_steps=2))
+        assert next(iter(opt2._buckets.values()))._windows is not None
+        assert torch.equal(ours, theirs), text

@@ -19,6 +19,7 @@ from ..space.genome import tree_text
 from ..space import ops as _ops
 from ..space.ops import NONNEG_TWINS
 from ..space.psets import DECAY_ON_BRANCH, Tensor
+from ..space import operands as _operands
 from ..space.operands import OperandContext
 from .flat import FlatState
 from . import fused as _fused
@@ -88,6 +89,9 @@ class Plan:
     text: str
     root_den: Callable | None = None   # the last instruction is a division of two full tensors: its
                                        # denominator kernel (the optimizer may fuse it into addcdiv)
+    den_buf: int = -1                  # workspace buffer that may hold that denominator (-1: its own)
+    elementwise: bool = False          # every step of the update acts element by element (built-in
+                                       # operands, state updates and kernels only): it may run in chunks
 
     def state_names(self) -> list[str]:
         return list(self.states) + list(self.stateful_keys)
@@ -364,9 +368,12 @@ def compile_genome(genome, total_steps: int) -> Plan:
     root_tensor = b.tensor_of[root]   # may be a state slot itself (`none ~ v_hat`): read, never written
     n = _assign_buffers(b.instrs, root_tensor)
     stateful = tuple(ins.state_key for ins in b.instrs if ins.state_key)
+    state_specs = tuple(space.states[s] for s in b.states)
+    root_den = _root_denominator(b.instrs, b.values, root_tensor)
     return Plan(total_steps, b.instrs, b.values, b.recipes, b.scales, b.scale_recipes, root_tensor, root_scale,
-                n, tuple(b.states), tuple(space.states[s] for s in b.states), b.reads_params, stateful,
-                b.needs_generator, genome.to_text(), _root_denominator(b.instrs, b.values, root_tensor))
+                n, tuple(b.states), state_specs, b.reads_params, stateful,
+                b.needs_generator, genome.to_text(), root_den, _den_buffer(b.instrs, root_den),
+                _elementwise(b.instrs, state_specs))
 
 
 def _root_denominator(instrs: list[Instr], values, root: int) -> Callable | None:
@@ -380,20 +387,63 @@ def _root_denominator(instrs: list[Instr], values, root: int) -> Callable | None
     return den
 
 
+# denominator kernels that may write over their own input (one pass of b alone)
+_DEN_INPLACE = {_fused.den_div_nonneg, _fused.den_div_nonneg_eps}
+_ELEMENTWISE_MODULES = {_ops.__name__, _fused.__name__}
+
+
+def _den_buffer(instrs: list[Instr], root_den) -> int:
+    """Where the fused division's denominator goes: the buffer the last instruction would have
+    written, unless that holds the numerator (or the denominator's input, for a kernel that cannot
+    write over it).  -1: a buffer of its own."""
+    if root_den is None:
+        return -1
+    last = instrs[-1]
+    buf_of = {ins.out: ins.buf for ins in instrs if ins.kind != "state"}
+    num, den = last.args
+    if last.buf < 0 or buf_of.get(num) == last.buf:
+        return -1
+    if buf_of.get(den) == last.buf and root_den not in _DEN_INPLACE:
+        return -1
+    return last.buf
+
+
+def _elementwise(instrs: list[Instr], state_specs) -> bool:
+    """Whether the plan acts element by element: only built-in operands, state updates and kernels
+    without context (state, step, generator, tensor boundaries).  Plugin code may mix elements."""
+    operands = _operands.__name__
+    if any(spec.update.__module__ != operands for spec in state_specs):
+        return False
+    for ins in instrs:
+        if ins.kind == "operand" and getattr(ins.fn, "__module__", None) != operands:
+            return False
+        if ins.kind == "op" and (ins.needs or getattr(ins.fn, "__module__", None) not in _ELEMENTWISE_MODULES):
+            return False
+    return True
+
+
 class PlanRunner(FlatState):
     """Runs a plan over one flat bucket of ``numel`` elements split into tensors of ``sizes``.
 
     State lives in flat tensors: ``state[slot]`` for EMA slots and ``op_state[key]`` (dicts of
     tensors) for stateful ops.  ``direction(g, t, params_fn)`` returns the flat update U.
+    ``compiled``, when set (:class:`~deapnos.optim.compiled.CompiledUpdate`), computes the update
+    instead; if it raises, it is dropped (its ``failed`` hears why) and the plan runs eagerly.
     """
+
+    compiled: Any = None
 
     def __init__(self, plan: Plan, numel: int, sizes: list[int], device, dtype, generator=None):
         super().__init__(numel, sizes, device, dtype, plan.states, plan.stateful_keys, plan.n_buffers,
                          any(ins.uses_scratch for ins in plan.instrs), generator)
         self.plan = plan
-        self._den = None   # the fused division's denominator, allocated on first use
         self.tables = {vid: (p.to(device) if kind == STEP else torch.tensor(p, dtype=dtype, device=device))
                        for vid, (kind, p) in plan.values.items() if kind != FULL}
+
+    @property
+    def elementwise(self) -> bool:   # type: ignore[override]
+        """The plan runs eagerly and acts element by element, so the optimizer may run it over windows."""
+        return self.plan.elementwise and self.compiled is None
 
     def direction(self, g: torch.Tensor, t: int, params_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The flat update direction U at 0-based step ``t`` (already clamped to the horizon)."""
@@ -402,9 +452,28 @@ class PlanRunner(FlatState):
 
     def direction_scaled(self, g, t, params_fn):
         """(tensor, scalar) whose product is U: the optimizer folds the scalar into the LR."""
+        if self.compiled is not None:
+            out = self._try_compiled(self.compiled, g, t, params_fn)
+            if out is not None:
+                return out
         plan = self.plan
         vals = self._run(g, t, params_fn, plan.instrs)
         return vals[plan.root], (1.0 if plan.root_scale is None else plan.scales[plan.root_scale][t])
+
+    def increment(self, g, t, params_fn, kind, M, m_t, lr_factor):
+        """With ``compiled`` set: the tensor a step adds to the weights, momentum ``kind`` included
+        (``M`` updated in place), from one compiled kernel.  None: run the step eagerly."""
+        if self.compiled is None:
+            return None
+        return self._try_compiled(self.compiled.increment, g, t, params_fn, kind, M, m_t, lr_factor)
+
+    def _try_compiled(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever fails to compile runs eagerly
+            failed, self.compiled = self.compiled, None
+            failed.failed(exc)
+            return None
 
     def _run(self, g, t, params_fn, instrs):
         """Update the state slots, then run ``instrs``; returns their values by id."""
@@ -456,14 +525,13 @@ class PlanRunner(FlatState):
         """(numerator, denominator, scalar) with U = scalar x numerator / denominator, for a plan
         whose last instruction is a division (``plan.root_den``); None for any other plan."""
         plan = self.plan
-        if plan.root_den is None:
+        if plan.root_den is None or self.compiled is not None:   # compiled: U comes out of one kernel
             return None
         last = plan.instrs[-1]
         vals = self._run(g, t, params_fn, plan.instrs[:-1])
-        if self._den is None:
-            self._den = torch.empty(self.numel, device=self.device, dtype=self.dtype)
         extra = [1e-7 / plan.scales[last.eps_scale][t]] if last.eps_scale is not None else []
-        den = plan.root_den(vals[last.args[1]], *extra, out=self._den)
+        out = self.buffers[plan.den_buf] if plan.den_buf >= 0 else self.den_buffer()
+        den = plan.root_den(vals[last.args[1]], *extra, out=out)
         return vals[last.args[0]], den, (1.0 if plan.root_scale is None else plan.scales[plan.root_scale][t])
 
     def _value(self, vals, vid, t):

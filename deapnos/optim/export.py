@@ -183,6 +183,8 @@ def _engine_source(plan) -> str:
     lines = ["class _Engine(FlatState):",
              '    """The compiled update tree over one flat bucket."""',
              "",
+             f"    elementwise = {plan.elementwise!r}",
+             "",
              "    def __init__(self, tables, scales, numel, sizes, device, dtype, generator=None):",
              f"        super().__init__(numel, sizes, device, dtype, {tuple(plan.states)!r}, "
              f"{tuple(plan.stateful_keys)!r}, {plan.n_buffers}, "
@@ -190,8 +192,7 @@ def _engine_source(plan) -> str:
              "        self.tables = {k: (v.to(device) if isinstance(v, torch.Tensor)",
              "                           else torch.tensor(v, dtype=dtype, device=device))",
              "                       for k, v in tables.items()}",
-             "        self.scales = scales",
-             "        self._den = None"]
+             "        self.scales = scales"]
     head = ["        ctx = OperandContext(g, t, self.state, params_fn)"]
     for spec in plan.state_specs:
         head.append(f"        {spec.update.__name__}(self.state[{spec.name!r}], ctx)")
@@ -237,10 +238,9 @@ def _engine_source(plan) -> str:
     if plan.root_den is not None:   # the optimizer applies the last division as one addcdiv
         last = plan.instrs[-1]
         eps = f", 1e-7 / S[{last.eps_scale}][t]" if last.eps_scale is not None else ""
+        den_out = f"b[{plan.den_buf}]" if plan.den_buf >= 0 else "self.den_buffer()"
         lines += ["", "    def direction_parts(self, g, t, params_fn):"] + head + body[:-1]
-        lines += ["        if self._den is None:",
-                  "            self._den = torch.empty(self.numel, device=self.device, dtype=self.dtype)",
-                  f"        den = {plan.root_den.__name__}({ref(last.args[1])}{eps}, out=self._den)",
+        lines += [f"        den = {plan.root_den.__name__}({ref(last.args[1])}{eps}, out={den_out})",
                   f"        return {ref(last.args[0])}, den, {scale}"]
     if any(not i.accepts_out for i in plan.instrs if i.kind == "op"):
         lines = ["def _as_full(v, buf):",

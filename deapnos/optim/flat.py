@@ -117,8 +117,11 @@ def clamp_step(t, total_steps, warned):
 class FlatState:
     """Flat storage of one bucket: ``state`` slots, ``op_state`` dicts, ``buffers`` and ``scratch``.
 
-    Subclasses implement ``direction(g, t, params_fn) -> U`` over this storage.
+    Subclasses implement ``direction(g, t, params_fn) -> U`` over this storage.  An engine whose
+    update acts element by element (``elementwise``) may also run over windows of the bucket
+    (:meth:`window`), one after another.
     """
+    elementwise = False
 
     def __init__(self, numel, sizes, device, dtype, state_names, stateful_keys, n_buffers, use_scratch,
                  generator=None):
@@ -131,6 +134,8 @@ class FlatState:
         self.buffers = [torch.empty(numel, device=device, dtype=dtype) for _ in range(n_buffers)]
         # temporaries of the kernels, shared: kernels run one at a time
         self.scratch = [torch.empty(numel, device=device, dtype=dtype) for _ in range(2)] if use_scratch else None
+        self._den = None
+        self._whole = self
 
     def direction(self, g, t, params_fn):
         raise NotImplementedError
@@ -138,6 +143,29 @@ class FlatState:
     def direction_scaled(self, g, t, params_fn):
         """(tensor, scalar) whose product is the update direction U."""
         return self.direction(g, t, params_fn), 1.0
+
+    def den_buffer(self):
+        """A workspace tensor for a fused division's denominator, allocated on first use."""
+        whole = self._whole
+        if whole._den is None:
+            whole._den = torch.empty(whole.numel, device=whole.device, dtype=whole.dtype)
+        return whole._den[:self.numel]
+
+    def window(self, start, stop):
+        """This engine over elements [start, stop) of the bucket, for an ``elementwise`` update.
+
+        State slots are views of the bucket's; the workspace is the first stop - start elements of
+        the engine's own, shared by all windows (they run one after another), so a window's
+        temporaries stay in cache.
+        """
+        w = object.__new__(type(self))
+        w.__dict__.update(self.__dict__)
+        n = stop - start
+        w.numel, w.sizes = n, [n]
+        w.state = {name: flat[start:stop] for name, flat in self.state.items()}
+        w.buffers = [b[:n] for b in self.buffers]
+        w.scratch = None if self.scratch is None else [b[:n] for b in self.scratch]
+        return w
 
 
 def _compute_dtype(dtype):
@@ -161,6 +189,9 @@ class _Bucket:
         self.M = None
         self._step = None
         self._views = {}
+        self._windows = None
+        self._params_key = None
+        self.flat_grads = None      # each gradient as a flat tensor, for the windows of one step
 
     def step_buffer(self):
         """A preallocated flat tensor for the Nesterov step (allocating 4 bytes per parameter
@@ -198,6 +229,10 @@ class _Bucket:
             self.w.copy_(torch.cat(flat))
         return self.w
 
+    def targets(self):
+        """The tensors an update is added to, matching :meth:`views`."""
+        return self.params
+
     def add_to_params(self, delta, alpha=1.0):
         if self.cdtype != self.dtype:
             delta = (delta * alpha).to(self.dtype) if alpha != 1.0 else delta.to(self.dtype)
@@ -208,6 +243,21 @@ class _Bucket:
         else:
             torch._foreach_add_(self.params, views, alpha=alpha)
 
+    def windows(self, chunk):
+        """The bucket as consecutive windows of at most ``chunk`` elements, ready for one step (built
+        on first use; their weight slices rebuilt when a parameter's storage changed)."""
+        if self._windows is None or self._windows[0] != chunk:
+            self._windows = (chunk, [_Window(self, a, min(a + chunk, self.numel))
+                                     for a in range(0, self.numel, chunk)])
+            self._params_key = None
+        key = tuple(p.data_ptr() for p in self.params)
+        if key != self._params_key:
+            flats = [p.view(-1) for p in self.params]
+            for window in self._windows[1]:
+                window.targets_ = window.slices(flats)
+            self._params_key = key
+        return self._windows[1]
+
     def flat_state(self):
         """Every flat state tensor of the bucket by its per-parameter state key."""
         flats = dict(self.engine.state)
@@ -217,6 +267,71 @@ class _Bucket:
             for name, flat in sub.items():
                 flats[f"{key}.{name}"] = flat
         return flats
+
+
+class _Window:
+    """Elements [start, stop) of a bucket: one pass of a chunked step, with a bucket's interface.
+
+    The window's gradient, weights, temporaries and update share the first stop - start elements of
+    the bucket's buffers; where the window lies inside one parameter, its gradient and weights are
+    read in place (no copy).
+    """
+
+    def __init__(self, bucket, start, stop):
+        self.bucket = bucket
+        self.numel = stop - start
+        self.cdtype = self.dtype = bucket.dtype
+        self.engine = bucket.engine.window(start, stop)
+        self.M = None if bucket.M is None else bucket.M[start:stop]
+        self.pieces = []    # (parameter index, first and last element in it, first element in the window)
+        offset = 0
+        for i, n in enumerate(bucket.sizes):
+            lo, hi = max(start, offset), min(stop, offset + n)
+            if lo < hi:
+                self.pieces.append((i, lo - offset, hi - offset, lo - start))
+            offset += n
+        self._views = {}
+        self.targets_ = []   # the window's pieces of the weights (set by _Bucket.windows)
+
+    def slices(self, flats):
+        """The window's pieces of per-parameter flat tensors."""
+        return [flats[i][a:b] for i, a, b, _ in self.pieces]
+
+    def gather_grads(self):
+        parts = self.slices(self.bucket.flat_grads)
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts, out=self.bucket.g[:self.numel])
+
+    def gather_params(self):
+        parts = self.targets_
+        if len(parts) == 1:
+            return parts[0]
+        if self.bucket.w is None:
+            self.bucket.w = torch.empty(self.bucket.numel, device=self.bucket.device, dtype=self.cdtype)
+        return torch.cat(parts, out=self.bucket.w[:self.numel])
+
+    def step_buffer(self):
+        return self.bucket.step_buffer()[:self.numel]
+
+    def views(self, flat):
+        key = flat.data_ptr()
+        views = self._views.get(key)
+        if views is None:
+            if len(self._views) > 64:
+                self._views.clear()
+            views = [flat[o:o + b - a] for _, a, b, o in self.pieces]
+            self._views[key] = views
+        return views
+
+    def targets(self):
+        return self.targets_
+
+    def add_to_params(self, delta, alpha=1.0):
+        if alpha == 1.0:
+            torch._foreach_add_(self.targets_, self.views(delta))
+        else:
+            torch._foreach_add_(self.targets_, self.views(delta), alpha=alpha)
 
 
 class FlatOptimizer(torch.optim.Optimizer):
@@ -233,6 +348,10 @@ class FlatOptimizer(torch.optim.Optimizer):
     saved in the state dict); they implement ``_new_engine(numel, sizes, device, dtype)`` and may
     override ``_check_settings(settings)`` to refuse a group setting.
     """
+
+    # an element-wise update on CPU runs in windows of this many bytes per tensor (0: never): a
+    # window's gradient, temporaries and update stay in cache (L2) between the passes over it
+    chunk_bytes = 1 << 20
 
     def __init__(self, params, lr, total_steps, warmup_steps=0, base_schedule="warmup_cosine", hold_steps=0,
                  momentum=None, check_finite=False):
@@ -331,31 +450,62 @@ class FlatOptimizer(torch.optim.Optimizer):
         return loss
 
     def _step_bucket(self, bucket, t, lr_t, m_t):
-        g = bucket.gather_grads()
-        if self.momentum_kind == "none" and not self.check_finite and bucket.cdtype == bucket.dtype:
+        if not self._chunked(bucket):
+            self._step_part(bucket, t, lr_t, m_t)
+            return
+        # the whole step, window after window: each window's temporaries stay in cache
+        bucket.flat_grads = [p.grad.reshape(-1) for p in bucket.params]
+        try:
+            for window in bucket.windows(self.chunk_bytes // bucket.g.element_size()):
+                self._step_part(window, t, lr_t, m_t)
+        finally:
+            bucket.flat_grads = None
+
+    def _chunked(self, bucket):
+        """Whether the bucket's step runs in windows: an element-wise update on CPU (on an accelerator
+        one kernel over the whole bucket is faster), larger than a window, without check_finite (it
+        must see the whole update before applying any), in the parameters' own dtype, with contiguous
+        parameters, and with the bucket's own methods (a subclass may replace them)."""
+        return (self.chunk_bytes and not self.check_finite and bucket.device.type == "cpu"
+                and bucket.cdtype == bucket.dtype and bucket.numel * bucket.g.element_size() > self.chunk_bytes
+                and getattr(bucket.engine, "elementwise", False)
+                and all(p.is_contiguous() for p in bucket.params)
+                and not {"add_to_params", "gather_grads"} & vars(bucket).keys()
+                and not {"direction_parts", "direction_scaled"} & vars(bucket.engine).keys())
+
+    def _step_part(self, part, t, lr_t, m_t):
+        """One step over a bucket or a window of one."""
+        g = part.gather_grads()
+        fused = None if self.check_finite else getattr(part.engine, "increment", None)
+        if fused is not None:   # an engine that computes the whole increment (momentum included) at once
+            delta = fused(g, t, part.gather_params, self.momentum_kind, part.M, m_t, self.sign * lr_t)
+            if delta is not None:
+                part.add_to_params(delta)
+                return
+        if self.momentum_kind == "none" and not self.check_finite and part.cdtype == part.dtype:
             # an update ending in a division goes to the weights as one addcdiv (no quotient pass)
-            parts = getattr(bucket.engine, "direction_parts", None)
-            parts = parts(g, t, bucket.gather_params) if parts is not None else None
+            parts = getattr(part.engine, "direction_parts", None)
+            parts = parts(g, t, part.gather_params) if parts is not None else None
             if parts is not None:
                 num, den, scale = parts
-                torch._foreach_addcdiv_(bucket.params, bucket.views(num), bucket.views(den),
+                torch._foreach_addcdiv_(part.targets(), part.views(num), part.views(den),
                                         value=self.sign * lr_t * scale)
                 return
-        u, scale = bucket.engine.direction_scaled(g, t, bucket.gather_params)
+        u, scale = part.engine.direction_scaled(g, t, part.gather_params)
         if self.check_finite and not (math.isfinite(scale) and bool(torch.isfinite(u).all())):
             self.diverged = True
             if self.divergence is None:
                 self.divergence = f"step {self.step_count}: non-finite update from {self.identity!r}"
             return
         alpha = self.sign * lr_t * scale
-        if self.momentum_kind == "nesterov" and bucket.cdtype == bucket.dtype:
+        if self.momentum_kind == "nesterov" and part.cdtype == part.dtype:
             # w += m_t M_new + alpha U as two passes over the weights, not three that build the sum first
-            bucket.M.mul_(m_t).add_(u, alpha=alpha)
-            bucket.add_to_params(bucket.M, m_t)
-            bucket.add_to_params(u, alpha)
+            part.M.mul_(m_t).add_(u, alpha=alpha)
+            part.add_to_params(part.M, m_t)
+            part.add_to_params(u, alpha)
             return
-        delta, alpha = momentum_increment(self.momentum_kind, u, alpha, bucket.M, m_t, bucket.step_buffer)
-        bucket.add_to_params(delta, alpha)
+        delta, alpha = momentum_increment(self.momentum_kind, u, alpha, part.M, m_t, part.step_buffer)
+        part.add_to_params(delta, alpha)
 
     def _buckets_of(self, gi, group):
         by_kind = {}

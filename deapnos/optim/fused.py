@@ -15,6 +15,12 @@ def _scratch_like(scratch, i, like):
     return None
 
 
+def _over_b(out, b, a):
+    # ``out`` is b's own buffer and not a's: the bound built from b may go straight to ``out``
+    return (out is not None and out.data_ptr() == b.data_ptr() and out.shape == b.shape
+            and a.data_ptr() != b.data_ptr())
+
+
 def k_clip_nonneg(a, b, out=None, scratch=None):
     # clip a to [-b, b] for b >= 0 known statically: the |b| pass of k_clip is not needed
     lo = torch.neg(b, out=_scratch_like(scratch, 0, b))
@@ -22,17 +28,19 @@ def k_clip_nonneg(a, b, out=None, scratch=None):
 
 
 def k_clip_scaled(a, b, c, out=None, scratch=None):
-    # clip a to [-c|b|, c|b|], c > 0 a per-step scalar
-    hi = torch.abs(b, out=_scratch_like(scratch, 0, b))
+    # clip a to [-c|b|, c|b|], c > 0 a per-step scalar; over b's own buffer the bound is built in place
+    over = _over_b(out, b, a)
+    hi = torch.abs(b, out=out if over else _scratch_like(scratch, 0, b))
     hi = torch.mul(hi, c, out=hi)
-    lo = torch.neg(hi, out=_scratch_like(scratch, 1, b))
+    lo = torch.neg(hi, out=_scratch_like(scratch, 0 if over else 1, b))
     return torch.clamp(a, lo, hi, out=out)
 
 
 def k_clip_nonneg_scaled(a, b, c, out=None, scratch=None):
     # k_clip_scaled for b >= 0 known statically
-    hi = torch.mul(b, c, out=_scratch_like(scratch, 0, b))
-    lo = torch.neg(hi, out=_scratch_like(scratch, 1, b))
+    over = _over_b(out, b, a)
+    hi = torch.mul(b, c, out=out if over else _scratch_like(scratch, 0, b))
+    lo = torch.neg(hi, out=_scratch_like(scratch, 0 if over else 1, b))
     return torch.clamp(a, lo, hi, out=out)
 
 

@@ -29,6 +29,14 @@ def _tmp(scratch, i, like):
     return None
 
 
+def _over(out, b, a):
+    """``out`` is ``b``'s own buffer (the optimizer writes over a dying input) and not ``a``'s: a
+    temporary built from ``b`` alone may then go straight to ``out`` (in place: a pass and a buffer
+    fewer than through scratch)."""
+    return (out is not None and out.data_ptr() == b.data_ptr() and out.shape == b.shape
+            and a.data_ptr() != b.data_ptr())
+
+
 def k_neg(x, out=None, scratch=None):
     return torch.neg(x, out=out)
 
@@ -196,7 +204,7 @@ def k_div(a, b, out=None, scratch=None):
 
 def k_div_nonneg(a, b, out=None, scratch=None):
     # k_div for b >= 0 known statically (sqrt, abs, exp, ...): two passes fewer
-    d = torch.add(b, 1e-7, out=_tmp(scratch, 0, b))
+    d = torch.add(b, 1e-7, out=out if _over(out, b, a) else _tmp(scratch, 0, b))
     return torch.div(a, d, out=out)
 
 
@@ -209,7 +217,7 @@ def k_div_eps(a, b, eps, out=None, scratch=None):
 
 
 def k_div_nonneg_eps(a, b, eps, out=None, scratch=None):
-    d = torch.add(b, eps, out=_tmp(scratch, 0, b))
+    d = torch.add(b, eps, out=out if _over(out, b, a) else _tmp(scratch, 0, b))
     return torch.div(a, d, out=out)
 
 
@@ -221,9 +229,10 @@ def k_divsqrt(a, b, out=None, scratch=None):
 
 
 def k_clip(a, b, out=None, scratch=None):
-    # clip a to [-|b|, |b|]
-    hi = torch.abs(b, out=_tmp(scratch, 0, b))
-    lo = torch.neg(hi, out=_tmp(scratch, 1, b))
+    # clip a to [-|b|, |b|]; over b's own buffer the bound |b| is built in place
+    over = _over(out, b, a)
+    hi = torch.abs(b, out=out if over else _tmp(scratch, 0, b))
+    lo = torch.neg(hi, out=_tmp(scratch, 0 if over else 1, b))
     return torch.clamp(a, lo, hi, out=out)
 
 
@@ -267,7 +276,8 @@ def k_norm(x, sizes, out=None, scratch=None):
     # clip by L2 norm 1 over each parameter tensor: x * min(1, 1/||x||)
     norms = torch.stack(torch._foreach_norm(list(torch.split(x.reshape(-1), sizes))))
     scale = torch.clamp_max(torch.reciprocal(norms), 1.0)
-    scale = torch.repeat_interleave(scale, torch.tensor(sizes, device=x.device)).to(x.dtype)
+    # output_size: no read of the sizes back from the device (and a size a tracer knows)
+    scale = torch.repeat_interleave(scale, torch.tensor(sizes, device=x.device), output_size=x.numel()).to(x.dtype)
     return torch.mul(x, scale, out=out)
 
 
