@@ -128,12 +128,12 @@ def test_halving_drops_survivors_that_cannot_catch_up():
 
 
 def test_the_cut_projects_the_runs_best_recent_gain():
-    """_BehindStop: a run gaining fast enough to reach the reference goes on; the same scores with
+    """BehindStop: a run gaining fast enough to reach the reference goes on; the same scores with
     the gain slowing down are cut; never before first_epoch nor at the last epoch."""
-    from deapnos.evaluate.protocol import _BehindStop
+    from deapnos.evaluate.stops import BehindStop
 
     def stop(scores, reference=1.0, factor=2.0, epochs=10, first=3):
-        s = _BehindStop(lambda e, r: False, reference, factor, epochs, first, "final")
+        s = BehindStop(lambda e, r: False, reference, factor, epochs, first, "final")
         fired = [s(e, {"val_score": v}) for e, v in enumerate(scores)]
         return fired, s
     # 0.6 at epoch 3, gaining 0.1 an epoch: 0.6 + 2 * 0.1 * 6 = 1.8 >= 1.0, goes on

@@ -25,6 +25,7 @@ from ..space.genome import Genome
 from .protocol_config import COMPAT_PROTOCOL, SCREENS, ProtocolConfig, protocol_config, protocol_table
 from .result import EvalResult
 from .tasks import Task
+from .stops import AccuracyStop, BehindStop, BlowUpStop, cuts, pruner
 from .training import Training, TrainingTimeout
 from .ident import worker_id
 from .run_parts import _error, _Failure, _seeded_model, _val_score, _where, progress  # noqa: F401
@@ -309,75 +310,6 @@ def _continues(config: ProtocolConfig, budget: Budget) -> bool:
             and budget.screen_steps_per_epoch == budget.steps_per_epoch and budget.screen_epochs <= budget.epochs)
 
 
-class _AccuracyStop:
-    """The paper's early stop: at the end of an epoch of index >= ``epoch``, train accuracy < ``acc``."""
-
-    def __init__(self, epoch: int, acc: float):
-        self.epoch, self.acc = epoch, acc
-
-    def __call__(self, epoch: int, record: dict) -> bool:
-        return epoch >= self.epoch and record["train_acc"] < self.acc
-
-
-class _BlowUpStop:
-    """The relative early stop: an epoch's train loss above ``factor`` x the untrained model's loss."""
-
-    def __init__(self, factor: float):
-        self.factor = factor
-        self.fired = False
-
-    def __call__(self, epoch: int, record: dict) -> bool:
-        initial = record.get("initial_loss")
-        if initial is None or not math.isfinite(initial) or initial <= 0:
-            return False
-        self.fired = record["train_loss"] > self.factor * initial
-        return self.fired
-
-
-class _BehindStop:
-    """Stops a full run that cannot catch up with the reference (``protocol.cut_factor``): at an epoch's
-    end from the screen's last on, the run's score plus ``factor`` times its best gain per epoch of the
-    last two epochs, kept up to the last epoch, still ends below ``reference`` (the reference's score
-    on the same task and seed).  Also stops on ``blow_up``."""
-
-    def __init__(self, blow_up, reference: float, factor: float, epochs: int, first_epoch: int, score: str):
-        self.blow_up, self.reference, self.factor = blow_up, float(reference), float(factor)
-        self.epochs, self.first_epoch, self.score = epochs, first_epoch, score
-        self.scores: list[float] = []
-        self.fired = False
-        self.why = ""
-
-    def seen(self, record: dict) -> None:
-        value = record.get("val_score")
-        self.scores.append(float(value) if value is not None else -math.inf)
-
-    def hopeless(self, epoch: int) -> bool:
-        if epoch < self.first_epoch or not self.scores or epoch >= self.epochs - 1:
-            return False
-        now, reach = best_reach(self.scores, epoch, self.epochs, self.factor, self.score)
-        if reach < self.reference:
-            self.fired = True
-            self.why = (f"cut at epoch {epoch}: score {now:.4g}, at best {reach:.4g} by the last epoch, below the "
-                        f"reference's {self.reference:.4g}")
-        return self.fired
-
-    def __call__(self, epoch: int, record: dict) -> bool:
-        if self.blow_up(epoch, record):
-            return True
-        self.seen(record)
-        return self.hopeless(epoch)
-
-
-def best_reach(scores: list[float], epoch: int, epochs: int, factor: float, score: str) -> tuple[float, float]:
-    """(score now, the most it can reach by the last of ``epochs``): the run's score (its last, or its
-    best with ``score = "best"``) plus ``factor`` times its best gain per epoch of the last two epochs
-    for every epoch left after ``epoch``."""
-    now = max(scores) if score == "best" else scores[-1]
-    recent = scores[-3:]
-    gains = [b - a for a, b in zip(recent, recent[1:]) if math.isfinite(a) and math.isfinite(b)]
-    return now, now + factor * max([0.0, *gains]) * (epochs - 1 - epoch)
-
-
 @torch.no_grad()
 def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
     """Mean training loss of the untrained model over the first ``steps`` batches: the same model
@@ -401,42 +333,6 @@ def choose_lr(scores: list[float]) -> int:
     if not scores:
         raise ValueError("no screening scores")
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
-
-
-def _cuts(config: ProtocolConfig, reference: float | None) -> bool:
-    """Whether runs that cannot catch up with ``reference`` stop (``protocol.cut_factor``)."""
-    return (reference is not None and math.isfinite(reference) and bool(config.cut_factor)
-            and config.screen == "relative")
-
-
-def _pruner(runs: dict, untrained: float, config: ProtocolConfig, budget: Budget, reference: float | None):
-    """``prune(lrs, epoch)`` for successive halving: all the survivors while one of them can still
-    catch up with the reference by the full run's end (:func:`best_reach`); when none can, only the
-    best of them by the protocol's rule, for the screen must still choose an LR or screen the
-    candidate out."""
-    from .halving import rank_key
-    assert reference is not None and config.cut_factor is not None
-    factor = config.cut_factor
-
-    def entry(lr: float) -> dict:
-        run, stop = runs[lr]
-        blown = run.outcome.diverged or (isinstance(stop, _BlowUpStop) and stop.fired)
-        last = run.outcome.curve[-1] if run.outcome.curve else {}
-        return {"lr": lr, "score": -config.diverge_factor if blown else progress(run.outcome, untrained),
-                "val_score": None if blown else last.get("val_score")}
-
-    def hopeless(lr: float, epoch: int) -> bool:
-        run = runs[lr][0]
-        scores = [r.get("val_score") for r in run.outcome.curve]
-        if run.finished or len(scores) < 2 or any(v is None for v in scores):
-            return False        # out anyway (diverged), or no gain to judge by yet (one epoch)
-        return best_reach(scores, epoch, budget.epochs, factor, config.score)[1] < reference
-
-    def prune(lrs: list[float], epoch: int) -> list[float]:
-        if any(not hopeless(lr, epoch) for lr in lrs):
-            return lrs      # a candidate that may still win keeps the grid's choice among its survivors
-        return [max(lrs, key=lambda lr: rank_key(entry(lr), config.min_progress))]
-    return prune
 
 
 def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, device, deadline,
@@ -463,8 +359,8 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         for value in lrs:
             known = runs.get(value) if runs is not None else None
             if known is None or known[0].epochs_done > epochs or known[0].finished:
-                blow_up = None if paper else _BlowUpStop(config.diverge_factor)
-                stop = (_AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
+                blow_up = None if paper else BlowUpStop(config.diverge_factor)
+                stop = (AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
                         else blow_up)
                 run = _start_run(spec, task, data, seed, value, config, budget, device, deadline,
                                  steps_per_epoch=budget.screen_steps_per_epoch, snapshots=runs is not None)
@@ -476,7 +372,7 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             if runs is not None:
                 runs[value] = known
             model = run.model
-            diverged = outcome.diverged or (isinstance(stop, _BlowUpStop) and stop.fired)
+            diverged = outcome.diverged or (isinstance(stop, BlowUpStop) and stop.fired)
             # a diverged run scores below any run that did not (progress >= 1 - diverge_factor)
             if paper:
                 score = outcome.best_train_acc
@@ -510,8 +406,8 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
 
     if not paper and config.screen_schedule == "halving":   # issue 16: evaluate/halving.py
         from .halving import successive_halving
-        prune = (_pruner(runs, untrained, config, budget, reference)
-                 if runs is not None and on_validation and _cuts(config, reference) else None)
+        prune = (pruner(runs, untrained, config, budget.epochs, reference)
+                 if runs is not None and on_validation and cuts(config, reference) else None)
         successive_halving(screen_lrs, config.screen_lrs_a + config.screen_lrs_b, screen, budget.screen_epochs,
                            config.min_progress, prune)
     else:
@@ -540,13 +436,13 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
                                                                 deadline, result.screen, runs, reference)
     result.lr = lr
 
-    stop: _AccuracyStop | _BlowUpStop | _BehindStop = (
-        _AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
-        else _BlowUpStop(config.diverge_factor))
+    stop: AccuracyStop | BlowUpStop | BehindStop = (
+        AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
+        else BlowUpStop(config.diverge_factor))
     behind = None
-    if _cuts(config, reference):
+    if cuts(config, reference):
         assert reference is not None and config.cut_factor is not None
-        stop = behind = _BehindStop(stop, reference, config.cut_factor, budget.epochs,
+        stop = behind = BehindStop(stop, reference, config.cut_factor, budget.epochs,
                                     min(budget.screen_epochs, budget.epochs) - 1, config.score)
     kept = runs.pop(lr, None) if runs else None
     if runs:
