@@ -71,6 +71,23 @@ def _stacked_forward(model: torch.nn.Module, k: int):
     return params, buffers, lambda p, x: batched(p, buffers, x)
 
 
+def _member_losses(loss_fn: Callable, k: int) -> Callable:
+    """``f(out, y)`` -> the K members' losses: the task's loss under ``vmap`` (one call), or one call
+    per member for a loss vmap cannot run."""
+    from torch.func import vmap
+    batched = vmap(loss_fn, in_dims=(0, None))
+    state = {"vmap": True}
+
+    def losses(out, y):
+        if state["vmap"]:
+            try:
+                return batched(out, y)
+            except Exception:  # noqa: BLE001 - a loss vmap cannot run: per member from now on
+                state["vmap"] = False
+        return torch.stack([loss_fn(out[i], y) for i in range(k)])
+    return losses
+
+
 def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_data, *, epochs: int,
                   steps_per_epoch: int, total_steps: int, warmup_steps: int, loss_fn: Callable,
                   accuracy_fn: Callable, device, seed: int = 0,
@@ -103,6 +120,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             from None
     pending = (x, y)    # the probe's batch is step 0's (a new pass would reshuffle: another order)
     plist = list(params.values())
+    member_losses = _member_losses(loss_fn, k)
     opt = _StackedEvolvedOptimizer(plist, genome, lrs, total_steps=total_steps, warmup_steps=warmup_steps,
                                    seed=seed)
     outcomes = [TrainOutcome() for _ in range(k)]
@@ -130,7 +148,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             for p in plist:
                 p.grad = None
             out = forward(params, x)
-            losses = torch.stack([loss_fn(out[i], y) for i in range(k)])
+            losses = member_losses(out, y)
             lv = losses.detach()
             finite = torch.isfinite(lv).tolist()
             for i in range(k):
