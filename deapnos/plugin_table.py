@@ -119,3 +119,17 @@ def format_table(rows: list[dict]) -> str:
     for line in [header] + body:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(line[:4], widths)) + "  " + line[4])
     return "\n".join(lines)
+
+
+def print_plugins(pm, as_json: bool, autoload_env: str) -> int:
+    """Print ``deapnos plugins``' listing of ``pm`` (a table, or JSON); 1 when a plugin failed to load or
+    to answer, else 0.  ``autoload_env``: the variable that turned autoloading off, named when it did."""
+    import json
+    rows = plugin_info(pm)
+    if as_json:
+        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
+    else:
+        if not pm.autoload:
+            print(f"{autoload_env} is set: installed plugins are not loaded unless named with -p")
+        print(format_table(rows) if rows else "no plugins loaded")
+    return 1 if any(r["error"] for r in rows) else 0

@@ -340,18 +340,9 @@ def _configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    import json
-
-    from .plugin_table import format_table, plugin_info
+    from .plugin_table import print_plugins
     pm = get_plugin_manager(getattr(args, "plugins", None) or (), strict=False)
-    rows = plugin_info(pm)
-    if getattr(args, "json", False):
-        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
-    else:
-        if not pm.autoload:
-            print(f"{DISABLE_AUTOLOAD_ENV} is set: installed plugins are not loaded unless named with -p")
-        print(format_table(rows) if rows else "no plugins loaded")
-    return 1 if any(r["error"] for r in rows) else 0
+    return print_plugins(pm, getattr(args, "json", False), DISABLE_AUTOLOAD_ENV)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,9 @@ job.  Details: docs/plugins.md, "Errors".
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from ..plugin_table import describe, format_table, plugin_info  # noqa: F401  (describe: importable from here)
+from ..plugin_table import describe, format_table, plugin_info, print_plugins  # noqa: F401  (importable from here)
 from ..plugins import DISABLE_AUTOLOAD_ENV, add_plugin_options
 
 
@@ -24,14 +23,7 @@ def run_command(args: argparse.Namespace) -> int:
     plugin failed to load or to answer, else 0."""
     from ..context import build_context
     pm = build_context(getattr(args, "plugins", None) or (), strict=False, eager=False).pm
-    rows = plugin_info(pm)
-    if getattr(args, "json", False):
-        print(json.dumps({"autoload": pm.autoload, "plugins": rows}, indent=2))
-    else:
-        if not pm.autoload:
-            print(f"{DISABLE_AUTOLOAD_ENV} is set: installed plugins are not loaded unless named with -p")
-        print(format_table(rows) if rows else "no plugins loaded")
-    return 1 if any(r["error"] for r in rows) else 0
+    return print_plugins(pm, getattr(args, "json", False), DISABLE_AUTOLOAD_ENV)
 
 
 def main(argv: list[str] | None = None) -> int:
