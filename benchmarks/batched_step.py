@@ -48,14 +48,14 @@ def main(argv=None) -> int:
         x, y = x.to(device), y.to(device)
         model = task.build_model(data.num_classes).to(device).train()
 
-        def single():
+        def single(model=model, task=task, x=x, y=y):
             model.zero_grad(set_to_none=True)
             task.loss(model(x), y).backward()
         steps = {"1 copy": single}
         for k in args.ks:
             params, _, forward = _stacked_forward(model, k)
 
-            def stacked(params=params, forward=forward, k=k):
+            def stacked(params=params, forward=forward, k=k, x=x, y=y):
                 out = forward(params, x)
                 losses = F.cross_entropy(out.reshape(k * len(y), -1), y.repeat(k), reduction="none")
                 torch.autograd.grad(losses.view(k, -1).mean(1).sum(), list(params.values()))
