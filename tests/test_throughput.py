@@ -164,3 +164,23 @@ def test_bad_protocol_values_are_one_line_errors():
         with pytest.raises(ValueError) as err:
             ProtocolConfig.from_dict({field: bad})
         assert f"protocol.{field}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_kept_data_and_untrained_loss_change_nothing():
+    """The second evaluation of a (task, seed) reuses the first one's data and untrained loss
+    (evaluate/task_cache.py): its result equals one computed with nothing kept; another seed or
+    another task object gets its own."""
+    from deapnos.evaluate import task_cache
+    task = toy_task()
+    task_cache.clear()
+    fresh = evaluate_genome("adam", task, seed=4, device="cpu")
+    data = task_cache.cached(task, "cpu", 4, "data", lambda: None)
+    assert data is not None                               # kept by the evaluation above
+    again = evaluate_genome("adam", task, seed=4, device="cpu")
+    assert task_cache.cached(task, "cpu", 4, "data", lambda: None) is data
+    assert again.to_dict() | {"seconds": 0, "worker": ""} == fresh.to_dict() | {"seconds": 0, "worker": ""}
+    assert task_cache.cached(task, "cpu", 5, "data", lambda: "new") == "new"
+    other = toy_task()
+    assert task_cache.cached(other, "cpu", 4, "data", lambda: "other") == "other"
+    assert len(task_cache._entries) == task_cache.KEEP    # the oldest key was let go
+    task_cache.clear()

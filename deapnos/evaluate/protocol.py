@@ -25,10 +25,11 @@ from ..space.genome import Genome
 from .protocol_config import COMPAT_PROTOCOL, SCREENS, ProtocolConfig, protocol_config, protocol_table
 from .result import EvalResult
 from .tasks import Task
+from .task_cache import cached
 from .stops import AccuracyStop, BehindStop, BlowUpStop, cuts, pruner
 from .training import Training, TrainingTimeout
 from .ident import worker_id
-from .run_parts import _error, _Failure, _seeded_model, _val_score, _where, progress  # noqa: F401
+from .run_parts import _error, _Failure, _seeded_model, _untrained_loss, _val_score, _where, progress  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def _evaluate(genome, task: Task, seed: int, config: ProtocolConfig, device: tor
         with torch.random.fork_rng(devices=devices, enabled=True):
             torch.manual_seed(seed)
             try:
-                data = task.build_data(device, seed)
+                data = cached(task, device, seed, "data", lambda: task.build_data(device, seed))
             except Exception as exc:  # noqa: BLE001
                 raise _error(task, "loading data", exc) from None
             _run_protocol(spec, task, data, seed, config, budget, device, deadline, result, reference)
@@ -310,24 +311,6 @@ def _continues(config: ProtocolConfig, budget: Budget) -> bool:
             and budget.screen_steps_per_epoch == budget.steps_per_epoch and budget.screen_epochs <= budget.epochs)
 
 
-@torch.no_grad()
-def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
-    """Mean training loss of the untrained model over the first ``steps`` batches: the same model
-    and batches every screening run starts from (forward passes only, in training mode)."""
-    model = _seeded_model(task, data, seed, device)
-    model.train()
-    total, n, batches = 0.0, 0, iter(data.train)
-    for _ in range(steps):
-        try:
-            x, y = next(batches)
-        except StopIteration:
-            batches = iter(data.train)
-            x, y = next(batches)
-        total += float(task.loss(model(x.to(device)), y.to(device)))
-        n += 1
-    return total / max(n, 1)
-
-
 def choose_lr(scores: list[float]) -> int:
     """Index of the best screening score, in screening order; ties go to the earliest."""
     if not scores:
@@ -348,7 +331,9 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
     untrained = 0.0
     if not paper:
         try:
-            untrained = _untrained_loss(task, data, seed, budget.screen_steps_per_epoch, device)
+            steps = budget.screen_steps_per_epoch
+            untrained = cached(task, device, seed, ("untrained", steps),
+                               lambda: _untrained_loss(task, data, seed, steps, device))
         except _Failure:
             raise
         except Exception as exc:  # noqa: BLE001

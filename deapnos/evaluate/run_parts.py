@@ -1,7 +1,8 @@
 """The pieces of one training run that the protocol and the batched screen share: the failure
 that ends an evaluation (with where it happened), a seeded fresh model, the validation score and
 the progress of a run.  Below both (:mod:`deapnos.evaluate.protocol`, :mod:`.batched`), so that
-neither imports the other back."""
+neither imports the other back.  Also the untrained model's loss, the yardstick of the relative
+screen's progress."""
 from __future__ import annotations
 
 import math
@@ -81,3 +82,21 @@ def _val_score(model, task: Task, data, device, record: dict | None = None) -> f
         record.update(scored)
     value = scored["val_score"]
     return float(value) if math.isfinite(value) else None
+
+
+@torch.no_grad()
+def _untrained_loss(task: Task, data, seed: int, steps: int, device) -> float:
+    """Mean training loss of the untrained model over the first ``steps`` batches: the same model
+    and batches every screening run starts from (forward passes only, in training mode)."""
+    model = _seeded_model(task, data, seed, device)
+    model.train()
+    total, n, batches = 0.0, 0, iter(data.train)
+    for _ in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(data.train)
+            x, y = next(batches)
+        total += float(task.loss(model(x.to(device)), y.to(device)))
+        n += 1
+    return total / max(n, 1)
