@@ -37,15 +37,16 @@ def n_keep(n: int) -> int:
 
 
 def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], screen: list, epochs: int,
-                       min_progress: float, prune: Callable[[list[float], int], list[float]] | None = None
+                       min_progress: float, prune: Callable[[list[dict], int], list[float]] | None = None
                        ) -> list[dict]:
     """Screen ``lrs`` in two rungs through ``screen_lrs(lrs, epochs=...)`` (which appends one entry per
     LR to ``screen``).  ``screen`` ends with the full-length runs only, the ones the protocol chooses
     among; the first rung's entries are returned (each marked ``"rung": 0``).
 
-    ``prune(lrs, epoch)``: with runs that go on (``protocol.reuse_screen``), the survivors are trained
-    an epoch at a time and, after each, only the LRs ``prune`` keeps go on (the protocol drops those
-    that cannot catch up with the reference; it always keeps one).  When every survivor's screening run
+    ``prune(entries, epoch)``: with runs that go on (``protocol.reuse_screen``), the survivors are
+    trained an epoch at a time and, after each (from their second epoch on: a gain needs two scores),
+    only the LRs ``prune`` keeps of that epoch's entries go on (the protocol drops those that cannot
+    catch up with the reference; it always keeps one).  When every survivor's screening run
     diverges, the other LRs of the grid get theirs too."""
     lrs = list(lrs)
     if epochs <= RUNG0_EPOCHS or len(lrs) <= MIN_KEEP:
@@ -59,11 +60,11 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
         entry["rung"] = 0
     alive = survivors(rung0, min_progress, n_keep(len(lrs)))
     if prune is not None:
-        alive = prune(alive, RUNG0_EPOCHS - 1)
         for done in range(RUNG0_EPOCHS + 1, epochs):
             screen_lrs(alive, epochs=done)
+            latest = screen[start:]
             del screen[start:]
-            alive = prune(alive, done - 1)
+            alive = prune(latest, done - 1)
     done = len(screen)
     screen_lrs(alive, epochs=epochs)
     if all(e["diverged"] for e in screen[done:]):

@@ -343,7 +343,8 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         epochs = epochs or budget.screen_epochs
         for value in lrs:
             known = runs.get(value) if runs is not None else None
-            if known is None or known[0].epochs_done > epochs or known[0].finished:
+            # a kept run that stopped (it blew up) keeps its outcome: trained again, it would only repeat it
+            if known is None or known[0].epochs_done > epochs:
                 blow_up = None if paper else BlowUpStop(config.diverge_factor)
                 stop = (AccuracyStop(config.screen_early_stop_epoch, config.screen_early_stop_acc) if paper
                         else blow_up)
@@ -391,7 +392,7 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
 
     if not paper and config.screen_schedule == "halving":   # issue 16: evaluate/halving.py
         from .halving import successive_halving
-        prune = (pruner(runs, untrained, config, budget.epochs, reference)
+        prune = (pruner(runs, config, budget.epochs, reference)
                  if runs is not None and on_validation and cuts(config, reference) else None)
         successive_halving(screen_lrs, config.screen_lrs_a + config.screen_lrs_b, screen, budget.screen_epochs,
                            config.min_progress, prune)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 from .protocol_config import ProtocolConfig
-from .run_parts import progress
 
 
 class AccuracyStop:
@@ -89,21 +88,15 @@ def cuts(config: ProtocolConfig, reference: float | None) -> bool:
             and config.screen == "relative")
 
 
-def pruner(runs: dict, untrained: float, config: ProtocolConfig, epochs: int, reference: float | None):
-    """``prune(lrs, epoch)`` for successive halving: all the survivors while one of them can still
-    catch up with the reference by the full run's end (:func:`best_reach`); when none can, only the
-    best of them by the protocol's rule, for the screen must still choose an LR or screen the
+def pruner(runs: dict, config: ProtocolConfig, epochs: int, reference: float | None):
+    """``prune(entries, epoch)`` for successive halving, given the survivors' screen entries after
+    ``epoch``: all their LRs while one of them can still catch up with the reference by the full
+    run's end (:func:`best_reach` over its run's validation scores, in ``runs``); when none can, only
+    the best entry's by the protocol's rule, for the screen must still choose an LR or screen the
     candidate out."""
     from .halving import rank_key
     assert reference is not None and config.cut_factor is not None
     factor = config.cut_factor
-
-    def entry(lr: float) -> dict:
-        run, stop = runs[lr]
-        blown = run.outcome.diverged or (isinstance(stop, BlowUpStop) and stop.fired)
-        last = run.outcome.curve[-1] if run.outcome.curve else {}
-        return {"lr": lr, "score": -config.diverge_factor if blown else progress(run.outcome, untrained),
-                "val_score": None if blown else last.get("val_score")}
 
     def hopeless(lr: float, epoch: int) -> bool:
         run = runs[lr][0]
@@ -112,8 +105,9 @@ def pruner(runs: dict, untrained: float, config: ProtocolConfig, epochs: int, re
             return False        # out anyway (diverged), or no gain to judge by yet (one epoch)
         return best_reach(scores, epoch, epochs, factor, config.score)[1] < reference
 
-    def prune(lrs: list[float], epoch: int) -> list[float]:
+    def prune(entries: list[dict], epoch: int) -> list[float]:
+        lrs = [e["lr"] for e in entries]
         if any(not hopeless(lr, epoch) for lr in lrs):
             return lrs      # a candidate that may still win keeps the grid's choice among its survivors
-        return [max(lrs, key=lambda lr: rank_key(entry(lr), config.min_progress))]
+        return [max(entries, key=lambda e: rank_key(e, config.min_progress))["lr"]]
     return prune

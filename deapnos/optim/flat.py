@@ -172,6 +172,18 @@ def _compute_dtype(dtype):
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
+def _cached_views(cache, flat, make):
+    """``make(flat)``, the views a step adds through, cached by ``flat``'s storage address (a bucket's
+    few flat buffers; the cache is emptied past 64 addresses)."""
+    key = flat.data_ptr()
+    views = cache.get(key)
+    if views is None:
+        if len(cache) > 64:
+            cache.clear()
+        views = cache[key] = make(flat)
+    return views
+
+
 class _Bucket:
     """Parameters of one group on one device with one dtype, their flat gradient and momentum."""
 
@@ -202,14 +214,8 @@ class _Bucket:
 
     def views(self, flat):
         """Per-parameter views of a flat tensor (cached by storage address)."""
-        key = flat.data_ptr()
-        views = self._views.get(key)
-        if views is None:
-            if len(self._views) > 64:
-                self._views.clear()
-            views = [v.view_as(p) for v, p in zip(torch.split(flat, self.sizes), self.params)]
-            self._views[key] = views
-        return views
+        return _cached_views(self._views, flat,
+                             lambda f: [v.view_as(p) for v, p in zip(torch.split(f, self.sizes), self.params)])
 
     def gather_grads(self):
         grads = [p.grad.reshape(-1) for p in self.params]
@@ -315,14 +321,7 @@ class _Window:
         return self.bucket.step_buffer()[:self.numel]
 
     def views(self, flat):
-        key = flat.data_ptr()
-        views = self._views.get(key)
-        if views is None:
-            if len(self._views) > 64:
-                self._views.clear()
-            views = [flat[o:o + b - a] for _, a, b, o in self.pieces]
-            self._views[key] = views
-        return views
+        return _cached_views(self._views, flat, lambda f: [f[o:o + b - a] for _, a, b, o in self.pieces])
 
     def targets(self):
         return self.targets_
