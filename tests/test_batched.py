@@ -37,13 +37,16 @@ def test_batched_screen_equals_sequential(tasks, genome, k):
     assert any(e["diverged"] for e in seq.screen) and any(not e["diverged"] for e in seq.screen)
 
 
-def test_batched_final_params_equal_sequential_runs(tasks):
-    """train_batched's member k ends where a separate EvolvedOptimizer run at LR k ends."""
+@pytest.mark.parametrize("text", ["momentum", "none ~ norm(g)", "mom ~ id(norm(sign_lion))"])
+def test_batched_final_params_equal_sequential_runs(tasks, text):
+    """train_batched's member k ends where a separate EvolvedOptimizer run at LR k ends; also for
+    ``norm``, which clips each parameter tensor: each member's own, not the K stacked copies."""
     from deapnos.optim.optimizer import EvolvedOptimizer
     from deapnos.evaluate.training import train
     from deapnos import zoo
+    from deapnos.space.genome import Genome
     task = tasks["ill-conditioned"]
-    genome = zoo.get("momentum")
+    genome = zoo.get(text) if "~" not in text else Genome.parse(text)
     data = task.build_data(torch.device("cpu"), 0)
     lrs = [0.3, 0.01, 1e-4]
 
@@ -92,6 +95,27 @@ def test_unbatchable_model_falls_back_and_says_so_once(tasks, caplog):
     assert len(msgs) == 1 and "digits-hard" in msgs[0] and "\n" not in msgs[0]
     assert [e["score"] for e in bat.screen] == [e["score"] for e in seq.screen]
     assert bat.fitness == seq.fitness
+
+
+def test_genome_with_random_ops_is_screened_one_lr_at_a_time(tasks, caplog):
+    """A dropout op draws one mask over the K stacked copies, not the K runs' masks: such a genome
+    (and plugin code, which may mix elements) is not batched, with one warning naming the op."""
+    task = tasks["ill-conditioned"]
+    text = "none ~ drop10(g)"
+    with pytest.raises(batched.NotBatchable, match="drop10"):
+        batched.train_batched(task.build_model(4), text, [0.1, 0.01], task.build_data(torch.device("cpu"), 0).train,
+                              epochs=1, steps_per_epoch=2, total_steps=4, warmup_steps=0, loss_fn=task.loss,
+                              accuracy_fn=task.accuracy, device="cpu")
+    grid = {"step_scale": 0.2, "screen_schedule": "grid"}
+    batched._warned_genomes.clear()
+    with caplog.at_level(logging.WARNING, logger="deapnos.evaluate.batched"):
+        runs = [evaluate_genome(text, task, seed=0, config=ProtocolConfig(**grid, batch_lrs=7), device="cpu")
+                for _ in range(2)]
+    seq = evaluate_genome(text, task, seed=0, config=ProtocolConfig(**grid), device="cpu")
+    said = [r.getMessage() for r in caplog.records if "one LR at a time" in r.getMessage()]
+    assert len(said) == 1 and "drop10" in said[0] and "random" in said[0]
+    for run in runs:       # the same runs as without batching: bit for bit
+        assert run.fitness == seq.fitness and [e["score"] for e in run.screen] == [e["score"] for e in seq.screen]
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True])

@@ -46,6 +46,8 @@ class _StackedEvolvedOptimizer(EvolvedOptimizer):
         scaled = torch.empty_like(scale)
         plain = bucket.add_to_params
         bucket.engine.direction_parts = None      # the fused addcdiv path has no per-member LR
+        # ops over tensor boundaries (norm) see each member's own tensors, not the K stacked copies
+        bucket.engine.sizes = [p[0].numel() for p in params for _ in range(p.shape[0])]
 
         def add_to_params(delta, alpha=1.0):
             plain(torch.mul(delta, scale, out=scaled), alpha)
@@ -98,9 +100,16 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
 
     ``early_stop(member, epoch, record)`` stops one member.  Returns one :class:`TrainOutcome` per
     member and each member's final parameters (by name).  Raises :class:`NotBatchable` when the first
-    forward/backward pass fails under ``vmap``.
+    forward/backward pass fails under ``vmap``, or when the genome's update draws random numbers or
+    runs plugin code (:func:`deapnos.optim.compiler.member_problem`).
     """
     k = check_k(len(lrs))
+    from ..optim.compiler import compile_genome, member_problem
+    from ..space.genome import Genome
+    genome = Genome.parse(genome) if isinstance(genome, str) else genome
+    problem = member_problem(compile_genome(genome, total_steps))
+    if problem is not None:
+        raise NotBatchable(f"genome {genome.to_text()}: {problem}")
     model.train()
     params, buffers, forward = _stacked_forward(model, k)
     batches = iter(train_data)
@@ -210,6 +219,7 @@ __all__ = ["NotBatchable", "check_k", "train_batched", "load_member"]
 
 
 _warned_tasks: set[str] = set()
+_warned_genomes: set[str] = set()    # a reason said once per process, not once per candidate
 
 
 def batched_screen(sequential, spec, task, data, seed, config, budget, device, deadline, untrained: float,
@@ -221,6 +231,14 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
     from .run_parts import _error, _Failure, _seeded_model, _val_score, progress
     k = check_k(config.batch_lrs)
     factor = config.diverge_factor
+    from ..optim.compiler import compile_genome, member_problem
+    problem = member_problem(compile_genome(spec.genome, budget.total_steps))
+    if problem is not None:     # stacked runs would not be the runs the screen makes: one LR at a time
+        if problem not in _warned_genomes:
+            _warned_genomes.add(problem)
+            logging.getLogger(__name__).warning("genome %s: %s; screening one LR at a time", spec.genome.to_text(),
+                                                problem)
+        return sequential
 
     def blown(i, epoch, record):
         initial = record.get("initial_loss")

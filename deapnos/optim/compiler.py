@@ -422,6 +422,25 @@ def _elementwise(instrs: list[Instr], state_specs) -> bool:
     return True
 
 
+def member_problem(plan: Plan) -> str | None:
+    """Why K runs stacked in one bucket (the batched LR screen) would not each follow their own run,
+    or None: an op that draws random numbers (a stacked draw is not the K runs' draws), or plugin code
+    (it may mix elements).  Ops over tensor boundaries (``norm``) are fine: the stacked optimizer
+    gives them each member's tensors."""
+    operands = _operands.__name__
+    for spec in plan.state_specs:
+        if spec.update.__module__ != operands:
+            return f"the state update of {spec.update.__name__} is plugin code"
+    for ins in plan.instrs:
+        if ins.kind == "operand" and getattr(ins.fn, "__module__", None) != operands:
+            return f"operand {ins.label or ins.name!r} is plugin code"
+        if ins.kind == "op" and "generator" in ins.needs:
+            return f"op {ins.name!r} draws random numbers"
+        if ins.kind == "op" and getattr(ins.fn, "__module__", None) not in _ELEMENTWISE_MODULES:
+            return f"op {ins.name!r} is plugin code"
+    return None
+
+
 class PlanRunner(FlatState):
     """Runs a plan over one flat bucket of ``numel`` elements split into tensors of ``sizes``.
 
