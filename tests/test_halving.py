@@ -70,3 +70,35 @@ def test_when_every_survivor_diverges_the_rest_of_the_grid_is_screened():
     successive_halving(screen_lrs, list(first), screen, 4, 0.02)
     assert calls == [(list(first), 1), ([10.0, 1.0, 0.1], 4), ([0.01, 1e-3, 1e-4, 1e-5], 4)]
     assert [e["lr"] for e in screen if not e["diverged"]] == [0.01, 1e-3, 1e-4, 1e-5]
+
+
+@pytest.mark.parametrize("reference", [None, 10.0])
+def test_first_rung_validates_only_runs_that_made_progress(ill_conditioned, monkeypatch, reference):
+    """Below min_progress a run ranks by progress alone, so the first rung leaves it unvalidated
+    (a survivor gets its score later when the pruner needs it): the same result as validating every
+    run, with fewer validation passes.  A reference of 10 (log_loss) makes every survivor hopeless,
+    so the pruner runs."""
+    from deapnos.evaluate import halving, protocol, training
+    calls = []
+    real = training.validate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training, "validate", counted)
+
+    def run():
+        calls.clear()
+        r = evaluate_genome("signsgd", ill_conditioned, seed=0, config=ProtocolConfig(), device="cpu",
+                            reference=reference)
+        return r, len(calls)
+    lazy, lazy_passes = run()
+    eager_halving = halving.successive_halving
+
+    def eager(*args, validate_late=None, **kwargs):     # the oracle: every run of the first rung validated
+        return eager_halving(*args, **kwargs)
+    monkeypatch.setattr(halving, "successive_halving", eager)
+    every, every_passes = run()
+    assert lazy.to_dict() | {"seconds": 0} == every.to_dict() | {"seconds": 0}
+    assert lazy_passes < every_passes
+    assert protocol.ProtocolConfig().screen_schedule == "halving"

@@ -37,8 +37,8 @@ def n_keep(n: int) -> int:
 
 
 def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], screen: list, epochs: int,
-                       min_progress: float, prune: Callable[[list[dict], int], list[float]] | None = None
-                       ) -> list[dict]:
+                       min_progress: float, prune: Callable[[list[dict], int], list[float]] | None = None,
+                       validate_late: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Screen ``lrs`` in two rungs through ``screen_lrs(lrs, epochs=...)`` (which appends one entry per
     LR to ``screen``).  ``screen`` ends with the full-length runs only, the ones the protocol chooses
     among; the first rung's entries are returned (each marked ``"rung": 0``).
@@ -47,18 +47,28 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
     trained an epoch at a time and, after each (from their second epoch on: a gain needs two scores),
     only the LRs ``prune`` keeps of that epoch's entries go on (the protocol drops those that cannot
     catch up with the reference; it always keeps one).  When every survivor's screening run
-    diverges, the other LRs of the grid get theirs too."""
+    diverges, the other LRs of the grid get theirs too.
+
+    ``validate_late(entries)``: with runs that pause, the first rung validates only the runs that
+    made ``min_progress`` (the others rank by progress alone, whatever their validation score), and
+    this validates the survivors left out when ``prune`` needs their scores: same survivors, same
+    results, fewer validation passes."""
     lrs = list(lrs)
     if epochs <= RUNG0_EPOCHS or len(lrs) <= MIN_KEEP:
         screen_lrs(lrs, epochs=epochs)
         return []
     start = len(screen)
-    screen_lrs(lrs, epochs=RUNG0_EPOCHS)
+    if validate_late is not None:
+        screen_lrs(lrs, epochs=RUNG0_EPOCHS, lazy=True)
+    else:
+        screen_lrs(lrs, epochs=RUNG0_EPOCHS)
     rung0 = screen[start:]
     del screen[start:]
     for entry in rung0:
         entry["rung"] = 0
     alive = survivors(rung0, min_progress, n_keep(len(lrs)))
+    if validate_late is not None and prune is not None:    # the survivors' gains need their first scores
+        validate_late([e for e in rung0 if e["lr"] in alive])
     if prune is not None:
         for done in range(RUNG0_EPOCHS + 1, epochs):
             screen_lrs(alive, epochs=done)

@@ -339,7 +339,10 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         except Exception as exc:  # noqa: BLE001
             raise _error(task, "scoring the untrained model", exc) from None
 
-    def screen_lrs(lrs: Iterable[float], epochs: int | None = None):
+    def screen_lrs(lrs: Iterable[float], epochs: int | None = None, lazy: bool = False):
+        """``lazy`` (runs that pause only): validate only the runs that made ``min_progress``, the
+        only ones whose validation score can rank them; the others get theirs from :func:`validate_late`
+        if they are still needed."""
         epochs = epochs or budget.screen_epochs
         for value in lrs:
             known = runs.get(value) if runs is not None else None
@@ -369,7 +372,10 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             if on_validation:       # the model the screening run ends with, scored on held-back data
                 # kept in the run's last epoch record too: the full run going on from it needs it
                 last = outcome.curve[-1] if runs is not None and outcome.curve else None
-                entry["val_score"] = None if diverged else _val_score(model, task, data, device, last)
+                if lazy and runs is not None and not diverged and score < config.min_progress:
+                    entry["val_score"], entry["unvalidated"] = None, True     # ranked by progress alone
+                else:
+                    entry["val_score"] = None if diverged else _val_score(model, task, data, device, last)
             if outcome.diverged:
                 entry["divergence"] = outcome.divergence
             elif diverged:
@@ -390,12 +396,21 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
         what = "train accuracy" if paper else "progress (share of the initial loss removed)"
         raise _Failure("screened_out", f"LR screen{stage}: best {what} {max(scores):.3f} < {thr}")
 
+    def validate_late(entries: list[dict]) -> None:
+        """Validate the runs of ``entries`` that a lazy :func:`screen_lrs` left unvalidated."""
+        assert runs is not None
+        for entry in entries:
+            if entry.pop("unvalidated", False):
+                run = runs[entry["lr"]][0]
+                entry["val_score"] = _val_score(run.model, task, data, device, run.outcome.curve[-1])
+
     if not paper and config.screen_schedule == "halving":   # issue 16: evaluate/halving.py
         from .halving import successive_halving
         prune = (pruner(runs, config, budget.epochs, reference)
                  if runs is not None and on_validation and cuts(config, reference) else None)
         successive_halving(screen_lrs, config.screen_lrs_a + config.screen_lrs_b, screen, budget.screen_epochs,
-                           config.min_progress, prune)
+                           config.min_progress, prune,
+                           validate_late=validate_late if runs is not None and on_validation else None)
     else:
         screen_lrs(config.screen_lrs_a)
         if paper and max(e["score"] for e in screen) < config.stage_a_threshold:
