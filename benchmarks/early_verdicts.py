@@ -13,9 +13,11 @@ references) on each task, seed 0:
   can know of it then);
 * the gap at epoch e: the best showing minus the best reference's validation score at epoch e.
 
-Per task and epoch it prints the smallest gap of a winner and how many losers lie below it: the
-losers that a rule "behind the reference by more than the worst winner was" could have cut at that
-epoch without cutting any winner here (a real rule needs a margin below that, so it cuts fewer).
+Per task and epoch it prints how many winners and losers are behind the reference then (gap < 0):
+the rule "stop a candidate behind the reference's curve at epoch e" cuts those; and the smallest gap
+of a winner with how many losers lie below it: the losers that a rule "behind the reference by more
+than the worst winner was" could have cut at that epoch without cutting any winner here (a real
+rule needs a margin below that, so it cuts fewer).
 
     python benchmarks/early_verdicts.py [--n 30] [--tasks digits-hard ill-conditioned]
 
@@ -80,12 +82,16 @@ def main(argv=None) -> int:
         losers = [r for r in rows if r[1] < 0]
         print(f"{name}: reference {ref.genome} (lr {ref.lr:g}, {ref.fitness:+.4f}); {len(winners)} winners and "
               f"{len(losers)} losers among {len(rows)} candidates that trained")
-        print(f"  {'epoch':>5s} {'reference':>10s} {'worst winner gap':>17s} {'losers below it':>16s}")
+        print(f"  {'epoch':>5s} {'reference':>10s} {'winners behind':>15s} {'losers behind':>14s} "
+              f"{'worst winner gap':>17s} {'losers below it':>16s}")
         for e in range(len(ref_curve)):
             wgaps = [w[2][e] for w in winners if w[2][e] is not None]
             floor = min(wgaps) if wgaps else math.inf
             below = sum(1 for g in losers if g[2][e] is None or g[2][e] < floor)
-            print(f"  {e + 1:5d} {ref_curve[e]:10.4f} {floor:17.4f} {below:10d} of {len(losers)}")
+            behind_w = sum(1 for w in winners if w[2][e] is None or w[2][e] < 0)
+            behind_l = sum(1 for g in losers if g[2][e] is None or g[2][e] < 0)
+            print(f"  {e + 1:5d} {ref_curve[e]:10.4f} {behind_w:8d} of {len(winners):<3d} {behind_l:7d} of {len(losers):<3d} "
+                  f"{floor:17.4f} {below:9d} of {len(losers)}")
     return 0
 
 
