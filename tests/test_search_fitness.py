@@ -329,6 +329,37 @@ def test_the_horizon_check_runs_the_held_out_tasks_at_four_times_the_steps(env, 
     assert s.cfg.tasks == {}         # the config (and so the checkpoint's fingerprint) is untouched
 
 
+@pytest.mark.parametrize("verdict", ["grid", "halving"])
+def test_verdicts_screen_the_whole_grid_and_are_not_the_searchs_results(env, tmp_path, verdict):
+    """Elimination rungs, held-out validation and the horizon check use protocol.verdict_schedule
+    (default grid), the search's candidates and references the halving screen; a verdict on a (genome,
+    task, seed) the search already evaluated is evaluated again, not taken from the cache."""
+    fake = RecordingMap(seed_noise=0.05)
+    s, store = make_search(env, tmp_path, fake, protocol={"verdict_schedule": verdict},
+                           elimination={"enabled": True, "candidates": 1, "baselines": ["sgd"],
+                                        "rungs": [{"task": "a", "seeds": [0, 1], "keep": 1.0}]})
+    s.run()
+    log = [r for r in store.read_log() if r.get("event") == "evaluation"]
+    kinds = {r["kind"] for r in log}
+    assert {"rung", "validation", "horizon", "init", "reference"} <= kinds
+    for rec, payload in _records_with_payloads(log, fake.payloads):
+        verdict_kind = rec["kind"] in ("rung", "validation", "horizon")
+        want = verdict if verdict_kind else "halving"
+        assert payload["protocol"]["screen_schedule"] == want, rec["kind"]
+        assert rec.get("protocol") == ({"screen_schedule": "grid"} if verdict_kind and verdict == "grid" else None)
+    # the rung's seed-0 runs of the winner were run again (the search had them with halving)
+    winner = s.store.read_json("elimination.json")["candidates"][0]["rep"]
+    rung0 = [r for r in log if r["kind"] == "rung" and r["rep"] == winner and r["seed"] == 0]
+    assert len(rung0) == 1 and rung0[0]["cached"] is (verdict == "halving")
+
+
+def _records_with_payloads(log, payloads):
+    """(record, the payload it was evaluated from) for every evaluation that ran (not a cache hit)."""
+    ran = [r for r in log if not r.get("cached")]
+    assert len(ran) == len(payloads)
+    return zip(ran, payloads)
+
+
 def test_ranking_holds_needs_the_same_order_and_side_of_zero():
     from deapnos.search.validation import ranking_holds
 

@@ -77,6 +77,12 @@ class ProtocolConfig:
     # the quickstart's candidates it agrees with the grid on 95% of LRs and 97% of verdicts
     # (benchmarks/evaluation_throughput.py, docs/evaluation.md "Throughput")
     screen_schedule: Literal["grid", "halving"] = _p("halving", "halving | grid: the LR screen's schedule")
+    # the evaluations a search reports as verdicts (elimination rungs, held-out validation, the horizon
+    # check) are few and decide what a user reads: halving can drop the grid's best LR after its first
+    # rung (a short warm-up favours large LRs), so they screen the whole grid unless told otherwise
+    verdict_schedule: Literal["grid", "halving"] = _p("grid", "grid | halving: the LR screen's schedule in a "
+                                                      "search's elimination rungs, held-out validation and "
+                                                      "horizon check")
     # issue 16 (helper I): screen K LRs of a genome in one vmapped run (0: one run per LR;
     # deapnos/evaluate/batched.py); models vmap cannot run fall back to one run per LR
     # issue 16: the full run goes on from its LR's screening run, and halving's survivors from their

@@ -9,7 +9,7 @@ import logging
 import math
 
 from ..evaluate.stats import versus
-from .evaluator import EvalRequest
+from .evaluator import EvalRequest, verdict_protocol
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def run_elimination(search) -> dict:
         for e in entries:
             for seed in rung["seeds"]:
                 meta = {"kind": "rung", "rung": r, "label": e["label"], "baseline": e["baseline"]}
-                reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search.next_seq(), meta))
+                reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search.next_seq(), meta,
+                                        protocol=verdict_protocol(search.cfg.protocol)))
                 where.append((e["label"], seed))
         records = search.evaluate(reqs)
         per: dict[str, dict] = {e["label"]: {"scores": {}, "results": {}} for e in entries}

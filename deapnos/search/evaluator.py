@@ -31,6 +31,28 @@ class EvalRequest:
     # the best reference's score on (task, seed): a full run that cannot catch up with it stops
     # (protocol.cut_factor); None: none known, or raw fitness
     reference: float | None = None
+    # [protocol] fields this evaluation sets otherwise (a verdict's screen_schedule); None: the run's
+    protocol: dict | None = None
+
+    @property
+    def key(self) -> tuple:
+        return result_key(self.rep, self.task, self.seed, self.protocol)
+
+
+def verdict_protocol(protocol) -> dict | None:
+    """The [protocol] fields a verdict (an elimination rung, held-out validation, the horizon check)
+    sets otherwise than the search's candidates: its screen schedule (``protocol.verdict_schedule``)."""
+    if protocol.verdict_schedule == protocol.screen_schedule or protocol.screen != "relative":
+        return None             # the same schedule, or none at all (the paper's screen has no halving)
+    return {"screen_schedule": protocol.verdict_schedule}
+
+
+def result_key(rep: str, task: str, seed: int, protocol: dict | None = None) -> tuple:
+    """What a result is known by (the cache, resume): the genome's representative, the task (with
+    the protocol fields the evaluation set otherwise, if any) and the seed."""
+    if protocol:
+        task = task + "|" + ",".join(f"{k}={protocol[k]}" for k in sorted(protocol))
+    return rep, task, int(seed)
 
 
 #: selection fitness of a result record: the fitness when ok, else -1 (the paper's FAILED)
@@ -65,11 +87,15 @@ class Evaluator:
         p["task_overrides"] = dict(self.task_overrides.get(req.task) or {})
         if req.reference is not None:
             p["reference"] = float(req.reference)
+        if req.protocol:
+            p["protocol"] = {**p.get("protocol", {}), **req.protocol}
         return p
 
     def _record(self, req: EvalRequest, result: dict, cached: bool = False) -> dict:
         rec = {"event": "evaluation", "seq": req.seq, **req.meta, "rep": req.rep, "task": req.task,
                "seed": int(req.seed)}
+        if req.protocol:
+            rec["protocol"] = dict(req.protocol)
         res = {k: v for k, v in result.items() if k not in ("task", "seed")}
         res["genome"] = req.genome        # the requested text (a cache hit may come from an equivalent)
         rec.update(res)
@@ -86,7 +112,7 @@ class Evaluator:
         first_of: dict[tuple, int] = {}
         followers: list[int] = []
         for i, req in enumerate(requests):
-            rkt = (req.rep, req.task, int(req.seed))
+            rkt = req.key
             known = self.cache.get(*rkt)
             if known is not None:
                 self.cache.count_result_hit()
@@ -137,10 +163,10 @@ class Evaluator:
             for i in to_run:
                 req, done = requests[i], out[i]
                 assert done is not None, "the map reports every evaluation it is given"
-                self.cache.put(req.rep, req.task, int(req.seed), _result_part(done))
+                self.cache.put(*req.key, _result_part(done))
         for i in followers:
             req = requests[i]
-            src = out[first_of[(req.rep, req.task, int(req.seed))]]
+            src = out[first_of[req.key]]
             assert src is not None, "a follower's first request was cached, resumed or run above"
             self.cache.count_result_hit()
             self.counts["cached"] += 1

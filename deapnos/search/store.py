@@ -233,12 +233,13 @@ class RunStore:
 
     def result_cache(self) -> dict[tuple, dict]:
         """The log as a result cache: (representative key, task, seed) -> record of a finished evaluation."""
+        from .evaluator import result_key
         out: dict[tuple, dict] = {}
         for r in self.read_log():
             rep = r.get("rep") or r.get("key")
             if r.get("event") != "evaluation" or rep is None:
                 continue
-            out.setdefault((rep, r["task"], int(r["seed"])), r)
+            out.setdefault(result_key(rep, r["task"], int(r["seed"]), r.get("protocol")), r)
         return out
 
     def append_particles(self, rows: list[dict]) -> None:

@@ -10,7 +10,7 @@ import logging
 import statistics
 
 from ..evaluate.stats import interval, versus
-from .evaluator import EvalRequest
+from .evaluator import EvalRequest, verdict_protocol
 from .fitness import validation_tasks
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ def _table(search, entries: list[dict], refs: list[dict], tasks: list[str], seed
             for seed in seeds:
                 meta = {"kind": kind, "label": e["label"], "baseline": bool(e.get("reference"))}
                 name = task if task_overrides is None else task_overrides[task]
-                reqs.append(EvalRequest(e["genome"], e["rep"], name, seed, search.next_seq(), meta))
+                reqs.append(EvalRequest(e["genome"], e["rep"], name, seed, search.next_seq(), meta,
+                                        protocol=verdict_protocol(search.cfg.protocol)))
                 where.append((e["label"], task, seed))
     scores: dict = {e["label"]: {t: {} for t in tasks} for e in everyone}
     for (label, task, seed), rec in zip(where, search.evaluate(reqs)):
