@@ -351,6 +351,10 @@ def test_verdicts_screen_the_whole_grid_and_are_not_the_searchs_results(env, tmp
     winner = s.store.read_json("elimination.json")["candidates"][0]["rep"]
     rung0 = [r for r in log if r["kind"] == "rung" and r["rep"] == winner and r["seed"] == 0]
     assert len(rung0) == 1 and rung0[0]["cached"] is (verdict == "halving")
+    # resume knows both results of (winner, a, 0) apart: the search's and the verdict's
+    known = store.result_cache()
+    assert (winner, "a", 0) in known and known[(winner, "a", 0)]["kind"] != "rung"
+    assert ((winner, "a|screen_schedule=grid", 0) in known) is (verdict == "grid")
 
 
 def _records_with_payloads(log, payloads):
