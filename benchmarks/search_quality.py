@@ -18,7 +18,7 @@ interval (t over the seeds), the best, and how many winners were ``better``.
 
 Usage: ``python benchmarks/search_quality.py [--seeds 0 1 2] [--algorithms A ...] [--workers 2] [--keep DIR]
 [overrides ...]``
-(about 4 minutes per search on 2 cores with the default budget, so about 50 minutes for the full
+(about 1.5-3 minutes per search on 2 cores with the default budget, so about 30 minutes for the full
 table; ``--quick`` shrinks each search to a smoke test).
 """
 from __future__ import annotations
