@@ -90,8 +90,8 @@ def main(argv=None) -> int:
             below = sum(1 for g in losers if g[2][e] is None or g[2][e] < floor)
             behind_w = sum(1 for w in winners if w[2][e] is None or w[2][e] < 0)
             behind_l = sum(1 for g in losers if g[2][e] is None or g[2][e] < 0)
-            print(f"  {e + 1:5d} {ref_curve[e]:10.4f} {behind_w:8d} of {len(winners):<3d} {behind_l:7d} of {len(losers):<3d} "
-                  f"{floor:17.4f} {below:9d} of {len(losers)}")
+            print(f"  {e + 1:5d} {ref_curve[e]:10.4f} {behind_w:8d} of {len(winners):<3d} "
+                  f"{behind_l:7d} of {len(losers):<3d} {floor:17.4f} {below:9d} of {len(losers)}")
     return 0
 
 
