@@ -421,3 +421,16 @@ def test_the_leaderboard_compares_with_the_best_reference_on_each_seed(env, tmp_
     diffs = [rows["c1"]["scores"][k] - best[k] for k in ("0", "1", "2")]
     assert board["c1"]["vs_reference_ci"]["mean"] == pytest.approx(statistics.fmean(diffs))
     assert board["c1"]["verdict"] == interval(diffs).verdict()
+
+
+def test_verdict_protocol_sets_only_what_differs_from_the_search():
+    from deapnos.evaluate.protocol import ProtocolConfig
+    from deapnos.search.evaluator import result_key, verdict_protocol
+    assert verdict_protocol(ProtocolConfig()) == {"screen_schedule": "grid"}
+    assert verdict_protocol(ProtocolConfig(screen_schedule="grid")) is None
+    assert verdict_protocol(ProtocolConfig(verdict_schedule="halving")) is None
+    assert verdict_protocol(ProtocolConfig(screen="paper")) is None      # the paper's screen has no halving
+    assert result_key("k", "t", 1) == ("k", "t", 1)
+    assert result_key("k", "t", 1, {"screen_schedule": "grid"}) == ("k", "t|screen_schedule=grid", 1)
+    with pytest.raises(ValueError, match="verdict_schedule"):
+        ProtocolConfig.from_dict({"verdict_schedule": "sometimes"})
