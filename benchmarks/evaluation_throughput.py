@@ -16,8 +16,9 @@ Protocols, one column each (they alternate per evaluation, so that machine noise
   (``cut_factor``, the reference's score given as in a search).
 - ``new+batched`` (with ``--k K``): ``new`` with the screen's LRs K at a time in one vmapped run.
 
-Prints evaluations per core-minute of each, their ratio over ``today``, and how often each agrees
-with ``today`` on the chosen LR, the status, and the sign of the score against the reference.
+Prints evaluations per core-minute of each (with the training epochs and validation passes an
+evaluation makes: where its time goes), their ratio over ``today``, and how often each agrees with
+``today`` on the chosen LR, the status, and the sign of the score against the reference.
 
     python benchmarks/evaluation_throughput.py [--quick] [--n 30] [--genomes adam a1 ...] [--k 7]
 """
@@ -38,13 +39,37 @@ def _sign(x: float | None) -> int:
     return 0 if x is None or abs(x) < 1e-9 else (1 if x > 0 else -1)
 
 
+def count_work() -> dict:
+    """Counts, from now on, the training epochs that runs of :class:`Training` make (batched runs are
+    not counted) and the validation passes, into the returned dict: where an evaluation's time goes."""
+    from deapnos.evaluate import training
+    work = {"epochs": 0, "validations": 0}
+    go_on, validate = training.Training.go_on, training.validate
+
+    def counted_go_on(run, *args, **kwargs):
+        done = run.epochs_done
+        try:
+            return go_on(run, *args, **kwargs)
+        finally:
+            work["epochs"] += run.epochs_done - done
+
+    def counted_validate(*args, **kwargs):
+        work["validations"] += 1
+        return validate(*args, **kwargs)
+    training.Training.go_on = counted_go_on          # type: ignore[method-assign]
+    training.validate = counted_validate
+    return work
+
+
 def protocols(k: int | None):
     from deapnos.evaluate.protocol import ProtocolConfig
-    out = {"today": ProtocolConfig(reuse_screen=False, cut_factor=None),
+    out = {"today": ProtocolConfig(screen_schedule="grid", reuse_screen=False, cut_factor=None),
            "halving": ProtocolConfig(screen_schedule="halving", reuse_screen=False, cut_factor=None),
            "new": ProtocolConfig()}
     if k:
         out["new+batched"] = ProtocolConfig(batch_lrs=k)
+    # today's protocol spelled out, field by field: the defaults changed under it once (halving)
+    assert out["today"].screen_schedule == "grid" and not out["today"].reuse_screen and not out["today"].cut_factor
     assert out["new"].screen_schedule == "halving" and out["new"].reuse_screen and out["new"].cut_factor
     return out
 
@@ -71,12 +96,19 @@ def main(argv=None) -> int:
     seconds = {s: 0.0 for s in names}
     counted = {s: 0 for s in names}
 
+    work = count_work()
+    epochs = {s: 0 for s in names}
+    passes = {s: 0 for s in names}
+
     def timed(s, genome, task, reference=None):
+        before = dict(work)
         t0 = time.process_time()     # CPU time of this process: core-seconds on one thread
         r = evaluate_genome(genome, tasks[task], seed=args.seed, config=configs[s], device="cpu",
                             reference=reference)
         seconds[s] += time.process_time() - t0
         counted[s] += 1
+        epochs[s] += work["epochs"] - before["epochs"]
+        passes[s] += work["validations"] - before["validations"]
         return r
 
     from deapnos.evaluate.protocol import ProtocolConfig
@@ -111,7 +143,9 @@ def main(argv=None) -> int:
           "one thread")
     rate = {s: 60.0 * counted[s] / seconds[s] for s in names}
     for s in names:
-        print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute")
+        print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute  "
+              f"(per evaluation: {epochs[s] / counted[s]:.1f} training epochs of paused-or-not runs, "
+              f"{passes[s] / counted[s]:.1f} validation passes)")
     for s in names[1:]:
         print(f"  {s} / today: ratio {rate[s] / rate['today']:.2f}, agreement "
               + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in agree[s].items()))
