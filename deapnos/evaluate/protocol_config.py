@@ -74,9 +74,9 @@ class ProtocolConfig:
     apply_task_overrides: bool = _p(True, "let a task adjust fields (its protocol_overrides)")
     # "grid" screens every LR for screen_epochs; "halving" gives every LR one epoch and the best third
     # the full screen (relative screen only; deapnos/evaluate/halving.py).  Halving is the default: on
-    # the quickstart's candidates it agrees with the grid on every LR and verdict, and with runs that
-    # go on and the cut on 98% of LRs and every verdict (benchmarks/evaluation_throughput.py,
-    # docs/evaluation.md "Throughput")
+    # the quickstart's candidates it agrees with the grid on 95% of LRs and 97% of verdicts, and with
+    # runs that go on and the cut on 93% and 97%, at 2x the evaluations per core-minute
+    # (benchmarks/evaluation_throughput.py, docs/evaluation.md "Throughput")
     screen_schedule: Literal["grid", "halving"] = _p("halving", "halving | grid: the LR screen's schedule")
     # the evaluations a search reports as verdicts (elimination rungs, held-out validation, the horizon
     # check) are few and decide what a user reads: halving can drop the grid's best LR after its first
