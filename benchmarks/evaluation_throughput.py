@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     for s in names:
         print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute  "
               f"(per evaluation: {epochs[s] / counted[s]:.1f} training epochs of paused-or-not runs, "
-              f"{passes[s] / counted[s]:.1f} validation passes)")
+              f"{passes[s] / counted[s]:.1f} validation passes{'; vmapped runs not counted' if 'batched' in s else ''})")
     for s in names[1:]:
         print(f"  {s} / today: ratio {rate[s] / rate['today']:.2f}, agreement "
               + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in agree[s].items()))
