@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REFERENCES = ("adam", "momentum")
+BATCHED_NOTE = "; vmapped runs not counted"
 
 
 def _sign(x: float | None) -> int:
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     for s in names:
         print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute  "
               f"(per evaluation: {epochs[s] / counted[s]:.1f} training epochs of paused-or-not runs, "
-              f"{passes[s] / counted[s]:.1f} validation passes{'; vmapped runs not counted' if 'batched' in s else ''})")
+              f"{passes[s] / counted[s]:.1f} validation passes{BATCHED_NOTE if 'batched' in s else ''})")
     for s in names[1:]:
         print(f"  {s} / today: ratio {rate[s] / rate['today']:.2f}, agreement "
               + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in agree[s].items()))
