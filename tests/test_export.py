@@ -63,7 +63,9 @@ def test_every_zoo_optimizer_exports_and_reproduces_trajectory(tmp_path, name):
 
 @pytest.mark.parametrize("text", ["mom ~ add(ema(g), drop30(delta(sign_v_hat))) | lr = div(erfc(erfc(a4)), dtanh(a8))",
                                   "none ~ norm(runmax(agg_s)) | lr = a3",
-                                  "nest ~ mul(decay(min(a12, a9), two), g) | flip", "none ~ one"])
+                                  "nest ~ mul(decay(min(a12, a9), two), g) | flip", "none ~ one",
+                                  # the compiler's fused clip kernels, which call ops' helpers
+                                  "none ~ add(clip(g, v_hat), clip(v_hat, sqrt(s_hat)))"])
 def test_stateful_stochastic_and_constant_genomes_export_exactly(tmp_path, text):
     genome = Genome.parse(text)
     path = tmp_path / "m.py"

@@ -68,7 +68,9 @@ class _Sources:
         if module is not None:
             for name in sorted(set(_IDENT.findall(src)) - {fn.__name__}):
                 value = getattr(module, name, None)
-                if inspect.isfunction(value) and value.__module__ == module.__name__:
+                # its own helpers, and deapnos helpers it imports (the fused kernels use ops' ones)
+                if inspect.isfunction(value) and (value.__module__ == module.__name__
+                                                  or value.__module__.startswith("deapnos.")):
                     self.add(value)
                 elif isinstance(value, (int, float)) and not isinstance(value, bool) and name.isupper():
                     if (module.__name__, name) not in self.done:

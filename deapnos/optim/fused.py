@@ -4,43 +4,34 @@
 keeps s1 beside the tensor (it joins the learning rate) and passes c = s2 / s1 here, so neither side
 needs its own pass.  When b is known to be >= 0, |b| costs nothing.  Same discipline as
 :mod:`deapnos.space.ops`: every input is read before ``out`` is written, temporaries go to
-``scratch``, and the module imports only torch (``deapnos export`` copies these functions).
+``scratch``, and the module imports only torch and the kernels' helpers of :mod:`deapnos.space.ops`
+(``deapnos export`` copies these functions with the helpers they call).
 """
 import torch
 
-
-def _scratch_like(scratch, i, like):
-    if scratch is not None and len(scratch) > i and scratch[i].shape == like.shape:
-        return scratch[i]
-    return None
-
-
-def _over_b(out, b, a):
-    # ``out`` is b's own buffer and not a's: the bound built from b may go straight to ``out``
-    return (out is not None and out.data_ptr() == b.data_ptr() and out.shape == b.shape
-            and a.data_ptr() != b.data_ptr())
+from ..space.ops import _over, _tmp
 
 
 def k_clip_nonneg(a, b, out=None, scratch=None):
     # clip a to [-b, b] for b >= 0 known statically: the |b| pass of k_clip is not needed
-    lo = torch.neg(b, out=_scratch_like(scratch, 0, b))
+    lo = torch.neg(b, out=_tmp(scratch, 0, b))
     return torch.clamp(a, lo, b, out=out)
 
 
 def k_clip_scaled(a, b, c, out=None, scratch=None):
     # clip a to [-c|b|, c|b|], c > 0 a per-step scalar; over b's own buffer the bound is built in place
-    over = _over_b(out, b, a)
-    hi = torch.abs(b, out=out if over else _scratch_like(scratch, 0, b))
+    over = _over(out, b, a)
+    hi = torch.abs(b, out=out if over else _tmp(scratch, 0, b))
     hi = torch.mul(hi, c, out=hi)
-    lo = torch.neg(hi, out=_scratch_like(scratch, 0 if over else 1, b))
+    lo = torch.neg(hi, out=_tmp(scratch, 0 if over else 1, b))
     return torch.clamp(a, lo, hi, out=out)
 
 
 def k_clip_nonneg_scaled(a, b, c, out=None, scratch=None):
     # k_clip_scaled for b >= 0 known statically
-    over = _over_b(out, b, a)
-    hi = torch.mul(b, c, out=out if over else _scratch_like(scratch, 0, b))
-    lo = torch.neg(hi, out=_scratch_like(scratch, 0 if over else 1, b))
+    over = _over(out, b, a)
+    hi = torch.mul(b, c, out=out if over else _tmp(scratch, 0, b))
+    lo = torch.neg(hi, out=_tmp(scratch, 0 if over else 1, b))
     return torch.clamp(a, lo, hi, out=out)
 
 
