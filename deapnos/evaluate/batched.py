@@ -11,7 +11,6 @@ to sequential runs.  Details: docs/evaluation.md, "Throughput".
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -104,14 +103,15 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     runs plugin code (:func:`deapnos.optim.compiler.member_problem`).
     """
     k = check_k(len(lrs))
-    from ..optim.compiler import compile_genome, member_problem
-    from ..space.genome import Genome
-    genome = Genome.parse(genome) if isinstance(genome, str) else genome
-    problem = member_problem(compile_genome(genome, total_steps))
-    if problem is not None:
-        raise NotBatchable(f"genome {genome.to_text()}: {problem}")
+    from ..optim.compiler import member_problem
     model.train()
     params, buffers, forward = _stacked_forward(model, k)
+    plist = list(params.values())
+    opt = _StackedEvolvedOptimizer(plist, genome, lrs, total_steps=total_steps, warmup_steps=warmup_steps,
+                                   seed=seed)
+    problem = member_problem(opt.plan)
+    if problem is not None:
+        raise NotBatchable(f"genome {opt.genome.to_text()}: {problem}")
     batches = iter(train_data)
     pending: tuple | None = None
     try:
@@ -128,10 +128,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
         raise NotBatchable(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") \
             from None
     pending = (x, y)    # the probe's batch is step 0's (a new pass would reshuffle: another order)
-    plist = list(params.values())
     member_losses = _member_losses(loss_fn, k)
-    opt = _StackedEvolvedOptimizer(plist, genome, lrs, total_steps=total_steps, warmup_steps=warmup_steps,
-                                   seed=seed)
     outcomes = [TrainOutcome() for _ in range(k)]
     active = [True] * k
     t0 = time.perf_counter()
@@ -229,6 +226,7 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
     import logging
 
     from .run_parts import _error, _Failure, _seeded_model, _val_score, progress
+    from .stops import BlowUpStop
     k = check_k(config.batch_lrs)
     factor = config.diverge_factor
     from ..optim.compiler import compile_genome, member_problem
@@ -240,10 +238,10 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
                                                 problem)
         return sequential
 
-    def blown(i, epoch, record):
-        initial = record.get("initial_loss")
-        return (initial is not None and math.isfinite(initial) and initial > 0
-                and record["train_loss"] > factor * initial)
+    blow_up = BlowUpStop(factor)
+
+    def blown(i, epoch, record):        # the sequential screen's stop, for each member
+        return blow_up(epoch, record)
 
     def run(lrs, epochs=None):
         lrs = list(lrs)
