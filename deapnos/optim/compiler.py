@@ -408,18 +408,26 @@ def _den_buffer(instrs: list[Instr], root_den) -> int:
     return last.buf
 
 
-def _elementwise(instrs: list[Instr], state_specs) -> bool:
-    """Whether the plan acts element by element: only built-in operands, state updates and kernels
-    without context (state, step, generator, tensor boundaries).  Plugin code may mix elements."""
+def _plugin_code(instrs: list[Instr], state_specs) -> str | None:
+    """The first piece of a plan that is plugin code (it may mix elements), said in words; None when
+    every operand, state update and kernel is built in."""
     operands = _operands.__name__
-    if any(spec.update.__module__ != operands for spec in state_specs):
-        return False
+    for spec in state_specs:
+        if spec.update.__module__ != operands:
+            return f"the state update of {spec.update.__name__} is plugin code"
     for ins in instrs:
         if ins.kind == "operand" and getattr(ins.fn, "__module__", None) != operands:
-            return False
-        if ins.kind == "op" and (ins.needs or getattr(ins.fn, "__module__", None) not in _ELEMENTWISE_MODULES):
-            return False
-    return True
+            return f"operand {ins.label or ins.name!r} is plugin code"
+        if ins.kind == "op" and getattr(ins.fn, "__module__", None) not in _ELEMENTWISE_MODULES:
+            return f"op {ins.name!r} is plugin code"
+    return None
+
+
+def _elementwise(instrs: list[Instr], state_specs) -> bool:
+    """Whether the plan acts element by element: only built-in operands, state updates and kernels
+    without context (state, step, generator, tensor boundaries)."""
+    return (_plugin_code(instrs, state_specs) is None
+            and not any(ins.kind == "op" and ins.needs for ins in instrs))
 
 
 def member_problem(plan: Plan) -> str | None:
@@ -427,18 +435,10 @@ def member_problem(plan: Plan) -> str | None:
     or None: an op that draws random numbers (a stacked draw is not the K runs' draws), or plugin code
     (it may mix elements).  Ops over tensor boundaries (``norm``) are fine: the stacked optimizer
     gives them each member's tensors."""
-    operands = _operands.__name__
-    for spec in plan.state_specs:
-        if spec.update.__module__ != operands:
-            return f"the state update of {spec.update.__name__} is plugin code"
     for ins in plan.instrs:
-        if ins.kind == "operand" and getattr(ins.fn, "__module__", None) != operands:
-            return f"operand {ins.label or ins.name!r} is plugin code"
         if ins.kind == "op" and "generator" in ins.needs:
             return f"op {ins.name!r} draws random numbers"
-        if ins.kind == "op" and getattr(ins.fn, "__module__", None) not in _ELEMENTWISE_MODULES:
-            return f"op {ins.name!r} is plugin code"
-    return None
+    return _plugin_code(plan.instrs, plan.state_specs)
 
 
 class PlanRunner(FlatState):
