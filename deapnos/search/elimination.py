@@ -173,11 +173,12 @@ def run_elimination(search) -> dict:
         log.info("elimination rung %d/%d on %s: %d candidates + %d baselines x %d seeds", r + 1, len(rungs),
                  rung["task"], len(st["survivors"]), len(st["baselines"]), len(rung["seeds"]))
         reqs, where = [], []
+        protocol = verdict_protocol(search.cfg.protocol)
         for e in entries:
             for seed in rung["seeds"]:
                 meta = {"kind": "rung", "rung": r, "label": e["label"], "baseline": e["baseline"]}
                 reqs.append(EvalRequest(e["genome"], e["rep"], rung["task"], int(seed), search.next_seq(), meta,
-                                        protocol=verdict_protocol(search.cfg.protocol)))
+                                        protocol=protocol))
                 where.append((e["label"], seed))
         records = search.evaluate(reqs)
         per: dict[str, dict] = {e["label"]: {"scores": {}, "results": {}} for e in entries}

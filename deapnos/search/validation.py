@@ -68,13 +68,14 @@ def _table(search, entries: list[dict], refs: list[dict], tasks: list[str], seed
     """Evaluate winners and references on ``tasks`` x ``seeds`` in one map; label -> task -> seed -> score."""
     everyone = entries + refs
     reqs, where = [], []
+    protocol = verdict_protocol(search.cfg.protocol)
     for e in everyone:
         for task in tasks:
             for seed in seeds:
                 meta = {"kind": kind, "label": e["label"], "baseline": bool(e.get("reference"))}
                 name = task if task_overrides is None else task_overrides[task]
                 reqs.append(EvalRequest(e["genome"], e["rep"], name, seed, search.next_seq(), meta,
-                                        protocol=verdict_protocol(search.cfg.protocol)))
+                                        protocol=protocol))
                 where.append((e["label"], task, seed))
     scores: dict = {e["label"]: {t: {} for t in tasks} for e in everyone}
     for (label, task, seed), rec in zip(where, search.evaluate(reqs)):
