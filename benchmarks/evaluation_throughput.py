@@ -14,7 +14,9 @@ Protocols, one column each (they alternate per evaluation, so that machine noise
 - ``new``: the default protocol: halving whose survivors and full run go on from their screening
   runs (``reuse_screen``), and a full run that cannot catch up with the reference stops
   (``cut_factor``, the reference's score given as in a search).
-- ``new+batched`` (with ``--k K``): ``new`` with the screen's LRs K at a time in one vmapped run.
+- ``new+batched`` (``--k K``, 7 by default, the quickstart's ``batch_lrs``; ``--k 0`` leaves it out):
+  ``new`` with the first rung's LRs K at a time in one batched run, whose members go on as the
+  sequential runs would.
 
 Prints evaluations per core-minute of each (with the training epochs and validation passes an
 evaluation makes: where its time goes), their ratio over ``today``, and how often each agrees with
@@ -33,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REFERENCES = ("adam", "momentum")
-BATCHED_NOTE = "; vmapped runs not counted"
 
 
 def _sign(x: float | None) -> int:
@@ -41,11 +42,12 @@ def _sign(x: float | None) -> int:
 
 
 def count_work() -> dict:
-    """Counts, from now on, the training epochs that runs of :class:`Training` make (batched runs are
-    not counted) and the validation passes, into the returned dict: where an evaluation's time goes."""
-    from deapnos.evaluate import training
-    work = {"epochs": 0, "validations": 0}
-    go_on, validate = training.Training.go_on, training.validate
+    """Counts, from now on, the training epochs that runs of :class:`Training` make, the epochs of
+    batched runs (one per epoch, whatever its K), and the validation passes, into the returned dict:
+    where an evaluation's time goes."""
+    from deapnos.evaluate import batched, training
+    work = {"epochs": 0, "batched": 0, "validations": 0}
+    go_on, validate, train_batched = training.Training.go_on, training.validate, batched.train_batched
 
     def counted_go_on(run, *args, **kwargs):
         done = run.epochs_done
@@ -57,8 +59,14 @@ def count_work() -> dict:
     def counted_validate(*args, **kwargs):
         work["validations"] += 1
         return validate(*args, **kwargs)
+
+    def counted_train_batched(*args, **kwargs):
+        outcomes, finals = train_batched(*args, **kwargs)
+        work["batched"] += max(len(o.curve) for o in outcomes)
+        return outcomes, finals
     training.Training.go_on = counted_go_on          # type: ignore[method-assign]
     training.validate = counted_validate
+    batched.train_batched = counted_train_batched
     return work
 
 
@@ -86,7 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=30, help="how many of the quickstart's candidates")
     ap.add_argument("--tasks", nargs="+", default=["digits-hard", "ill-conditioned"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--k", type=int, default=0, help="also the new protocol with K LRs per vmapped run")
+    ap.add_argument("--k", type=int, default=7, help="also the new protocol with K LRs per batched run "
+                    "(the quickstart's batch_lrs; 0: leave it out)")
     ap.add_argument("--quick", action="store_true", help="the first 10 candidates")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,6 +109,7 @@ def main(argv=None) -> int:
     work = count_work()
     epochs = {s: 0 for s in names}
     passes = {s: 0 for s in names}
+    stacked = {s: 0 for s in names}
 
     def timed(s, genome, task, reference=None):
         before = dict(work)
@@ -109,6 +119,7 @@ def main(argv=None) -> int:
         seconds[s] += time.process_time() - t0
         counted[s] += 1
         epochs[s] += work["epochs"] - before["epochs"]
+        stacked[s] += work["batched"] - before["batched"]
         passes[s] += work["validations"] - before["validations"]
         return r
 
@@ -146,7 +157,8 @@ def main(argv=None) -> int:
     for s in names:
         print(f"  {s:12s} {seconds[s]:7.1f} core-s  {rate[s]:6.1f} evaluations per core-minute  "
               f"(per evaluation: {epochs[s] / counted[s]:.1f} training epochs of paused-or-not runs, "
-              f"{passes[s] / counted[s]:.1f} validation passes{BATCHED_NOTE if 'batched' in s else ''})")
+              f"{passes[s] / counted[s]:.1f} validation passes"
+              + (f", {stacked[s] / counted[s]:.1f} epochs of batched runs" if stacked[s] else "") + ")")
     for s in names[1:]:
         print(f"  {s} / today: ratio {rate[s] / rate['today']:.2f}, agreement "
               + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in agree[s].items()))

@@ -39,7 +39,9 @@ def stdlib_lm_task() -> Task:
         steps_per_epoch=STEPS, epochs=EPOCHS, screen_steps_per_epoch=4, batch_size=16,
         warmup_steps=EPOCHS * STEPS // 10, metric="log_loss", num_classes=VOCAB,
         options={"context": 32, "d": 64, "layers": 2, "heads": 4, "val_windows": 128},
-        protocol_overrides=dict(NO_ACCURACY_THRESHOLDS),
+        # vmap has no batching rule for attention: batched LR screening runs it member by member, and
+        # measured no faster than one run per LR (docs/evaluation.md, "Batched LR screening")
+        protocol_overrides={**NO_ACCURACY_THRESHOLDS, "batch_lrs": 0},
         plugin="stdlib_lm", kind="surrogate", suite=True)
 
 

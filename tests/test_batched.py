@@ -134,3 +134,57 @@ def test_batched_screen_on_cuda(tasks):
     bat = evaluate_genome("adam", task, seed=0, config=ProtocolConfig(step_scale=0.2, batch_lrs=7), device="cuda")
     assert bat.device == "cuda" and math.isfinite(bat.fitness)
     _screens_match(seq, bat)
+
+
+def _counting_train_batched(monkeypatch):
+    """train_batched as is, recording the LRs of each call."""
+    calls = []
+    real = batched.train_batched
+
+    def counted(model, genome, lrs, *args, **kwargs):
+        calls.append(list(lrs))
+        return real(model, genome, lrs, *args, **kwargs)
+    monkeypatch.setattr(batched, "train_batched", counted)
+    return calls
+
+
+@pytest.mark.parametrize("task_name, genome", [("digits-hard", "momentum"), ("ill-conditioned", "adam"),
+                                                ("ill-conditioned", "opt10")])
+@pytest.mark.parametrize("beatable", [True, False])
+def test_batched_first_rung_goes_on_as_sequential_runs(tasks, monkeypatch, task_name, genome, beatable):
+    """With runs that pause (the default), halving's first rung is one batched run of the 7 LRs whose
+    members become ordinary runs: weights, batch norm statistics, optimizer state (the momentum buffer
+    scaled by each member's LR: opt10 is Nesterov, momentum heavy ball) and data order.  The survivors,
+    the pruning and the cut, and the full run then go on from them as from sequential runs: the
+    same LR, screen and curve (to float rounding) and no second batched run.  ``beatable``: a
+    reference the candidate reaches (the full run goes to its end, its screened epochs validated
+    from the members' snapshots) or one it cannot (the survivors are pruned, the full run is cut)."""
+    task = tasks[task_name]
+    config: dict = {}
+    seq = evaluate_genome(genome, task, seed=0, config=ProtocolConfig(**config), device="cpu")
+    reference = seq.fitness - 0.5 if beatable else seq.fitness + 0.5
+    seq = evaluate_genome(genome, task, seed=0, config=ProtocolConfig(**config), device="cpu", reference=reference)
+    calls = _counting_train_batched(monkeypatch)
+    bat = evaluate_genome(genome, task, seed=0, config=ProtocolConfig(**config, batch_lrs=7), device="cpu",
+                          reference=reference)
+    assert calls == [[10.0, 1e-2, 1e-5, 1.0, 0.1, 1e-3, 1e-4]]
+    _screens_match(seq, bat)
+    assert [e["epochs"] for e in bat.screen] == [e["epochs"] for e in seq.screen]
+    assert len(bat.curve) == len(seq.curve) and bat.stopped_early == seq.stopped_early == (not beatable)
+    for x, y in zip(bat.curve, seq.curve):
+        assert x["val_score"] == pytest.approx(y["val_score"], rel=1e-4, abs=1e-6)
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4, abs=1e-6)
+
+
+def test_a_run_that_trained_cannot_skip_ahead(tasks):
+    from deapnos.evaluate.training import Training, TrainOutcome
+    from deapnos.zoo import get
+    from deapnos.optim.optimizer import EvolvedOptimizer
+    task = tasks["ill-conditioned"]
+    data = task.build_data(torch.device("cpu"), 0)
+    model = task.build_model(data.num_classes)
+    run = Training(model, EvolvedOptimizer(model.parameters(), get("adam"), lr=0.01, total_steps=4),
+                   data.train, steps_per_epoch=2, loss_fn=task.loss, accuracy_fn=task.accuracy)
+    run.go_on(1)
+    with pytest.raises(RuntimeError, match="trained already"):
+        run.skip_to(TrainOutcome(steps=2))

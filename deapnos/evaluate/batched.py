@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..optim.optimizer import EvolvedOptimizer
+from .tasks import accuracy_counts
 from .training import TrainingTimeout, TrainOutcome, _to
 
 
@@ -93,7 +94,8 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
                   steps_per_epoch: int, total_steps: int, warmup_steps: int, loss_fn: Callable,
                   accuracy_fn: Callable, device, seed: int = 0,
                   early_stop: Callable[[int, int, dict], bool] | None = None,
-                  deadline: float | None = None) -> tuple[list[TrainOutcome], list[dict]]:
+                  deadline: float | None = None, snapshots: list | None = None, optimizer: list | None = None
+                  ) -> tuple[list[TrainOutcome], list[dict]]:
     """Train ``model``'s initial weights at each LR of ``lrs`` at once, as :func:`training.train` would
     one after another (loss checked every step, parameters at each epoch's end).
 
@@ -101,6 +103,10 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     member and each member's final parameters (by name).  Raises :class:`NotBatchable` when the first
     forward/backward pass fails under ``vmap``, or when the genome's update draws random numbers or
     runs plugin code (:func:`deapnos.optim.compiler.member_problem`).
+
+    ``snapshots`` (a list): gets, per member, its state (weights and buffers, by name, on the CPU) at
+    each of its epochs' ends; ``optimizer`` (a list): gets the stacked optimizer (:func:`member_state`
+    takes a member's state out of it).
     """
     k = check_k(len(lrs))
     from ..optim.compiler import member_problem
@@ -109,6 +115,10 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     plist = list(params.values())
     opt = _StackedEvolvedOptimizer(plist, genome, lrs, total_steps=total_steps, warmup_steps=warmup_steps,
                                    seed=seed)
+    if optimizer is not None:
+        optimizer.append(opt)
+    if snapshots is not None:
+        snapshots[:] = [[] for _ in range(k)]
     problem = member_problem(opt.plan)
     if problem is not None:
         raise NotBatchable(f"genome {opt.genome.to_text()}: {problem}")
@@ -118,16 +128,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
         x, y = next(batches)
     except StopIteration:
         raise ValueError("training data yields no batches") from None
-    saved = {n: b.clone() for n, b in buffers.items()}
-    try:            # probe: a model vmap cannot run fails here, before any update
-        probe = forward(params, _to(x, device))
-        torch.autograd.grad(probe.float().sum(), list(params.values()), allow_unused=True)
-        for n, b in buffers.items():    # the probe's batch norm statistics do not count (step 0 repeats it)
-            b.copy_(saved[n])
-    except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
-        raise NotBatchable(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") \
-            from None
-    pending = (x, y)    # the probe's batch is step 0's (a new pass would reshuffle: another order)
+    pending = (x, y)    # drawn to fail early on empty data; it is step 0's batch
     member_losses = _member_losses(loss_fn, k)
     outcomes = [TrainOutcome() for _ in range(k)]
     active = [True] * k
@@ -153,8 +154,16 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             x, y = _to(x, device), _to(y, device)
             for p in plist:
                 p.grad = None
-            out = forward(params, x)
-            losses = member_losses(out, y)
+            if step == 0:   # a model vmap cannot run fails here, before any update
+                try:
+                    out = forward(params, x)
+                    losses = member_losses(out, y)
+                except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
+                    text = str(exc).strip()
+                    raise NotBatchable(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}") from None
+            else:
+                out = forward(params, x)
+                losses = member_losses(out, y)
             lv = losses.detach()
             finite = torch.isfinite(lv).tolist()
             for i in range(k):
@@ -168,12 +177,25 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             if not any(active):
                 break
             # a finished member's loss still flows but cannot reach another member's slice
-            torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum().backward()
+            total = torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum()
+            if step == 0:
+                try:
+                    total.backward()
+                except Exception as exc:  # noqa: BLE001 - the backward pass of a model vmap cannot run
+                    text = str(exc).strip()
+                    raise NotBatchable(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}") from None
+            else:
+                total.backward()
             opt.step()
             step += 1
-            for i in range(k):
-                c, n = accuracy_fn(out[i].detach(), y)
-                correct[i] += c
+            if accuracy_fn is accuracy_counts:      # every member's count in one pass
+                pred = out.detach().reshape(k, -1, out.shape[-1]).argmax(dim=2)
+                correct += (pred == y.reshape(1, -1)).sum(dim=1)
+                n = y.numel()
+            else:
+                for i in range(k):
+                    c, n = accuracy_fn(out[i].detach(), y)
+                    correct[i] += c
             loss_sum += lv.double() * n
             count += n
         if not any(active):
@@ -191,6 +213,9 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum[i]) / count,
                       "train_acc": float(correct[i]) / count, "lr": lrs[i] * opt.lr_at(max(step - 1, 0))}
             outcomes[i].curve.append(record)
+            if snapshots is not None:
+                snapshots[i].append({n: t.detach()[i].to("cpu", copy=True)
+                                     for n, t in [*params.items(), *buffers.items()]})
             if early_stop is not None and early_stop(i, epoch, {**record,
                                                                 "initial_loss": outcomes[i].initial_loss}):
                 outcomes[i].stopped_early = True
@@ -212,7 +237,23 @@ def load_member(model: torch.nn.Module, weights: dict) -> torch.nn.Module:
     return model
 
 
-__all__ = ["NotBatchable", "check_k", "train_batched", "load_member"]
+def member_state(stacked: _StackedEvolvedOptimizer, member: int, opt: EvolvedOptimizer) -> None:
+    """Load into ``opt`` (a new optimizer of the same genome over one copy of the model, at the
+    member's LR) the state of ``member`` in ``stacked``: its slice of every per-parameter state, the
+    momentum buffer scaled by the member's LR (the stacked one runs at LR 1 and scales the increment),
+    and the step count."""
+    from ..optim.flat import _EXTRA_KEY
+    saved = stacked.state_dict()
+    lr = stacked.member_lrs[member]
+    sd = opt.state_dict()
+    sd["state"] = {i: {key: (value[member] * lr if key == "M" else value[member]).clone()
+                       for key, value in state.items() if isinstance(value, torch.Tensor)}
+                   for i, state in saved["state"].items()}
+    sd[_EXTRA_KEY] = {**sd[_EXTRA_KEY], "step": saved[_EXTRA_KEY]["step"]}
+    opt.load_state_dict(sd)
+
+
+__all__ = ["NotBatchable", "check_k", "train_batched", "load_member", "member_state", "paused_batched_screen"]
 
 
 _warned_tasks: set[str] = set()
@@ -223,19 +264,11 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
                    on_validation: bool, screen: list):
     """A ``screen_lrs(lrs, epochs=None)`` for the protocol that runs the LRs ``config.batch_lrs`` at a
     time and appends the same entries as ``sequential`` (which it uses when the model cannot be batched)."""
-    import logging
-
     from .run_parts import _error, _Failure, _seeded_model, _val_score, progress
     from .stops import BlowUpStop
     k = check_k(config.batch_lrs)
     factor = config.diverge_factor
-    from ..optim.compiler import compile_genome, member_problem
-    problem = member_problem(compile_genome(spec.genome, budget.total_steps))
-    if problem is not None:     # stacked runs would not be the runs the screen makes: one LR at a time
-        if problem not in _warned_genomes:
-            _warned_genomes.add(problem)
-            logging.getLogger(__name__).warning("genome %s: %s; screening one LR at a time", spec.genome.to_text(),
-                                                problem)
+    if _genome_problem(spec, budget) is not None:   # stacked runs would not be the screen's: one LR at a time
         return sequential
 
     blow_up = BlowUpStop(factor)
@@ -255,10 +288,7 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
                     warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
                     device=device, seed=seed, early_stop=blown, deadline=deadline)
             except NotBatchable as exc:
-                if task.name not in _warned_tasks:
-                    _warned_tasks.add(task.name)
-                    logging.getLogger(__name__).warning(
-                        "task %r: its model cannot be batched (%s); screening one LR at a time", task.name, exc)
+                _not_batchable(task, exc)
                 sequential(lrs[start:], epochs)
                 return
             except TrainingTimeout as exc:
@@ -278,3 +308,79 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
                     entry["divergence"] = f"train loss above {factor:g}x the initial loss"
                 screen.append(entry)
     return run
+
+
+def _genome_problem(spec, budget) -> str | None:
+    """Why ``spec``'s genome cannot be stacked (said once per reason), or None."""
+    import logging
+
+    from ..optim.compiler import compile_genome, member_problem
+    problem = member_problem(compile_genome(spec.genome, budget.total_steps))
+    if problem is not None and problem not in _warned_genomes:
+        _warned_genomes.add(problem)
+        logging.getLogger(__name__).warning("genome %s: %s; screening one LR at a time", spec.genome.to_text(),
+                                            problem)
+    return problem
+
+
+def _not_batchable(task, exc) -> None:
+    """Say once per task that its model cannot be batched."""
+    import logging
+    if task.name not in _warned_tasks:
+        _warned_tasks.add(task.name)
+        logging.getLogger(__name__).warning("task %r: its model cannot be batched (%s); screening one LR at a time",
+                                            task.name, exc)
+
+
+def paused_batched_screen(sequential, runs: dict, start_run, spec, task, data, seed, config, budget, device,
+                          deadline):
+    """A ``screen_lrs(lrs, epochs=None, lazy=False)`` for the protocol's runs that pause
+    (``reuse_screen``): the LRs without a run yet train ``config.batch_lrs`` at a time in one batched
+    run; then every member becomes an ordinary paused run in ``runs`` (a new model and optimizer from
+    ``start_run(lr)`` given the member's weights, buffers, optimizer state and data order:
+    :meth:`Training.skip_to`), and ``sequential`` makes the screen's entries from them as from its
+    own.  Halving's later rungs, its pruning and the full run go on from them one LR at a time."""
+    from .run_parts import _error, _Failure, _seeded_model
+    from .stops import BlowUpStop
+    k = check_k(config.batch_lrs)
+    if _genome_problem(spec, budget) is not None:
+        return sequential
+    factor = config.diverge_factor
+    batchable = [True]
+
+    def batched(lrs: list[float], epochs: int) -> None:
+        stops = [BlowUpStop(factor) for _ in lrs]
+        model = _seeded_model(task, data, seed, device)
+        snapshots: list = []
+        stacked: list = []
+        try:
+            outcomes, finals = train_batched(
+                model, spec.genome, lrs, data.train, epochs=epochs, steps_per_epoch=budget.screen_steps_per_epoch,
+                total_steps=budget.total_steps, warmup_steps=budget.warmup_steps, loss_fn=task.loss,
+                accuracy_fn=task.accuracy, device=device, seed=seed, deadline=deadline,
+                early_stop=lambda i, epoch, record: stops[i](epoch, record), snapshots=snapshots, optimizer=stacked)
+        except NotBatchable as exc:
+            _not_batchable(task, exc)
+            batchable[0] = False
+            return
+        except TrainingTimeout as exc:
+            raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
+        except Exception as exc:  # noqa: BLE001
+            raise _error(task, f"batched training (lrs={lrs})", exc) from None
+        saved = model.state_dict().keys()       # a snapshot holds what state_dict holds
+        for i, lr in enumerate(lrs):
+            run = start_run(lr)
+            load_member(run.model, finals[i])
+            member_state(stacked[0], i, run.optimizer)
+            run.skip_to(outcomes[i], [{n: v for n, v in snap.items() if n in saved} for snap in snapshots[i]])
+            runs[lr] = (run, stops[i])
+
+    def screen_lrs(lrs, epochs: int | None = None, lazy: bool = False):
+        epochs = epochs or budget.screen_epochs
+        new = [v for v in lrs if v not in runs]
+        for start in range(0, len(new), k):
+            chunk = new[start:start + k]
+            if len(chunk) > 1 and batchable[0]:
+                batched(chunk, epochs)
+        sequential(lrs, epochs, lazy=lazy)
+    return screen_lrs

@@ -383,10 +383,15 @@ def _screen(spec, task, data, seed, config: ProtocolConfig, budget: Budget, devi
             screen.append(entry)
 
     if not paper and config.batch_lrs and spec.genome is not None and not (config.fresh_seed or config.check_finite):
-        from .batched import batched_screen   # issue 16: K LRs in one vmapped run
-        screen_lrs = batched_screen(screen_lrs, spec, task, data, seed, config, budget, device, deadline,
-                                    untrained, on_validation, screen)
-        runs = None                           # batched runs do not pause: nothing goes on, nothing is dropped
+        from .batched import batched_screen, paused_batched_screen   # issue 16: K LRs in one vmapped run
+        if runs is not None:        # its members become runs that pause, as the sequential screen's
+            screen_lrs = paused_batched_screen(
+                screen_lrs, runs, lambda lr: _start_run(spec, task, data, seed, lr, config, budget, device, deadline,
+                                                        steps_per_epoch=budget.screen_steps_per_epoch, snapshots=True),
+                spec, task, data, seed, config, budget, device, deadline)
+        else:
+            screen_lrs = batched_screen(screen_lrs, spec, task, data, seed, config, budget, device, deadline,
+                                        untrained, on_validation, screen)
 
     def fail(stage: str, thr: float):
         scores = [e["score"] for e in screen]

@@ -208,6 +208,24 @@ class Training:
                 self._paused = _rng_state(self.device, self.generator)
         return self.outcome
 
+    def skip_to(self, outcome: TrainOutcome, snapshots: list[dict] | None = None) -> None:
+        """This new run as if it had trained to ``outcome`` itself: the caller has set the weights and
+        the optimizer's state (a member of a batched run, :mod:`deapnos.evaluate.batched`).  The data
+        order is drawn again up to where those steps left it, so the run goes on with the batches it
+        would have seen; ``snapshots``: the model's state at each of those epochs' ends."""
+        if self._step or self._epoch or self._paused is None:
+            raise RuntimeError("skip_to: this run has trained already")
+        _set_rng_state(self._paused, self.device, self.generator)
+        for _ in range(outcome.steps):
+            self._next_batch()
+        self._paused = _rng_state(self.device, self.generator)
+        self._step, self._epoch = outcome.steps, len(outcome.curve)
+        self._first_unchecked = outcome.steps
+        self.outcome = outcome
+        self.finished = outcome.diverged or outcome.stopped_early
+        if self.snapshots is not None:
+            self.snapshots = list(snapshots or [])
+
     def _stop(self, why: str, step: int) -> None:
         self.outcome.diverged = True
         self.outcome.divergence = why
