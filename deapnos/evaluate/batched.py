@@ -310,6 +310,47 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
     return run
 
 
+class _Member:
+    """A member of a batched run, in the protocol's ``runs`` as a run that pauses.  Most members are
+    only read (their outcome) and validated, so the run (a model and an optimizer given the member's
+    state, about 5 ms) is made only when it trains on (``go_on``) or :meth:`run` is asked for; until
+    then ``model`` is the batched run's unused model with the member's weights loaded (shared by the
+    members: valid until the next member's ``model``)."""
+
+    def __init__(self, make, outcome: TrainOutcome, weights: dict, scratch: torch.nn.Module):
+        self._make, self._outcome, self._weights, self._scratch = make, outcome, weights, scratch
+        self._run = None
+
+    def run(self):
+        """The member as a :class:`Training` (made on first use)."""
+        if self._run is None:
+            self._run = self._make()
+        return self._run
+
+    @property
+    def outcome(self) -> TrainOutcome:
+        return self._run.outcome if self._run is not None else self._outcome
+
+    @property
+    def epochs_done(self) -> int:
+        return self._run.epochs_done if self._run is not None else len(self._outcome.curve)
+
+    @property
+    def finished(self) -> bool:
+        if self._run is not None:
+            return self._run.finished
+        return self._outcome.diverged or self._outcome.stopped_early
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._run.model if self._run is not None else load_member(self._scratch, self._weights)
+
+    def go_on(self, epochs: int, **kwargs) -> TrainOutcome:
+        if epochs <= 0 and self._run is None:
+            return self._outcome
+        return self.run().go_on(epochs, **kwargs)
+
+
 def _genome_problem(spec, budget) -> str | None:
     """Why ``spec``'s genome cannot be stacked (said once per reason), or None."""
     import logging
@@ -368,12 +409,17 @@ def paused_batched_screen(sequential, runs: dict, start_run, spec, task, data, s
         except Exception as exc:  # noqa: BLE001
             raise _error(task, f"batched training (lrs={lrs})", exc) from None
         saved = model.state_dict().keys()       # a snapshot holds what state_dict holds
+
+        def member_run(i: int, lr: float):
+            def make():
+                run = start_run(lr)
+                load_member(run.model, finals[i])
+                member_state(stacked[0], i, run.optimizer)
+                run.skip_to(outcomes[i], [{n: v for n, v in snap.items() if n in saved} for snap in snapshots[i]])
+                return run
+            return _Member(make, outcomes[i], finals[i], model)
         for i, lr in enumerate(lrs):
-            run = start_run(lr)
-            load_member(run.model, finals[i])
-            member_state(stacked[0], i, run.optimizer)
-            run.skip_to(outcomes[i], [{n: v for n, v in snap.items() if n in saved} for snap in snapshots[i]])
-            runs[lr] = (run, stops[i])
+            runs[lr] = (member_run(i, lr), stops[i])
 
     def screen_lrs(lrs, epochs: int | None = None, lazy: bool = False):
         epochs = epochs or budget.screen_epochs
