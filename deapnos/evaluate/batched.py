@@ -346,7 +346,7 @@ class _Member:
         return self._run.model if self._run is not None else load_member(self._scratch, self._weights)
 
     def go_on(self, epochs: int, **kwargs) -> TrainOutcome:
-        if epochs <= 0 and self._run is None:
+        if self._run is None and (epochs <= 0 or self.finished):     # a stopped run does not go on
             return self._outcome
         return self.run().go_on(epochs, **kwargs)
 

@@ -451,8 +451,8 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
         stop = behind = BehindStop(stop, reference, config.cut_factor, budget.epochs,
                                     min(budget.screen_epochs, budget.epochs) - 1, config.score)
     kept = runs.pop(lr, None) if runs else None
-    if kept is not None and not isinstance(kept[0], Training):      # a batched run's member, as a run
-        kept = (kept[0].run(), kept[1])
+    if kept is not None and not isinstance(kept[0], Training) and not kept[0].finished:
+        kept = (kept[0].run(), kept[1])         # a batched run's member, as a run (batched.py)
     if runs:
         runs.clear()            # the other LRs' runs are not needed any more
     if kept is not None and not kept[0].finished and kept[0].epochs_done == budget.screen_epochs:
