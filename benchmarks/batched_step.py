@@ -6,8 +6,13 @@ For each task's model (default: the quickstart's, ``digits-hard``'s batch-norm C
 and with K = 1, 2, 4, 7 copies stacked as ``deapnos.evaluate.batched`` stacks them (parameters and
 buffers, ``torch.func.functional_call`` under ``vmap``), interleaved in rounds.  It prints the time of
 a K-copy pass in unbatched passes and the speed-up over K separate passes (above 1: batching pays).
+Then, per task, what the protocol's first rung costs (``--genome``, adam by default): the 7 LRs of
+the grid in one batched one-epoch run against 7 one-epoch runs, each with its model and optimizer,
+interleaved in rounds (the members the batched rung turns into runs, halving's survivors, are not
+counted: about 5 ms each on ``digits-hard``).
 
     python benchmarks/batched_step.py [--tasks digits-hard ill-conditioned] [--device cpu] [--steps 30]
+                                      [--genome adam]
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4, 7])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--genome", default="adam", help="the optimizer of the first-rung comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -78,7 +84,43 @@ def main(argv=None) -> int:
         for k in args.ks:
             cost = statistics.median(times[f"K={k}"]) / one
             print(f"  K={k:<6d}{cost:18.2f}{k / cost:24.2f}")
+        first_rung(task, data, device, args.genome, args.rounds, sync)
     return 0
+
+
+def first_rung(task, data, device, genome: str, rounds: int, sync) -> None:
+    """The first rung of halving: the grid's 7 LRs, one epoch each, batched and one run per LR."""
+    from deapnos.evaluate.batched import train_batched
+    from deapnos.evaluate.protocol import Budget, ProtocolConfig, _start_run, resolve_optimizer
+    from deapnos.evaluate.run_parts import _seeded_model
+    config = ProtocolConfig()
+    budget = Budget.of(task, config)
+    spec = resolve_optimizer(genome)
+    lrs = list(config.screen_lrs_a + config.screen_lrs_b)
+
+    def batched():
+        train_batched(_seeded_model(task, data, 0, device), spec.genome, lrs, data.train, epochs=1,
+                      steps_per_epoch=budget.screen_steps_per_epoch, total_steps=budget.total_steps,
+                      warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
+                      device=device, seed=0)
+
+    def one_per_lr():
+        for lr in lrs:
+            _start_run(spec, task, data, 0, lr, config, budget, device, None,
+                       steps_per_epoch=budget.screen_steps_per_epoch, snapshots=True).go_on(1, pause=True)
+    times: dict[str, list[float]] = {"batched": [], "one run per LR": []}
+    for fn in (batched, one_per_lr):      # warm-up
+        fn()
+    for _ in range(rounds):
+        for label, fn in (("batched", batched), ("one run per LR", one_per_lr)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[label].append(time.perf_counter() - t0)
+    b, s = (statistics.median(times[k]) for k in ("batched", "one run per LR"))
+    print(f"  first rung ({genome}, {len(lrs)} LRs x 1 epoch of {budget.screen_steps_per_epoch} steps): batched "
+          f"{b * 1e3:.1f} ms, one run per LR {s * 1e3:.1f} ms, ratio {s / b:.2f}")
 
 
 if __name__ == "__main__":
