@@ -11,14 +11,18 @@ to sequential runs.  Details: docs/evaluation.md, "Throughput".
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 
 from ..optim.optimizer import EvolvedOptimizer
 from .tasks import accuracy_counts
 from .training import TrainingTimeout, TrainOutcome, _to
+
+log = logging.getLogger(__name__)
 
 
 class NotBatchable(RuntimeError):
@@ -73,6 +77,20 @@ def _stacked_forward(model: torch.nn.Module, k: int):
     return params, buffers, lambda p, x: batched(p, buffers, x)
 
 
+@contextmanager
+def _refusal(first_step: bool):
+    """On the first step, any failure means vmap cannot run the model: :class:`NotBatchable` (nothing
+    was updated yet, so the caller can run the members one after another)."""
+    if not first_step:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
+        text = str(exc).strip()
+        raise NotBatchable(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}") from None
+
+
 def _member_losses(loss_fn: Callable, k: int) -> Callable:
     """``f(out, y)`` -> the K members' losses: the task's loss under ``vmap`` (one call), or one call
     per member for a loss vmap cannot run."""
@@ -104,8 +122,8 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     forward/backward pass fails under ``vmap``, or when the genome's update draws random numbers or
     runs plugin code (:func:`deapnos.optim.compiler.member_problem`).
 
-    ``snapshots`` (a list): gets, per member, its state (weights and buffers, by name, on the CPU) at
-    each of its epochs' ends; ``optimizer`` (a list): gets the stacked optimizer (:func:`member_state`
+    ``snapshots`` (a list): gets, per member, its ``state_dict`` (on the CPU) at each of its epochs'
+    ends; ``optimizer`` (a list): gets the stacked optimizer (:func:`member_state`
     takes a member's state out of it).
     """
     k = check_k(len(lrs))
@@ -119,6 +137,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
         optimizer.append(opt)
     if snapshots is not None:
         snapshots[:] = [[] for _ in range(k)]
+        saved = model.state_dict().keys()       # a snapshot holds what state_dict holds
     problem = member_problem(opt.plan)
     if problem is not None:
         raise NotBatchable(f"genome {opt.genome.to_text()}: {problem}")
@@ -154,14 +173,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             x, y = _to(x, device), _to(y, device)
             for p in plist:
                 p.grad = None
-            if step == 0:   # a model vmap cannot run fails here, before any update
-                try:
-                    out = forward(params, x)
-                    losses = member_losses(out, y)
-                except Exception as exc:  # noqa: BLE001 - any failure under vmap means: run sequentially
-                    text = str(exc).strip()
-                    raise NotBatchable(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}") from None
-            else:
+            with _refusal(step == 0):   # a model vmap cannot run fails at step 0, before any update
                 out = forward(params, x)
                 losses = member_losses(out, y)
             lv = losses.detach()
@@ -177,15 +189,8 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             if not any(active):
                 break
             # a finished member's loss still flows but cannot reach another member's slice
-            total = torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum()
-            if step == 0:
-                try:
-                    total.backward()
-                except Exception as exc:  # noqa: BLE001 - the backward pass of a model vmap cannot run
-                    text = str(exc).strip()
-                    raise NotBatchable(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}") from None
-            else:
-                total.backward()
+            with _refusal(step == 0):
+                torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum().backward()
             opt.step()
             step += 1
             if accuracy_fn is accuracy_counts:      # every member's count in one pass
@@ -215,7 +220,7 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             outcomes[i].curve.append(record)
             if snapshots is not None:
                 snapshots[i].append({n: t.detach()[i].to("cpu", copy=True)
-                                     for n, t in [*params.items(), *buffers.items()]})
+                                     for n, t in [*params.items(), *buffers.items()] if n in saved})
             if early_stop is not None and early_stop(i, epoch, {**record,
                                                                 "initial_loss": outcomes[i].initial_loss}):
                 outcomes[i].stopped_early = True
@@ -264,7 +269,7 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
                    on_validation: bool, screen: list):
     """A ``screen_lrs(lrs, epochs=None)`` for the protocol that runs the LRs ``config.batch_lrs`` at a
     time and appends the same entries as ``sequential`` (which it uses when the model cannot be batched)."""
-    from .run_parts import _error, _Failure, _seeded_model, _val_score, progress
+    from .run_parts import _seeded_model, _val_score, progress
     from .stops import BlowUpStop
     k = check_k(config.batch_lrs)
     factor = config.diverge_factor
@@ -282,19 +287,12 @@ def batched_screen(sequential, spec, task, data, seed, config, budget, device, d
             chunk = lrs[start:start + k]
             model = _seeded_model(task, data, seed, device)
             try:
-                outcomes, finals = train_batched(
-                    model, spec.genome, chunk, data.train, epochs=epochs or budget.screen_epochs,
-                    steps_per_epoch=budget.screen_steps_per_epoch, total_steps=budget.total_steps,
-                    warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
-                    device=device, seed=seed, early_stop=blown, deadline=deadline)
+                outcomes, finals = _screening_runs(model, spec, task, data, seed, config, budget, device, deadline,
+                                                   chunk, epochs or budget.screen_epochs, blown)
             except NotBatchable as exc:
                 _not_batchable(task, exc)
                 sequential(lrs[start:], epochs)
                 return
-            except TrainingTimeout as exc:
-                raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
-            except Exception as exc:  # noqa: BLE001
-                raise _error(task, f"batched training (lrs={chunk})", exc) from None
             for lr, outcome, weights in zip(chunk, outcomes, finals):
                 diverged = outcome.diverged or outcome.stopped_early
                 entry = {"lr": lr, "score": -factor if diverged else progress(outcome, untrained),
@@ -351,26 +349,39 @@ class _Member:
         return self.run().go_on(epochs, **kwargs)
 
 
+def _screening_runs(model, spec, task, data, seed, config, budget, device, deadline, lrs: list[float],
+                    epochs: int, early_stop, **keep):
+    """:func:`train_batched` of the screen's runs at ``lrs`` (the task's screening steps, horizon and
+    seed); a timeout or an error as the protocol reports them (:class:`NotBatchable` passes)."""
+    from .run_parts import _error, _Failure
+    try:
+        return train_batched(model, spec.genome, lrs, data.train, epochs=epochs,
+                             steps_per_epoch=budget.screen_steps_per_epoch, total_steps=budget.total_steps,
+                             warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
+                             device=device, seed=seed, early_stop=early_stop, deadline=deadline, **keep)
+    except NotBatchable:
+        raise
+    except TrainingTimeout as exc:
+        raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _error(task, f"batched training (lrs={lrs})", exc) from None
+
+
 def _genome_problem(spec, budget) -> str | None:
     """Why ``spec``'s genome cannot be stacked (said once per reason), or None."""
-    import logging
-
     from ..optim.compiler import compile_genome, member_problem
     problem = member_problem(compile_genome(spec.genome, budget.total_steps))
     if problem is not None and problem not in _warned_genomes:
         _warned_genomes.add(problem)
-        logging.getLogger(__name__).warning("genome %s: %s; screening one LR at a time", spec.genome.to_text(),
-                                            problem)
+        log.warning("genome %s: %s; screening one LR at a time", spec.genome.to_text(), problem)
     return problem
 
 
 def _not_batchable(task, exc) -> None:
     """Say once per task that its model cannot be batched."""
-    import logging
     if task.name not in _warned_tasks:
         _warned_tasks.add(task.name)
-        logging.getLogger(__name__).warning("task %r: its model cannot be batched (%s); screening one LR at a time",
-                                            task.name, exc)
+        log.warning("task %r: its model cannot be batched (%s); screening one LR at a time", task.name, exc)
 
 
 def paused_batched_screen(sequential, runs: dict, start_run, spec, task, data, seed, config, budget, device,
@@ -381,7 +392,7 @@ def paused_batched_screen(sequential, runs: dict, start_run, spec, task, data, s
     ``start_run(lr)`` given the member's weights, buffers, optimizer state and data order:
     :meth:`Training.skip_to`), and ``sequential`` makes the screen's entries from them as from its
     own.  Halving's later rungs, its pruning and the full run go on from them one LR at a time."""
-    from .run_parts import _error, _Failure, _seeded_model
+    from .run_parts import _seeded_model
     from .stops import BlowUpStop
     k = check_k(config.batch_lrs)
     if _genome_problem(spec, budget) is not None:
@@ -395,27 +406,20 @@ def paused_batched_screen(sequential, runs: dict, start_run, spec, task, data, s
         snapshots: list = []
         stacked: list = []
         try:
-            outcomes, finals = train_batched(
-                model, spec.genome, lrs, data.train, epochs=epochs, steps_per_epoch=budget.screen_steps_per_epoch,
-                total_steps=budget.total_steps, warmup_steps=budget.warmup_steps, loss_fn=task.loss,
-                accuracy_fn=task.accuracy, device=device, seed=seed, deadline=deadline,
-                early_stop=lambda i, epoch, record: stops[i](epoch, record), snapshots=snapshots, optimizer=stacked)
+            outcomes, finals = _screening_runs(model, spec, task, data, seed, config, budget, device, deadline, lrs,
+                                               epochs, lambda i, epoch, record: stops[i](epoch, record),
+                                               snapshots=snapshots, optimizer=stacked)
         except NotBatchable as exc:
             _not_batchable(task, exc)
             batchable[0] = False
             return
-        except TrainingTimeout as exc:
-            raise _Failure("timeout", f"timeout after {config.timeout_s} s ({exc})") from None
-        except Exception as exc:  # noqa: BLE001
-            raise _error(task, f"batched training (lrs={lrs})", exc) from None
-        saved = model.state_dict().keys()       # a snapshot holds what state_dict holds
 
         def member_run(i: int, lr: float):
             def make():
                 run = start_run(lr)
                 load_member(run.model, finals[i])
                 member_state(stacked[0], i, run.optimizer)
-                run.skip_to(outcomes[i], [{n: v for n, v in snap.items() if n in saved} for snap in snapshots[i]])
+                run.skip_to(outcomes[i], snapshots[i])
                 return run
             return _Member(make, outcomes[i], finals[i], model)
         for i, lr in enumerate(lrs):

@@ -217,7 +217,7 @@ class Training:
             raise RuntimeError("skip_to: this run has trained already")
         _set_rng_state(self._paused, self.device, self.generator)
         for _ in range(outcome.steps):
-            self._next_batch()
+            self._draw()
         self._paused = _rng_state(self.device, self.generator)
         self._step, self._epoch = outcome.steps, len(outcome.curve)
         self._first_unchecked = outcome.steps
@@ -232,7 +232,8 @@ class Training:
         self.outcome.steps = step
         self.finished = True
 
-    def _next_batch(self):
+    def _draw(self):
+        """The next batch as the data yields it (a new pass when one ends)."""
         if self._batches is None:
             self._batches = iter(self.train_data)
         try:
@@ -243,6 +244,10 @@ class Training:
             self._batches, self._fresh = iter(self.train_data), True
             x, y = next(self._batches)
         self._fresh = False
+        return x, y
+
+    def _next_batch(self):
+        x, y = self._draw()
         return _to(x, self.device), _to(y, self.device)
 
     def _loop(self, epochs, val_data, early_stop, on_epoch) -> None:
