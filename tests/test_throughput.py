@@ -115,14 +115,26 @@ def test_a_full_run_far_behind_the_reference_is_cut():
 
 
 def test_halving_drops_survivors_that_cannot_catch_up():
-    """With a reference out of reach, halving's survivors stop after their first rung but one (the
-    best by the protocol's rule), which alone finishes the screen; with one in reach, all three do."""
+    """With a reference out of reach, halving's survivors stop after their second epoch but one (the
+    best by the protocol's rule): its verdict is known, so the screen ends with it and its full run
+    is cut there, the run it would have been.  With one in reach, all three finish the screen."""
     task = toy_task(epochs=12)
     plain = evaluate_genome("sgd", task, seed=0, device="cpu")
     assert plain.ok and len(plain.screen) == 3 and all(e["epochs"] == 4 for e in plain.screen)
     far = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness + 5.0)
-    assert far.ok and len(far.screen) == 1 and far.screen[0]["epochs"] == 4 and far.stopped_early
+    assert far.ok and len(far.screen) == 1 and far.screen[0]["epochs"] == 2 and far.screen[0]["hopeless"]
+    assert far.stopped_early and "cut at epoch 1:" in far.message and len(far.curve) == 2
     assert far.lr in [e["lr"] for e in plain.screen]
+    # the cut run is that LR's full run, stopped: its first two epochs to the last digit
+    alone = evaluate_genome("sgd", task, seed=0, device="cpu", config=ProtocolConfig(lr=far.lr))
+    assert far.curve == alone.curve[:2] and far.fitness == alone.curve[1]["val_score"]
+    # a best survivor that has not yet made min_progress finishes the screen: whether the candidate is
+    # screened out is decided by its fourth epoch, as the grid decides it
+    # (0.35: above every survivor's progress after two epochs, 0.338 at most)
+    strict = ProtocolConfig(min_progress=0.35)
+    slow = evaluate_genome("sgd", task, seed=0, device="cpu", config=strict, reference=plain.fitness + 5.0)
+    assert [e["epochs"] for e in slow.screen] == [4] and not slow.screen[0].get("hopeless")
+    assert slow.status == "screened_out"
     near = evaluate_genome("sgd", task, seed=0, device="cpu", reference=plain.fitness - 1.0)
     assert near.screen == plain.screen and near.fitness == plain.fitness
 

@@ -46,8 +46,9 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
     ``prune(entries, epoch)``: with runs that go on (``protocol.reuse_screen``), the survivors are
     trained an epoch at a time and, after each (from their second epoch on: a gain needs two scores),
     only the LRs ``prune`` keeps of that epoch's entries go on (the protocol drops those that cannot
-    catch up with the reference; it always keeps one).  When every survivor's screening run
-    diverges, the other LRs of the grid get theirs too.
+    catch up with the reference; it always keeps one).  An entry ``prune`` marks ``"hopeless"``
+    ends the screen there, with that entry alone (its verdict is known: the full run is cut at
+    once).  When every survivor's screening run diverges, the other LRs of the grid get theirs too.
 
     ``validate_late(entries)``: with runs that pause, the first rung validates only the runs that
     made ``min_progress`` (the others rank by progress alone, whatever their validation score), and
@@ -75,6 +76,10 @@ def successive_halving(screen_lrs: Callable[..., None], lrs: Sequence[float], sc
             latest = screen[start:]
             del screen[start:]
             alive = prune(latest, done - 1)
+            if any(e.get("hopeless") for e in latest):
+                # the one survivor left cannot catch up with the reference: the screen ends with it
+                screen.extend(e for e in latest if e["lr"] in alive)
+                return rung0
     done = len(screen)
     screen_lrs(alive, epochs=epochs)
     if all(e["diverged"] for e in screen[done:]):

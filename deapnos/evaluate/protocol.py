@@ -445,17 +445,21 @@ def _run_protocol(spec, task, data, seed, config: ProtocolConfig, budget: Budget
     stop: AccuracyStop | BlowUpStop | BehindStop = (
         AccuracyStop(config.full_early_stop_epoch, config.full_early_stop_acc) if config.screen == "paper"
         else BlowUpStop(config.diverge_factor))
-    behind = None
-    if cuts(config, reference):
-        assert reference is not None and config.cut_factor is not None
-        stop = behind = BehindStop(stop, reference, config.cut_factor, budget.epochs,
-                                    min(budget.screen_epochs, budget.epochs) - 1, config.score)
     kept = runs.pop(lr, None) if runs else None
     if kept is not None and not isinstance(kept[0], Training) and not kept[0].finished:
         kept = (kept[0].run(), kept[1])         # a batched run's member, as a run (batched.py)
     if runs:
         runs.clear()            # the other LRs' runs are not needed any more
-    if kept is not None and not kept[0].finished and kept[0].epochs_done == budget.screen_epochs:
+    # halving ends the screen early with a survivor that cannot catch up with the reference (stops.pruner)
+    hopeless = any(e.get("hopeless") and e["lr"] == lr for e in result.screen)
+    behind = None
+    if cuts(config, reference):
+        assert reference is not None and config.cut_factor is not None
+        first = min(budget.screen_epochs, budget.epochs) - 1
+        if hopeless and kept is not None:
+            first = min(first, kept[0].epochs_done - 1)
+        stop = behind = BehindStop(stop, reference, config.cut_factor, budget.epochs, first, config.score)
+    if kept is not None and not kept[0].finished and (kept[0].epochs_done == budget.screen_epochs or hopeless):
         # the full run's first screen_epochs epochs are its screening run's (same model, batches,
         # schedule and stop): go on from there, and score those epochs from their snapshots
         run = kept[0]

@@ -93,7 +93,9 @@ def pruner(runs: dict, config: ProtocolConfig, epochs: int, reference: float | N
     ``epoch``: all their LRs while one of them can still catch up with the reference by the full
     run's end (:func:`best_reach` over its run's validation scores, in ``runs``); when none can, only
     the best entry's by the protocol's rule, for the screen must still choose an LR or screen the
-    candidate out."""
+    candidate out.  That entry is marked ``"hopeless"`` when it already made ``min_progress`` (the
+    candidate will not be screened out): halving ends the screen with it, and the full run is cut
+    there."""
     from .halving import rank_key
     assert reference is not None and config.cut_factor is not None
     factor = config.cut_factor
@@ -109,5 +111,10 @@ def pruner(runs: dict, config: ProtocolConfig, epochs: int, reference: float | N
         lrs = [e["lr"] for e in entries]
         if any(not hopeless(lr, epoch) for lr in lrs):
             return lrs      # a candidate that may still win keeps the grid's choice among its survivors
-        return [max(entries, key=lambda e: rank_key(e, config.min_progress))["lr"]]
+        best = max(entries, key=lambda e: rank_key(e, config.min_progress))
+        if best["score"] >= config.min_progress:
+            # its verdict is known: the LR it would go on with, and a full run cut right there (the
+            # cut's own rule, on the same scores); screening it to the end would only delay the cut
+            best["hopeless"] = True
+        return [best["lr"]]
     return prune
