@@ -188,3 +188,52 @@ def test_a_run_that_trained_cannot_skip_ahead(tasks):
     run.go_on(1)
     with pytest.raises(RuntimeError, match="trained already"):
         run.skip_to(TrainOutcome(steps=2))
+
+
+def test_losses_read_back_every_n_steps(tasks):
+    """``check_every`` (the protocol's ``nan_check_every``: fewer waits for a GPU): a member whose loss
+    goes non-finite is reported at the end of the span of steps that holds that step, as
+    :class:`Training` reports it; the other members train exactly as when every step is checked."""
+    from deapnos import zoo
+    task = tasks["digits-hard"]
+    data = task.build_data(torch.device("cpu"), 0)
+    lrs = [1e4, 0.01]       # momentum at 1e4 has a NaN loss at step 6 on digits-hard
+
+    def fresh():
+        torch.manual_seed(0)
+        data.generator.manual_seed(0)
+        return task.build_model(data.num_classes)
+
+    def run(check_every):
+        return batched.train_batched(fresh(), zoo.get("momentum"), lrs, data.train, epochs=3, steps_per_epoch=5,
+                                     total_steps=15, warmup_steps=2, loss_fn=task.loss, accuracy_fn=task.accuracy,
+                                     device="cpu", check_every=check_every)
+    (every, every_w), (third, third_w), (fourth, _) = run(1), run(3), run(4)
+    assert every[0].diverged and every[0].divergence == "loss is nan at step 6 (epoch 1)" and every[0].steps == 6
+    # checked after steps 2, 5, 8: the NaN of step 6 shows at step 8
+    assert third[0].diverged and third[0].divergence == "non-finite loss within steps 6-8 (epoch 1)"
+    assert third[0].steps == 8 and third[0].curve == every[0].curve
+    # checked after step 3, at the first epoch's end (after step 4, the span going on) and after step 7,
+    # as Training checks
+    assert fourth[0].divergence == "non-finite loss within steps 4-7 (epoch 1)" and fourth[0].steps == 7
+    assert not third[1].diverged and third[1].curve == every[1].curve
+    for name, value in every_w[1].items():
+        assert torch.equal(third_w[1][name], value), name
+    with pytest.raises(ValueError, match="check_every must be >= 1"):
+        run(0)
+
+
+def test_the_protocol_passes_its_nan_check_every_to_batched_runs(tasks, monkeypatch):
+    seen = []
+    real = batched.train_batched
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["check_every"])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(batched, "train_batched", spy)
+    config = {"step_scale": 0.2, "nan_check_every": 3}
+    bat = evaluate_genome("adam", tasks["ill-conditioned"], seed=0, config=ProtocolConfig(**config, batch_lrs=7),
+                          device="cpu")
+    seq = evaluate_genome("adam", tasks["ill-conditioned"], seed=0, config=ProtocolConfig(**config), device="cpu")
+    assert seen == [3]
+    _screens_match(seq, bat)

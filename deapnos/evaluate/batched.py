@@ -12,6 +12,7 @@ to sequential runs.  Details: docs/evaluation.md, "Throughput".
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -112,8 +113,8 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
                   steps_per_epoch: int, total_steps: int, warmup_steps: int, loss_fn: Callable,
                   accuracy_fn: Callable, device, seed: int = 0,
                   early_stop: Callable[[int, int, dict], bool] | None = None,
-                  deadline: float | None = None, snapshots: list | None = None, optimizer: list | None = None
-                  ) -> tuple[list[TrainOutcome], list[dict]]:
+                  deadline: float | None = None, snapshots: list | None = None, optimizer: list | None = None,
+                  check_every: int = 1) -> tuple[list[TrainOutcome], list[dict]]:
     """Train ``model``'s initial weights at each LR of ``lrs`` at once, as :func:`training.train` would
     one after another (loss checked every step, parameters at each epoch's end).
 
@@ -124,9 +125,14 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
 
     ``snapshots`` (a list): gets, per member, its ``state_dict`` (on the CPU) at each of its epochs'
     ends; ``optimizer`` (a list): gets the stacked optimizer (:func:`member_state`
-    takes a member's state out of it).
+    takes a member's state out of it).  ``check_every``: read the members' losses back every this
+    many steps and at each epoch's end, as :class:`~deapnos.evaluate.training.Training` does (a
+    GPU then waits for the host less often); a member whose loss went non-finite in between is
+    reported diverged within that span of steps.
     """
     k = check_k(len(lrs))
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
     from ..optim.compiler import member_problem
     model.train()
     params, buffers, forward = _stacked_forward(model, k)
@@ -154,6 +160,18 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
     t0 = time.perf_counter()
     step = 0
     fresh = False
+    bad: torch.Tensor | None = None     # per member: a non-finite loss since the last check
+    first_unchecked = 0
+
+    def diverge(members, why: str, at: int) -> None:
+        """Members ``members`` (those still training) diverged at step ``at``."""
+        for i in members:
+            if active[i]:
+                active[i] = False
+                outcomes[i].diverged, outcomes[i].divergence, outcomes[i].steps = True, why, at
+
+    def flagged(flags: torch.Tensor) -> list[int]:
+        return [i for i, b in enumerate(flags.tolist()) if b]
     for epoch in range(epochs):
         loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
         correct = torch.zeros(k, dtype=torch.float64, device=device)
@@ -177,15 +195,20 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
                 out = forward(params, x)
                 losses = member_losses(out, y)
             lv = losses.detach()
-            finite = torch.isfinite(lv).tolist()
-            for i in range(k):
-                if step == 0:
-                    outcomes[i].initial_loss = float(lv[i])
-                if active[i] and not finite[i]:
-                    active[i] = False
-                    outcomes[i].diverged = True
-                    outcomes[i].divergence = f"loss is {float(lv[i])} at step {step} (epoch {epoch})"
-                    outcomes[i].steps = step
+            if step == 0:
+                for i, value in enumerate(lv.tolist()):
+                    outcomes[i].initial_loss = value
+            if check_every == 1:
+                for i, value in enumerate(lv.tolist()):
+                    if not math.isfinite(value):
+                        diverge([i], f"loss is {value} at step {step} (epoch {epoch})", step)
+            else:
+                flag = ~torch.isfinite(lv)
+                bad = flag if bad is None else bad | flag
+                if (step + 1) % check_every == 0:
+                    diverge(flagged(bad), f"non-finite loss within steps {first_unchecked}-{step} (epoch {epoch})",
+                            step)
+                    bad, first_unchecked = None, step + 1
             if not any(active):
                 break
             # a finished member's loss still flows but cannot reach another member's slice
@@ -205,18 +228,23 @@ def train_batched(model: torch.nn.Module, genome, lrs: Sequence[float], train_da
             count += n
         if not any(active):
             break
-        finite_params = torch.stack([torch.isfinite(p.detach().reshape(k, -1)).all(dim=1) for p in plist]).all(dim=0)
+        if bad is not None:     # as Training: the epoch's end is checked too (the span goes on)
+            diverge(flagged(bad), f"non-finite loss within steps {first_unchecked}-{step - 1} (epoch {epoch})",
+                    step)
+        finite_params = torch.stack([torch.isfinite(p.detach().reshape(k, -1)).all(dim=1)
+                                     for p in plist]).all(dim=0).tolist()
+        losses_sum, corrects = loss_sum.tolist(), correct.tolist()
         for i in range(k):
             if not active[i]:
                 continue
             outcomes[i].steps = step
-            if not bool(finite_params[i]):
+            if not finite_params[i]:
                 active[i] = False
                 outcomes[i].diverged = True
                 outcomes[i].divergence = f"parameters are not finite after step {step} (epoch {epoch})"
                 continue
-            record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum[i]) / count,
-                      "train_acc": float(correct[i]) / count, "lr": lrs[i] * opt.lr_at(max(step - 1, 0))}
+            record = {"epoch": epoch, "step": step, "train_loss": losses_sum[i] / count,
+                      "train_acc": corrects[i] / count, "lr": lrs[i] * opt.lr_at(max(step - 1, 0))}
             outcomes[i].curve.append(record)
             if snapshots is not None:
                 snapshots[i].append({n: t.detach()[i].to("cpu", copy=True)
@@ -358,7 +386,8 @@ def _screening_runs(model, spec, task, data, seed, config, budget, device, deadl
         return train_batched(model, spec.genome, lrs, data.train, epochs=epochs,
                              steps_per_epoch=budget.screen_steps_per_epoch, total_steps=budget.total_steps,
                              warmup_steps=budget.warmup_steps, loss_fn=task.loss, accuracy_fn=task.accuracy,
-                             device=device, seed=seed, early_stop=early_stop, deadline=deadline, **keep)
+                             device=device, seed=seed, early_stop=early_stop, deadline=deadline,
+                             check_every=config.nan_check_every, **keep)
     except NotBatchable:
         raise
     except TrainingTimeout as exc:
